@@ -1,0 +1,86 @@
+"""Queue port: at-least-once delivery with visibility timeout, receive count and a DLQ (SQS semantics)."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class QueueMessage:
+    id: str
+    receipt: str  # opaque handle for ack/extend/release; changes on every receive
+    body: str
+    receive_count: int  # 1 on first delivery
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+class Queue(abc.ABC):
+    """One named queue with its dead-letter queue.
+
+    Contract (checked by ``tests/conformance/test_queue.py``):
+
+    * ``send``/``send_batch`` make the message durable before returning.
+    * ``receive`` returns at most ``max_messages`` (<= 10) visible messages, waiting up to
+      ``wait_s`` for the first; each returned message is invisible to other receivers for
+      ``visibility_timeout_s`` (default: the queue's), and its ``receive_count`` is incremented.
+    * A message received more than ``max_receives`` times is moved to the DLQ instead of being
+      delivered again (SQS redrive policy).
+    * ``ack`` deletes it. An unknown or stale receipt raises nothing (SQS behaviour: after a
+      redelivery only the newest receipt is guaranteed to delete).
+    * ``extend`` resets its invisibility to ``visibility_timeout_s`` from now (heartbeat).
+    * ``release`` makes it visible again after ``delay_s`` (0 = now) without deleting it.
+    * ``dead_letter`` moves it to the DLQ now, with ``reason`` kept as a message attribute.
+    * Messages survive a process restart (embedded) / are server side (SQS).
+    """
+
+    name: str
+    max_receives: int
+    visibility_timeout_s: int
+
+    @abc.abstractmethod
+    async def send(self, body: str, *, delay_s: int = 0) -> str: ...
+
+    async def send_batch(self, bodies: Sequence[str]) -> list[str]:
+        return [await self.send(b) for b in bodies]
+
+    @abc.abstractmethod
+    async def receive(
+        self,
+        max_messages: int = 10,
+        *,
+        wait_s: float = 0.0,
+        visibility_timeout_s: int | None = None,
+    ) -> list[QueueMessage]: ...
+
+    @abc.abstractmethod
+    async def ack(self, message: QueueMessage) -> None: ...
+
+    async def ack_batch(self, messages: Sequence[QueueMessage]) -> None:
+        for m in messages:
+            await self.ack(m)
+
+    @abc.abstractmethod
+    async def extend(self, message: QueueMessage, visibility_timeout_s: int) -> None: ...
+
+    @abc.abstractmethod
+    async def release(self, message: QueueMessage, *, delay_s: int = 0) -> None: ...
+
+    @abc.abstractmethod
+    async def dead_letter(self, message: QueueMessage, reason: str) -> None: ...
+
+    @abc.abstractmethod
+    async def depth(self) -> int:
+        """Approximate number of messages waiting (visible + in flight), DLQ excluded."""
+
+    @abc.abstractmethod
+    async def dlq_messages(self, max_messages: int = 10) -> list[QueueMessage]:
+        """Peek at (receive from) the DLQ, for operators and tests."""
+
+    @abc.abstractmethod
+    async def check(self) -> None:
+        """Raise ``DependencyError`` when the queue (or its DLQ) is missing or unreachable."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        pass

@@ -1,0 +1,81 @@
+"""Every conformance test runs once per adapter of its port.
+
+Each adapter kind maps to an async factory ``make(request, tmp_path)`` in a
+``tests/conformance/factories_*.py`` module; production kinds pull their server fixture through
+``request.getfixturevalue`` so a missing server fails loudly (see ``tests/servers/_require.py``).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+ADAPTERS: dict[str, dict[str, str]] = {
+    # port -> adapter kind -> "module:function"
+    "queue": {
+        "sqlite": "tests.conformance.factories_embedded:make_queue",
+        "sqs": "tests.conformance.factories_aws:make_queue",
+    },
+    "blobstore": {
+        "local": "tests.conformance.factories_embedded:make_blobstore",
+        "s3": "tests.conformance.factories_aws:make_blobstore",
+    },
+    "registry": {
+        "sqlite": "tests.conformance.factories_embedded:make_registry",
+        "dynamodb": "tests.conformance.factories_aws:make_registry",
+    },
+    "vector_index": {
+        "lancedb": "tests.conformance.factories_embedded:make_vector_index",
+        "opensearch": "tests.conformance.factories_opensearch:make_vector_index",
+    },
+    "embedder": {
+        "local": "tests.conformance.factories_embedded:make_embedder",
+        "http": "tests.conformance.factories_embedded:make_http_embedder",
+    },
+}
+
+
+def _factory(spec: str):
+    module, _, fn = spec.partition(":")
+    return getattr(importlib.import_module(module), fn)
+
+
+async def _build(port: str, request: pytest.FixtureRequest, tmp_path):
+    adapter = await _factory(ADAPTERS[port][request.param])(request, tmp_path)
+    return adapter
+
+
+@pytest.fixture(params=list(ADAPTERS["queue"]))
+async def queue(request, tmp_path):
+    adapter = await _build("queue", request, tmp_path)
+    yield adapter
+    await adapter.close()
+
+
+@pytest.fixture(params=list(ADAPTERS["blobstore"]))
+async def blobstore(request, tmp_path):
+    adapter = await _build("blobstore", request, tmp_path)
+    yield adapter
+    await adapter.close()
+
+
+@pytest.fixture(params=list(ADAPTERS["registry"]))
+async def registry(request, tmp_path):
+    adapter = await _build("registry", request, tmp_path)
+    yield adapter
+    await adapter.close()
+
+
+@pytest.fixture(params=list(ADAPTERS["vector_index"]))
+async def vector_index(request, tmp_path):
+    adapter = await _build("vector_index", request, tmp_path)
+    yield adapter
+    await adapter.close()
+
+
+@pytest.fixture(params=list(ADAPTERS["embedder"]))
+async def embedder(request, tmp_path):
+    adapter = await _build("embedder", request, tmp_path)
+    yield adapter
+    await adapter.close()

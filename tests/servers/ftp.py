@@ -1,0 +1,1 @@
+"""Session fixture for a real server; see tests/servers/_require.py."""

@@ -30,8 +30,8 @@ ADAPTERS: dict[str, dict[str, str]] = {
         "opensearch": "tests.conformance.factories_opensearch:make_vector_index",
     },
     "embedder": {
-        "local": "tests.conformance.factories_embedded:make_embedder",
-        "http": "tests.conformance.factories_embedded:make_http_embedder",
+        "local": "tests.conformance.factories_embedder:make_local_embedder",
+        "http": "tests.conformance.factories_embedder:make_http_embedder",
     },
 }
 

@@ -66,24 +66,28 @@ def health_app(
     readiness: Readiness, liveness: Callable[[], tuple[bool, str]] | None = None
 ) -> FastAPI:
     app = FastAPI(title="DatatoRAG worker health", docs_url=None, redoc_url=None)
+    add_health_routes(app, readiness, liveness)
+    return app
 
-    @app.get("/healthz")
+
+def add_health_routes(
+    app: FastAPI, readiness: Readiness, liveness: Callable[[], tuple[bool, str]] | None = None
+) -> None:
+    @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
         ok, detail = liveness() if liveness else (True, "ok")
         return JSONResponse({"status": "ok" if ok else "unhealthy", "detail": detail},
                             status_code=200 if ok else 503)
 
-    @app.get("/readyz")
+    @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
         results = await readiness.run()
         ready = all(v == "ok" for v in results.values())
         return JSONResponse({"ready": ready, "checks": results}, status_code=200 if ready else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-    return app
 
 
 def worker_liveness(workers, max_idle_s: float) -> Callable[[], tuple[bool, str]]:

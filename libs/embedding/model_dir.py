@@ -19,6 +19,7 @@ class ModelSpec:
     query_prompt: str  # prepended to queries
     document_prompt: str  # "{title}" and "{text}" are filled in
     is_gemma: bool
+    max_seq_length: int | None = None  # the model's window, from sentence_bert_config.json
 
 
 def resolve_model(model: str) -> ModelSpec:
@@ -46,7 +47,11 @@ def resolve_model(model: str) -> ModelSpec:
         query_prompt = prompts.get("query", "")
         document_prompt = "{text}"
     model_id = "all-minilm-l6-v2" if model == MINILM else _model_id(path, config)
-    return ModelSpec(path, model_id, query_prompt, document_prompt, is_gemma)
+    max_seq = None
+    sbert = path / "sentence_bert_config.json"
+    if sbert.is_file():
+        max_seq = json.loads(sbert.read_text()).get("max_seq_length")
+    return ModelSpec(path, model_id, query_prompt, document_prompt, is_gemma, max_seq)
 
 
 def _st_prompts(path: Path) -> dict[str, str]:

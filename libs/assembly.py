@@ -1,0 +1,100 @@
+"""Wiring: build each service's parts from settings. Services (and ``datatorag up``) stay thin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from libs.config import Mode, Settings
+from libs.embedding.model_dir import load_tokenizer, resolve_model
+from libs.factory import make_blobstore, make_embedder, make_queue, make_registry, make_vector_index
+from libs.pipeline.stages import EmbedStage, IndexStage, ParseStage, StageDeps
+from libs.pipeline.worker import Worker
+from libs.ports import BlobStore, Embedder, Queue, Registry, VectorIndex
+from libs.runtime import Readiness
+
+
+@dataclass
+class Components:
+    """Adapters shared by everything running in one process; each built once, on first use."""
+
+    settings: Settings
+    _queues: dict[str, Queue] = field(default_factory=dict)
+    _registry: Registry | None = None
+    _blobstore: BlobStore | None = None
+    _embedder: Embedder | None = None
+    _index: VectorIndex | None = None
+    readiness: Readiness = field(default_factory=Readiness)
+
+    def queue(self, logical: str) -> Queue:
+        if logical not in self._queues:
+            q = make_queue(self.settings, logical)
+            self._queues[logical] = q
+            self.readiness.add(f"queue:{q.name}", q.check)
+        return self._queues[logical]
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self._registry = make_registry(self.settings)
+            self.readiness.add("registry", self._registry.check)
+        return self._registry
+
+    @property
+    def blobstore(self) -> BlobStore:
+        if self._blobstore is None:
+            self._blobstore = make_blobstore(self.settings)
+            self.readiness.add("blobstore", self._blobstore.check)
+        return self._blobstore
+
+    async def embedder(self, *, in_process: bool | None = None) -> Embedder:
+        if self._embedder is None:
+            self._embedder = await make_embedder(self.settings, in_process=in_process)
+            self.readiness.add("embedder", self._embedder.check)
+        return self._embedder
+
+    async def index(self) -> VectorIndex:
+        """The index follows the model: its id and dimension come from the embedder."""
+        if self._index is None:
+            emb = await self.embedder()
+            self._index = make_vector_index(self.settings, model_id=emb.model_id, dim=emb.dim)
+            await self._index.ensure()
+            self.readiness.add("vector_index", self._index.check)
+        return self._index
+
+    def stage_deps(self) -> StageDeps:
+        return StageDeps(self.settings, self.registry, self.blobstore)
+
+    async def close(self) -> None:
+        for closable in [*self._queues.values(), self._registry, self._blobstore, self._index,
+                         self._embedder]:
+            if closable is not None:
+                await closable.close()
+
+
+def _wait(settings: Settings) -> float:
+    # Embedded queues are local: poll briefly so shutdown stays snappy.
+    return 1.0 if settings.mode is Mode.EMBEDDED else float(settings.queues.wait_time_s)
+
+
+async def parser_worker(c: Components) -> Worker:
+    s = c.settings
+    spec = resolve_model(s.embedding.model)
+    emb_max = min(s.embedding.max_seq_tokens, spec.max_seq_length or s.embedding.max_seq_tokens)
+    stage = ParseStage(
+        c.stage_deps(), out=c.queue("embed"), index_queue=c.queue("index"),
+        tokenizer=load_tokenizer(s.embedding.model),
+        # a chunk must fit the model's window, or its tail would be silently truncated
+        max_tokens=min(s.chunking.max_tokens, emb_max),
+    )
+    return Worker(c.queue("parse"), stage, batch_size=1, wait_s=_wait(s))
+
+
+async def embedder_worker(c: Components) -> Worker:
+    stage = EmbedStage(c.stage_deps(), await c.embedder(in_process=True), out=c.queue("index"))
+    # Up to 10 documents per receive, gathered briefly: one length-sorted encode across them.
+    return Worker(c.queue("embed"), stage, batch_size=10, wait_s=_wait(c.settings), gather_s=0.2)
+
+
+async def indexer_worker(c: Components) -> Worker:
+    stage = IndexStage(c.stage_deps(), await c.index())
+    return Worker(c.queue("index"), stage, batch_size=10, wait_s=_wait(c.settings))

@@ -1,0 +1,1 @@
+"""The connector service: thin entry point; the logic lives in libs/."""

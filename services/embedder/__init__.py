@@ -1,0 +1,1 @@
+"""The embedder service: thin entry point; the logic lives in libs/."""

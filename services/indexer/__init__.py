@@ -1,0 +1,1 @@
+"""The indexer service: thin entry point; the logic lives in libs/."""

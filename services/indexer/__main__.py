@@ -1,0 +1,4 @@
+from libs.serve import run
+
+if __name__ == "__main__":
+    run("indexer")

@@ -1,0 +1,1 @@
+"""The parser service: thin entry point; the logic lives in libs/."""

@@ -42,7 +42,7 @@ class HttpEmbedder(Embedder):
                 body["titles"] = list(titles[i : i + _BATCH])
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(TransientError),
-                wait=wait_exponential_jitter(0.2, max=5),
+                wait=wait_exponential_jitter(multiplier=0.2, max=5),
                 stop=stop_after_attempt(5),
                 reraise=True,
             ):

@@ -7,6 +7,8 @@ in one forward pass; each caller gets its own rows back.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -96,15 +98,14 @@ class MicroBatcher:
 
 def create_embed_app(embedder: LocalEmbedder, wait_ms: float) -> FastAPI:
     batcher = MicroBatcher(embedder, wait_ms)
-    app = FastAPI(title="DatatoRAG embedder", version="1")
 
-    @app.on_event("startup")
-    async def _start() -> None:  # pragma: no cover - exercised by the service tests
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         batcher.start()
-
-    @app.on_event("shutdown")
-    async def _stop() -> None:  # pragma: no cover
+        yield
         await batcher.stop()
+
+    app = FastAPI(title="DatatoRAG embedder", version="1", lifespan=lifespan)
 
     @app.get("/v1/model")
     async def model_info() -> dict:

@@ -1,0 +1,319 @@
+"""PDF: the text layer with pypdfium2, tables with pdfplumber on the pages that have them.
+
+pdfplumber (pdfminer) reads 4-17 pages/s, pypdfium2 130-450, so pdfplumber is opened lazily and
+only for pages whose vector graphics look like a ruled table (several straight, axis-aligned
+path objects). PDFium is not thread-safe: every parse holds ``_PDFIUM_LOCK`` so callers may use
+threads (``asyncio.to_thread``) without corrupting its global state.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import re
+import statistics
+import threading
+from collections import Counter
+from dataclasses import dataclass
+
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+
+from libs.errors import PermanentError
+from libs.parsing.cleaning import clean_inline, clean_paragraph
+from libs.parsing.headings import is_numbered_heading, looks_like_heading_text
+from libs.parsing.model import Block, ParsedDocument
+
+_PDFIUM_LOCK = threading.Lock()
+
+# a page with at least this many straight-edged paths is worth asking pdfplumber about tables
+_MIN_RULING_PATHS = 4
+_MAX_PATHS_EXAMINED = 400
+_HEADING_SIZE_RATIO = 1.15
+_PARAGRAPH_GAP_RATIO = 1.45
+_EDGE_LINES = 3  # lines at the top/bottom of a page examined for running headers/footers
+_PAGE_NUMBER = re.compile(
+    r"^(?:page\s*)?#(?:\s*(?:of|/)\s*#)?$|^[-\u2013\u2014]\s*#\s*[-\u2013\u2014]$|^[ivxlc]{1,6}$"
+)
+_TITLE_JUNK = re.compile(r"^(?:microsoft (?:word|powerpoint) - |untitled\b)", re.I)
+
+
+@dataclass
+class _Line:
+    text: str
+    page: int
+    x: float
+    y: float  # baseline, PDF units, growing upwards
+    size: float
+    bold: bool
+    drop: bool = False
+    table: int | None = None  # index into _Page.tables when the line sits inside a table
+
+
+@dataclass
+class _Page:
+    number: int
+    lines: list[_Line]
+    tables: list[tuple[tuple[float, float, float, float], list[list[str]]]]
+
+
+def parse_pdf(data: bytes, filename: str) -> ParsedDocument:
+    with _PDFIUM_LOCK:
+        pdf = _open(data, filename)
+        try:
+            title_meta = _meta_title(pdf)
+            pages = [_read_page(pdf, i) for i in range(len(pdf))]
+            candidates = [p.number for p, tp in pages if tp]
+        finally:
+            pdf.close()
+    page_list = [p for p, _ in pages]
+    if not page_list:
+        raise PermanentError(f"{filename!r}: the PDF has no pages", code="pdf_corrupt")
+    empty = [p.number for p in page_list if not p.lines]
+    if len(empty) == len(page_list):
+        n = len(page_list)
+        raise PermanentError(
+            f"{filename!r} has no text layer: {n} of {n} page{'s' if n != 1 else ''} "
+            "contain no text (a scanned or image-only PDF; OCR is not supported)",
+            code="pdf_no_text_layer",
+        )
+    if candidates:
+        _attach_tables(data, page_list, candidates)
+    _drop_running_lines(page_list)
+    blocks, first_heading = _blocks(page_list)
+    title = title_meta or first_heading or next((b.text for b in blocks), None)
+    return ParsedDocument(title=title, doc_type="pdf", page_count=len(page_list), blocks=blocks)
+
+
+def _open(data: bytes, filename: str) -> pdfium.PdfDocument:
+    try:
+        return pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        code = getattr(exc, "err_code", None)
+        if code == pdfium_c.FPDF_ERR_PASSWORD:
+            raise PermanentError(
+                f"{filename!r} is encrypted with a password; upload an unprotected copy",
+                code="pdf_encrypted",
+            ) from None
+        if code == pdfium_c.FPDF_ERR_SECURITY:
+            raise PermanentError(
+                f"{filename!r} uses an unsupported security handler (encrypted PDF)",
+                code="pdf_encrypted",
+            ) from None
+        raise PermanentError(
+            f"{filename!r} is not a readable PDF ({exc}); the file is corrupt or truncated",
+            code="pdf_corrupt",
+        ) from None
+
+
+def _meta_title(pdf: pdfium.PdfDocument) -> str | None:
+    try:
+        title = clean_inline(pdf.get_metadata_value("Title") or "")
+    except Exception:  # noqa: BLE001 - broken metadata must not fail the parse
+        return None
+    title = _TITLE_JUNK.sub("", title).strip()
+    return title if len(title) >= 3 else None
+
+
+def _read_page(pdf: pdfium.PdfDocument, index: int) -> tuple[_Page, bool]:
+    """Lines of one page with position and font, and whether it may hold a ruled table."""
+    page = pdf[index]
+    try:
+        textpage = page.get_textpage()
+        try:
+            lines = _lines(textpage, index + 1)
+        finally:
+            textpage.close()
+        maybe_table = bool(lines) and _has_rulings(page)
+    finally:
+        page.close()
+    return _Page(index + 1, lines, []), maybe_table
+
+
+def _lines(textpage: pdfium.PdfTextPage, page_no: int) -> list[_Line]:
+    text = textpage.get_text_range()
+    if not text.strip():
+        return []
+    raw = textpage.raw
+    x, y = ctypes.c_double(), ctypes.c_double()
+    out: list[_Line] = []
+    pos = 0
+    for piece in re.split(r"(\r\n|\r|\n)", text):
+        if piece in ("\r\n", "\r", "\n"):
+            pos += len(piece)
+            continue
+        stripped = piece.strip()
+        if stripped:
+            lead = len(piece) - len(piece.lstrip())
+            char = pdfium_c.FPDFText_GetCharIndexFromTextIndex(raw, pos + lead)
+            if char < 0:
+                char = pos + lead
+            pdfium_c.FPDFText_GetCharOrigin(raw, char, x, y)
+            size = pdfium_c.FPDFText_GetFontSize(raw, char)
+            weight = pdfium_c.FPDFText_GetFontWeight(raw, char)
+            out.append(_Line(stripped, page_no, x.value, y.value, round(size, 1), weight >= 600))
+        pos += len(piece)
+    return out
+
+
+def _has_rulings(page: pdfium.PdfPage) -> bool:
+    """Cheap table signal: straight-edged, axis-aligned path objects (cell borders, rules)."""
+    straight = 0
+    seen = 0
+    for obj in page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_PATH,), max_depth=2):
+        seen += 1
+        if seen > _MAX_PATHS_EXAMINED:
+            break
+        n = pdfium_c.FPDFPath_CountSegments(obj.raw)
+        if n <= 0 or n > 10:
+            continue
+        if all(
+            pdfium_c.FPDFPathSegment_GetType(pdfium_c.FPDFPath_GetPathSegment(obj.raw, i))
+            != pdfium_c.FPDF_SEGMENT_BEZIERTO
+            for i in range(n)
+        ):
+            straight += 1
+            if straight >= _MIN_RULING_PATHS:
+                return True
+    return False
+
+
+def _attach_tables(data: bytes, pages: list[_Page], candidates: list[int]) -> None:
+    """Run pdfplumber's table finder on the candidate pages only; mark the lines it covers."""
+    import pdfplumber
+
+    with pdfplumber.open(io.BytesIO(data)) as plumber:
+        for number in candidates:
+            ppage = plumber.pages[number - 1]
+            page = pages[number - 1]
+            height = float(ppage.height)
+            for table in ppage.find_tables():
+                rows = [[clean_inline(c or "") for c in row] for row in table.extract()]
+                rows = [r for r in rows if any(r)]
+                if len(rows) < 2 or max(len(r) for r in rows) < 2:
+                    continue  # a framed paragraph, not a table
+                x0, top, x1, bottom = (float(v) for v in table.bbox)
+                # pdfplumber measures from the top of the page, PDFium from the bottom
+                box = (x0 - 1, height - bottom - 1, x1 + 1, height - top + 1)
+                page.tables.append((box, rows))
+                for line in page.lines:
+                    if line.table is None and box[0] <= line.x <= box[2] and box[1] <= line.y <= box[3]:
+                        line.table = len(page.tables) - 1
+
+
+def _edge_key(text: str) -> str:
+    return re.sub(r"\d+", "#", text.lower()).strip()
+
+
+def _drop_running_lines(pages: list[_Page]) -> None:
+    """Drop page-number lines, and header/footer lines repeated on most pages."""
+    counts: Counter[str] = Counter()
+    edges: list[list[_Line]] = []
+    for page in pages:
+        body = [ln for ln in page.lines if ln.table is None]
+        edge = body[:_EDGE_LINES] + body[-_EDGE_LINES:] if len(body) > _EDGE_LINES * 2 else body
+        edges.append(edge)
+        counts.update({_edge_key(ln.text) for ln in edge})
+    threshold = max(2, (len(pages) + 1) // 2)
+    for edge in edges:
+        for line in edge:
+            key = _edge_key(line.text)
+            if _PAGE_NUMBER.match(key) or (len(pages) >= 2 and counts[key] >= threshold):
+                line.drop = True
+
+
+def _blocks(pages: list[_Page]) -> tuple[list[Block], str | None]:
+    lines = [ln for p in pages for ln in p.lines if not ln.drop]
+    sizes: Counter[float] = Counter()
+    for ln in lines:
+        if ln.table is None:
+            sizes[ln.size] += len(ln.text)
+    body_size = sizes.most_common(1)[0][0] if sizes else 0.0
+    body_bold = sum(len(ln.text) for ln in lines if ln.bold) > 0.5 * sum(sizes.values())
+    pitch = _median_pitch(lines)
+    tables = {p.number: p.tables for p in pages}
+
+    blocks: list[Block] = []
+    section: str | None = None
+    first_heading: str | None = None
+    para: list[str] = []
+    para_page = 0
+    heading: list[str] = []
+    heading_size = 0.0
+    emitted_tables: set[tuple[int, int]] = set()
+    prev: _Line | None = None
+
+    def flush_para() -> None:
+        nonlocal para
+        if para:
+            text = clean_paragraph("\n".join(para))
+            if text:
+                blocks.append(Block(text, para_page, section, "text"))
+            para = []
+
+    def flush_heading() -> None:
+        nonlocal heading, section, first_heading
+        if heading:
+            text = clean_inline(" ".join(heading))
+            if text:
+                section = text
+                first_heading = first_heading or text
+                blocks.append(Block(text, heading_page, section, "heading"))
+            heading = []
+
+    heading_page = 0
+    for ln in lines:
+        if ln.table is not None:
+            key = (ln.page, ln.table)
+            if key not in emitted_tables:
+                flush_heading()
+                flush_para()
+                emitted_tables.add(key)
+                rows = tables[ln.page][ln.table][1]
+                blocks.append(Block("\n".join(" | ".join(r) for r in rows), ln.page, section, "table"))
+            prev = None
+            continue
+        gap = prev is None or prev.page != ln.page or (prev.y - ln.y) > pitch * _PARAGRAPH_GAP_RATIO \
+            or prev.y < ln.y
+        is_heading = _is_heading(ln, body_size, body_bold, standalone=gap)
+        if is_heading:
+            # a heading that wraps continues with the same font on the next line
+            if heading and not (abs(ln.size - heading_size) < 0.5 and not gap and ln.page == heading_page):
+                flush_heading()
+            if not heading:
+                flush_para()
+                heading_size, heading_page = ln.size, ln.page
+            heading.append(ln.text)
+        else:
+            flush_heading()
+            if gap or (prev is not None and abs(ln.size - prev.size) > 0.5):
+                flush_para()
+            if not para:
+                para_page = ln.page
+            elif ln.page != para_page:
+                flush_para()
+                para_page = ln.page
+            para.append(ln.text)
+        prev = ln
+    flush_heading()
+    flush_para()
+    return blocks, first_heading
+
+
+def _is_heading(ln: _Line, body_size: float, body_bold: bool, *, standalone: bool) -> bool:
+    text = ln.text
+    if not looks_like_heading_text(text):
+        return False
+    if body_size and ln.size >= body_size * _HEADING_SIZE_RATIO:
+        return True
+    if ln.bold and not body_bold and standalone and len(text) <= 80:
+        return True
+    return standalone and is_numbered_heading(text) and len(text) <= 80 and ln.size >= body_size - 0.5
+
+
+def _median_pitch(lines: list[_Line]) -> float:
+    gaps = [
+        a.y - b.y for a, b in zip(lines, lines[1:], strict=False)
+        if a.page == b.page and a.table is None and b.table is None and 0 < a.y - b.y < 60
+    ]
+    return statistics.median(gaps) if gaps else 14.0

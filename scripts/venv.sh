@@ -19,7 +19,7 @@ if [ ! -x "$venv/.complete" ]; then
   printf '#!/bin/sh\nexit 0\n' > "$venv/.complete" && chmod +x "$venv/.complete"
 fi
 # The project itself is installed editable into whichever clone asks (cheap, no deps).
-if ! "$venv/bin/python" -c "import libs, sys; sys.exit(0 if libs.__file__.startswith('$root/') else 1)" 2>/dev/null; then
+if ! (cd / && "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(0 if 'file://$root' in (m.distribution('datatorag').read_text('direct_url.json') or '') else 1)") 2>/dev/null; then
   uv_bin="$(command -v uv || echo "$HOME/.local/bin/uv")"
   VIRTUAL_ENV="$venv" "$uv_bin" pip install -q --no-deps -e "$root" >&2
 fi

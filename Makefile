@@ -1,0 +1,39 @@
+# DatatoRAG — everything a developer or CI runs. The venv lives outside the clone (scripts/venv.sh).
+SHELL := /bin/bash
+PY := .venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-fast bench bench-quick lint images opensearch-start opensearch-stop clean
+
+install:            ## create/refresh the cached virtualenv and install the project (editable)
+	@bash scripts/venv.sh >/dev/null
+
+run: install        ## the whole product on one machine: ingest the sample corpus, gateway on :8080
+	.venv/bin/datatorag up
+
+test: install       ## every test; starts OpenSearch, moto, FTP/SFTP servers as local processes
+	.venv/bin/pytest -q -ra $(PYTEST_ARGS)
+
+test-fast: install  ## unit + embedded conformance only (no external servers)
+	.venv/bin/pytest -q -ra tests/unit tests/conformance -k "not sqs and not s3 and not dynamodb and not opensearch" $(PYTEST_ARGS)
+
+bench: install      ## all benchmarks; results in .bench/results, summary in BENCHMARKS.md
+	$(PY) -m bench.run
+
+bench-quick: install
+	$(PY) -m bench.run --quick
+
+lint: install
+	.venv/bin/ruff check libs services tests bench
+
+images:             ## Docker images (needs a Docker engine)
+	docker build -t datatorag:latest .
+
+opensearch-start:
+	bash scripts/opensearch.sh start
+
+opensearch-stop:
+	bash scripts/opensearch.sh stop
+
+clean:
+	rm -rf data .bench .pytest_cache

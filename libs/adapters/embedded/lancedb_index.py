@@ -146,9 +146,12 @@ class LanceDbIndex(VectorIndex):
                     self._db = await lancedb.connect_async(
                         str(self.path), read_consistency_interval=self._consistency
                     )
-                    table = await self._db.create_table(
-                        self.table_name, schema=_schema(self.dim), exist_ok=True
-                    )
+                    try:
+                        table = await self._db.open_table(self.table_name)
+                    except ValueError:  # missing: create (exist_ok covers a concurrent create)
+                        table = await self._db.create_table(
+                            self.table_name, schema=_schema(self.dim), exist_ok=True
+                        )
                 except (OSError, ValueError, RuntimeError) as exc:
                     raise DependencyError(f"lancedb:{self.path}", str(exc)) from exc
                 self._check_dim(await table.schema())

@@ -1,0 +1,259 @@
+"""Embedded adapters beyond the port contracts: blob key safety, persistence across reopen,
+conditional updates across processes, and LanceDB's full-text index upkeep."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from libs.adapters.embedded.lancedb_index import LanceDbIndex
+from libs.adapters.embedded.local_blobstore import LocalBlobStore, validate_key
+from libs.adapters.embedded.sqlite_registry import SqliteRegistry
+from libs.errors import DependencyError
+from libs.models import ChunkRecord, DocumentRecord, DocumentStatus
+
+pytestmark = pytest.mark.timeout(90)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# -- local blob store ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "key",
+    ["", "../escape", "a/../../escape", "/etc/passwd", "a\x00b", "a//b", "a/./b", "a/", "a\\b",
+     ".meta/x", ".tmp/x", "x" * 1025],
+)  # fmt: skip
+async def test_unsafe_blob_keys_are_rejected(tmp_path: Path, key: str) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    with pytest.raises(ValueError):
+        validate_key(key)
+    with pytest.raises(ValueError):
+        await store.put(key, b"x")
+    with pytest.raises(ValueError):
+        await store.get(key)
+    assert not (tmp_path / "escape").exists()
+
+
+async def test_blob_keys_may_hold_ordinary_punctuation(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    key = "raw/acme/ftp/doc-1/a b,c=d+e@f..g.json"
+    await store.put(key, b"ok")
+    assert await store.get(key) == b"ok"
+    assert (tmp_path / "blobs" / "raw/acme/ftp/doc-1/a b,c=d+e@f..g.json").read_bytes() == b"ok"
+
+
+async def test_blob_sidecars_and_temp_files_are_not_listed(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    await store.put("a/b", b"1", metadata={"k": "v"}, content_type="text/plain")
+    await store.put("c", b"2", metadata={"k": "v"})
+    assert [k async for k in store.list()] == ["a/b", "c"]
+    assert [k async for k in store.list(".meta/")] == []
+    assert json.loads((tmp_path / "blobs/.meta/a/b").read_text())["metadata"] == {"k": "v"}
+    assert list((tmp_path / "blobs/.tmp").iterdir()) == []  # nothing left behind
+
+
+async def test_bad_metadata_is_rejected(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    for meta in ({"Upper": "v"}, {"k": "non-ascii é"}, {"k": 1}):
+        with pytest.raises(ValueError):
+            await store.put("k", b"x", metadata=meta)  # type: ignore[arg-type]
+    assert not await store.exists("k")
+
+
+async def test_a_key_cannot_nest_under_an_object(tmp_path: Path) -> None:
+    # A filesystem limit S3 does not have; the error says so instead of an OSError.
+    store = LocalBlobStore(tmp_path / "blobs")
+    await store.put("a", b"file")
+    with pytest.raises(ValueError, match="nests under"):
+        await store.put("a/b", b"x")
+    await store.put("d/e", b"x")
+    with pytest.raises(ValueError, match="prefix"):
+        await store.put("d", b"x")
+
+
+async def test_blobstore_check_fails_when_root_is_gone(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    await store.check()
+    shutil.rmtree(tmp_path / "blobs")
+    with pytest.raises(DependencyError):
+        await store.check()
+
+
+# -- SQLite registry -------------------------------------------------------------------------
+def _doc(version: str = "v1", seq: int = 1) -> DocumentRecord:
+    return DocumentRecord(
+        tenant="acme", doc_id="d", version=version, seq=seq, source="ftp", path="/a.pdf",
+        content_hash="0" * 64,
+    )  # fmt: skip
+
+
+async def test_registry_persists_across_reopen(tmp_path: Path) -> None:
+    reg = SqliteRegistry(tmp_path / "reg.db")
+    await reg.put_version(_doc())
+    await reg.advance("acme", "d", "v1", DocumentStatus.INDEXED, chunk_count=5)
+    await reg.close()
+    reg = SqliteRegistry(tmp_path / "reg.db")
+    try:
+        got = await reg.current("acme", "d")
+        assert got is not None and got.status is DocumentStatus.INDEXED and got.chunk_count == 5
+    finally:
+        await reg.close()
+
+
+async def test_registry_rejects_unknown_or_ill_typed_fields(tmp_path: Path) -> None:
+    reg = SqliteRegistry(tmp_path / "reg.db")
+    try:
+        await reg.put_version(_doc())
+        with pytest.raises(ValueError, match="cannot set"):
+            await reg.advance("acme", "d", "v1", DocumentStatus.PARSED, seq=99)
+        with pytest.raises(ValueError):
+            await reg.advance("acme", "d", "v1", DocumentStatus.PARSED, chunk_count="many")
+        assert (await reg.get("acme", "d", "v1")).status is DocumentStatus.FETCHED
+    finally:
+        await reg.close()
+
+
+async def test_registry_conditional_updates_hold_across_processes(tmp_path: Path) -> None:
+    db = tmp_path / "reg.db"
+    reg = SqliteRegistry(db)
+    await reg.put_version(_doc())
+    await reg.close()
+    script = textwrap.dedent(
+        """
+        import asyncio, json, sys
+        from libs.adapters.embedded.sqlite_registry import SqliteRegistry
+        from libs.models import DocumentStatus
+        async def main():
+            reg = SqliteRegistry(sys.argv[1])
+            parsed = await reg.advance("acme", "d", "v1", DocumentStatus.PARSED)
+            lease = await reg.acquire_lease("connector:ftp", sys.argv[2], 60)
+            await reg.close()
+            print(json.dumps([parsed, lease]))
+        asyncio.run(main())
+        """
+    )
+    procs = [
+        subprocess.Popen(  # noqa: ASYNC220 - started at once, awaited below in threads
+            [sys.executable, "-c", script, str(db), f"owner-{i}"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    results = []
+    for p in procs:
+        out, err = await asyncio.to_thread(p.communicate, timeout=60)
+        assert p.returncode == 0, err
+        results.append(json.loads(out))
+    assert [r[0] for r in results].count(True) == 1  # one process advanced the status
+    assert [r[1] for r in results].count(True) == 1  # one process holds the lease
+
+
+# -- LanceDB ---------------------------------------------------------------------------------
+DIM = 8
+
+
+def _chunks(doc: str, n: int, text: str, tenant: str = "acme") -> list[ChunkRecord]:
+    rng = np.random.default_rng(abs(hash(doc)) % 2**32)
+    out = []
+    for i in range(n):
+        v = rng.normal(size=DIM)
+        out.append(
+            ChunkRecord(
+                id=ChunkRecord.make_id(doc, "v1", i),
+                tenant=tenant,
+                doc_id=doc,
+                version="v1",
+                chunk_index=i,
+                text=f"{text} {i}",
+                source="ftp",
+                path=f"/{doc}",
+                vector=(v / np.linalg.norm(v)).tolist(),
+            )
+        )
+    return out
+
+
+async def _fts_unindexed(index: LanceDbIndex) -> int:
+    table = await index._tbl()
+    total = 0
+    for ix in await table.list_indices():
+        if ix.index_type == "FTS":
+            total += (await table.index_stats(ix.name)).num_unindexed_rows
+    return total
+
+
+async def test_lancedb_persists_across_reopen(tmp_path: Path) -> None:
+    index = LanceDbIndex(tmp_path / "ldb", dim=DIM)
+    await index.upsert(_chunks("d", 3, "persistent giraffe"))
+    await index.close()
+    index = LanceDbIndex(tmp_path / "ldb", dim=DIM)
+    try:
+        assert await index.count("acme") == 3
+        assert len(await index.bm25("acme", "giraffe", 10)) == 3
+    finally:
+        await index.close()
+
+
+async def test_lancedb_refuses_a_table_of_another_dimension(tmp_path: Path) -> None:
+    index = LanceDbIndex(tmp_path / "ldb", dim=DIM)
+    await index.ensure()
+    await index.close()
+    with pytest.raises(DependencyError, match="dim 16"):
+        await LanceDbIndex(tmp_path / "ldb", dim=16).ensure()
+
+
+async def test_lancedb_fts_stays_fresh_before_and_after_optimize(tmp_path: Path) -> None:
+    index = LanceDbIndex(tmp_path / "ldb", dim=DIM, optimize_every_rows=10**9)
+    try:
+        await index.upsert(_chunks("a", 5, "okapi savanna"))
+        assert await _fts_unindexed(index) > 0  # searched by flat scan until optimized
+        assert len(await index.bm25("acme", "okapi", 10)) == 5
+        await index.optimize()
+        assert await _fts_unindexed(index) == 0
+        await index.upsert(_chunks("b", 2, "okapi jungle"))  # after the index was built
+        assert {h.chunk.doc_id for h in await index.bm25("acme", "jungle", 10)} == {"b"}
+        assert len(await index.bm25("acme", "okapi", 10)) == 7
+        # replaced rows are no longer found by their old text, indexed or not
+        await index.upsert([c.model_copy(update={"text": "renamed"}) for c in _chunks("a", 5, "")])
+        assert {h.chunk.doc_id for h in await index.bm25("acme", "savanna", 10)} == set()
+    finally:
+        await index.close()
+
+
+async def test_lancedb_optimizes_by_itself_after_enough_writes(tmp_path: Path) -> None:
+    index = LanceDbIndex(tmp_path / "ldb", dim=DIM, optimize_every_rows=6)
+    try:
+        await index.upsert(_chunks("a", 4, "tapir"))
+        assert await _fts_unindexed(index) > 0
+        await index.upsert(_chunks("b", 4, "tapir"))  # 8 rows written: optimize runs
+        assert await _fts_unindexed(index) == 0
+        assert len(await index.bm25("acme", "tapir", 10)) == 8
+    finally:
+        await index.close()
+
+
+async def test_lancedb_second_handle_sees_writes_at_once(tmp_path: Path) -> None:
+    # The indexer and the query gateway may hold separate handles (separate processes).
+    writer = LanceDbIndex(tmp_path / "ldb", dim=DIM)
+    reader = LanceDbIndex(tmp_path / "ldb", dim=DIM)
+    try:
+        await writer.ensure()
+        assert await reader.count("acme") == 0
+        await writer.upsert(_chunks("a", 3, "narwhal"))
+        assert await reader.count("acme") == 3
+        assert len(await reader.bm25("acme", "narwhal", 5)) == 3
+        await writer.delete_document("acme", "a")
+        assert await reader.count("acme") == 0
+    finally:
+        await writer.close()
+        await reader.close()

@@ -46,6 +46,7 @@ class _Part:
     page: int | None
     sep: str  # separator before this part when it is not the first in its chunk
     body: bool  # False for headings
+    exact: bool = True  # False for a piece cut inside a word: its own tokenisation may differ
 
     @property
     def tokens(self) -> int:
@@ -68,6 +69,14 @@ class _TokenizerAdapter:
         self.tok.no_padding()
         self.special = len(self.tok.encode("", add_special_tokens=True).ids)
         self.block_sep_cost = len(self.tok.encode(_BLOCK_SEP, add_special_tokens=False).ids)
+        # WordPiece behind a whitespace-splitting pre-tokenizer (BERT, MiniLM): the tokens of
+        # "a b" are exactly the tokens of "a" then of "b", so sums need no re-count
+        pre = type(self.tok.pre_tokenizer).__name__ if self.tok.pre_tokenizer else ""
+        self.additive = (
+            type(self.tok.model).__name__ == "WordPiece"
+            and pre in ("BertPreTokenizer", "Whitespace", "WhitespaceSplit")
+            and self.block_sep_cost == 0
+        )
         self.lock = threading.Lock()
 
     def encode(self, texts: list[str], *, special: bool = False) -> list[Encoding]:
@@ -174,7 +183,9 @@ def _split_long(part: _Part, window: int) -> list[_Part]:
         c0, c1 = part.offsets[start][0], part.offsets[end - 1][1] if end < n else len(part.text)
         text = part.text[c0:c1]
         offsets = [(a - c0, b - c0) for a, b in part.offsets[start:end]]
-        pieces.append(_Part(text, offsets, part.page, part.sep if start == 0 else _SENT_SEP, part.body))
+        exact = _word_start(part, start) and (end == n or _word_start(part, end))
+        pieces.append(_Part(text, offsets, part.page, part.sep if start == 0 else _SENT_SEP,
+                            part.body, exact and part.exact))
         start = end
     return pieces
 
@@ -236,7 +247,8 @@ class _Packer:
         self.fresh = 0
 
     def _tail(self) -> list[_Part]:
-        """The last ``overlap`` tokens of the chunk, starting at a word."""
+        """The last ``overlap`` tokens of the chunk, starting at a word. A sentence fragment of
+        less than half the overlap in front of whole sentences is left out."""
         need = self.overlap
         tail: list[_Part] = []
         for part in reversed(self.parts):
@@ -249,10 +261,11 @@ class _Packer:
             start = part.tokens - need
             while start < part.tokens and not _word_start(part, start):
                 start += 1
-            if start < part.tokens:
+            if start < part.tokens and not (tail and part.tokens - start < self.overlap // 2):
                 c0 = part.offsets[start][0]
-                tail.insert(0, _Part(part.text[c0:], [(a - c0, b - c0) for a, b in part.offsets[start:]],
-                                     part.page, part.sep, part.body))
+                offsets = [(a - c0, b - c0) for a, b in part.offsets[start:]]
+                tail.insert(0, _Part(part.text[c0:], offsets, part.page, part.sep, part.body,
+                                     part.exact))
             break
         if tail and not any(p.body for p in tail):
             return []
@@ -275,16 +288,22 @@ def _finalise(
     max_tokens: int,
 ) -> list[Chunk]:
     drafts = []
+    counts: list[int | None] = []
     for parts, section in packed:
         text = _render(parts)
         if not text:
             continue
         pages = [p.page for p in parts if p.page is not None]
         drafts.append((text, section, min(pages) if pages else None, max(pages) if pages else None))
-    # one batch call: the real token counts, and a safety net for non-additive tokenizers
-    counts = tok.count([d[0] for d in drafts])
+        exact = tok.additive and all(p.exact for p in parts)
+        counts.append(sum(p.tokens for p in parts) + tok.special if exact else None)
+    # one batch call re-counts what cannot be summed exactly (and cuts it again if too long)
+    recount = [i for i, c in enumerate(counts) if c is None]
+    for i, c in zip(recount, tok.count([drafts[i][0] for i in recount]), strict=True):
+        counts[i] = c
     chunks: list[Chunk] = []
     for (text, section, p0, p1), count in zip(drafts, counts, strict=True):
+        assert count is not None
         pieces = [(text, count)]
         if count > max_tokens:
             pieces = _recut(text, tok, max_tokens)

@@ -1,0 +1,98 @@
+"""HTML with BeautifulSoup + lxml: boilerplate (script, style, nav, header, footer, aside, forms)
+dropped, h1-h6 open sections, tables become pipe-separated rows."""
+
+from __future__ import annotations
+
+from bs4 import BeautifulSoup, NavigableString, Tag
+
+from libs.parsing.cleaning import clean_inline, clean_paragraph
+from libs.parsing.model import Block, ParsedDocument
+from libs.parsing.textdecode import decode_html
+
+_DROP = ("script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form",
+         "iframe", "svg", "canvas", "button", "select", "head")
+_HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
+_LEAF_BLOCKS = {"p", "li", "pre", "blockquote", "dd", "dt", "figcaption", "caption", "address",
+                "summary", "td", "th"}
+_BREAKS = ["br", "p", "div", "li", "tr", "td", "th", "dd", "dt", "blockquote", "pre", "section",
+           "article", "table", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6"]
+_CONTAINERS = {"html", "body", "main", "article", "section", "div", "ul", "ol", "dl", "figure",
+               "details", "center", "fieldset", "span", "font"}
+
+
+def parse_html(data: bytes, filename: str) -> ParsedDocument:
+    soup = BeautifulSoup(decode_html(data, filename), "lxml")
+    title_tag = soup.find("title")
+    title = clean_inline(title_tag.get_text(" ")) if title_tag else ""
+    for tag in soup.find_all(_DROP):
+        tag.decompose()
+    # text is read with get_text("") so inline markup joins as a browser shows it ("<b>a</b>,"
+    # -> "a,"); a newline after every block-level element keeps blocks apart
+    for tag in soup.find_all(_BREAKS):
+        tag.insert_after("\n")
+    walker = _Walker()
+    root = soup.body or soup
+    walker.walk(root)
+    walker.flush()
+    blocks = walker.blocks
+    title = title or next((b.text for b in blocks if b.kind == "heading"), "") or None
+    return ParsedDocument(title=title, doc_type="html", page_count=None, blocks=blocks)
+
+
+class _Walker:
+    def __init__(self) -> None:
+        self.blocks: list[Block] = []
+        self.section: str | None = None
+        self.loose: list[str] = []  # text directly inside containers (no <p>)
+
+    def flush(self) -> None:
+        text = clean_paragraph("".join(self.loose))
+        if text:
+            self.blocks.append(Block(text, None, self.section, "text"))
+        self.loose = []
+
+    def walk(self, node: Tag) -> None:
+        for child in node.children:
+            if isinstance(child, NavigableString):
+                if type(child) is NavigableString:  # not comments/doctype/CDATA
+                    self.loose.append(str(child))
+                continue
+            if not isinstance(child, Tag):
+                continue
+            name = child.name.lower()
+            if name in _HEADINGS:
+                self.flush()
+                text = clean_inline(child.get_text(""))
+                if text:
+                    self.section = text
+                    self.blocks.append(Block(text, None, text, "heading"))
+            elif name == "table":
+                self.flush()
+                self._table(child)
+            elif name in _LEAF_BLOCKS and not child.find(["table", *_HEADINGS]):
+                self.flush()
+                text = clean_paragraph(child.get_text(""))
+                if text:
+                    self.blocks.append(Block(text, None, self.section, "text"))
+            elif name in _CONTAINERS or name in _LEAF_BLOCKS:
+                if name not in ("span", "font"):
+                    self.flush()
+                self.walk(child)
+                if name not in ("span", "font"):
+                    self.flush()
+            else:  # inline markup (a, b, em, code, ...) and unknown tags: keep the text flowing
+                text = child.get_text("")
+                if text:
+                    self.loose.append(text)
+
+    def _table(self, table: Tag) -> None:
+        rows = []
+        for tr in table.find_all("tr"):
+            if tr.find_parent("table") is not table:
+                continue  # rows of a nested table are read with that table's cell
+            cells = [clean_inline(td.get_text("")) for td in tr.find_all(["td", "th"], recursive=False)]
+            if any(cells):
+                rows.append(cells)
+        if rows:
+            self.blocks.append(Block("\n".join(" | ".join(r) for r in rows), None, self.section,
+                                     "table"))

@@ -37,6 +37,10 @@ class SourceEntry:
     record_id: str | None = None
     content_type: str | None = None
     title: str | None = None
+    # A listing-level problem with this entry (an unparseable listing line, a directory whose
+    # name cannot be descended into): the sync records it as a failed document with this code.
+    error_code: str | None = None
+    error: str | None = None
 
     @property
     def key(self) -> str:

@@ -10,6 +10,7 @@ every slot either.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -91,3 +92,19 @@ class FairLimiter:
             if not fut.done():
                 self._free -= 1
                 fut.set_result(None)
+
+
+# One semaphore per (event loop, server): a connection limit that holds across every source
+# pointed at the same server.
+_server_limits: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, str, int], asyncio.Semaphore]
+] = weakref.WeakKeyDictionary()
+
+
+def server_semaphore(host: str, port: int, limit: int, *, scheme: str = "") -> asyncio.Semaphore:
+    """The connection limit of ``host:port``; the first source to ask sets it."""
+    per_loop = _server_limits.setdefault(asyncio.get_running_loop(), {})
+    key = (scheme, host.lower(), port)
+    if key not in per_loop:
+        per_loop[key] = asyncio.Semaphore(limit)
+    return per_loop[key]

@@ -303,6 +303,9 @@ class _SyncJob:
     # -- one entry -----------------------------------------------------------------------------
     async def _entry(self, entry: SourceEntry, doc_id: str) -> None:
         current = self.known.get(doc_id)
+        if entry.error_code is not None:
+            await self._fail(entry, doc_id, current, entry.error_code, entry.error or "bad entry")
+            return
         try:
             check_path(entry.path)
         except UnsafePath as exc:

@@ -18,10 +18,12 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from tokenizers import Encoding, Tokenizer
 
+from libs.embedding.model_dir import MINILM, load_tokenizer, resolve_model
 from libs.models import Chunk
 from libs.parsing.model import ParsedDocument
 
@@ -91,6 +93,19 @@ class _TokenizerAdapter:
         return [len(e.ids) for e in fast(texts, add_special_tokens=True)]
 
 
+@lru_cache(maxsize=4)
+def load_chunk_tokenizer(model: str = MINILM) -> Tokenizer:
+    """The embedding model's tokenizer straight from its ``tokenizer.json``: the same tokens as
+    ``load_tokenizer()`` without importing transformers (seconds of start-up for a parser)."""
+    spec = resolve_model(model)
+    path = spec.path / "tokenizer.json"
+    tok = Tokenizer.from_file(str(path)) if path.is_file() else Tokenizer.from_str(
+        load_tokenizer(model).backend_tokenizer.to_str())
+    tok.no_truncation()  # MiniLM's file truncates and pads to 128: wrong for counting
+    tok.no_padding()
+    return tok
+
+
 _ADAPTERS: dict[int, tuple[Any, _TokenizerAdapter]] = {}
 _ADAPTERS_LOCK = threading.Lock()
 
@@ -123,17 +138,18 @@ def chunk_document(
 
     units = _units(doc)
     encodings = tok.encode([u[0] for u in units])
+    block_tokens: dict[int, int] = {}
+    for unit, enc in zip(units, encodings, strict=True):
+        block_tokens[unit[4]] = block_tokens.get(unit[4], 0) + len(enc.ids)
     packer = _Packer(budget, overlap, tok.block_sep_cost)
     current_section: str | None = None
     block_of_unit = -1
-    for (text, page, section, kind, block_id, sep, block_tokens), enc in zip(
-        units, encodings, strict=True
-    ):
+    for (text, page, section, kind, block_id, sep), enc in zip(units, encodings, strict=True):
         if section != current_section or block_of_unit < 0:
             packer.section_break(section)
             current_section = section
         if block_id != block_of_unit:
-            packer.block_start(block_tokens)
+            packer.block_start(block_tokens[block_id])
             block_of_unit = block_id
         offsets = [tuple(o) for o in enc.offsets]
         part = _Part(text, offsets, page, sep, kind != "heading")
@@ -143,8 +159,8 @@ def chunk_document(
     return _finalise(doc, packer.chunks, tok, max_tokens)
 
 
-def _units(doc: ParsedDocument) -> list[tuple[str, int | None, str | None, str, int, str, int]]:
-    """(text, page, section, kind, block index, separator, block length estimate) per unit."""
+def _units(doc: ParsedDocument) -> list[tuple[str, int | None, str | None, str, int, str]]:
+    """(text, page, section, kind, block index, separator before it) per unit."""
     units = []
     for i, block in enumerate(doc.blocks):
         text = block.text.strip()
@@ -156,11 +172,9 @@ def _units(doc: ParsedDocument) -> list[tuple[str, int | None, str | None, str, 
             pieces, inner = [text], _SENT_SEP
         else:
             pieces, inner = [s for s in _SENTENCE_END.split(text) if s.strip()], _SENT_SEP
-        # rough size of the whole block, in tokens (~4 chars a token); only steers paragraph moves
-        estimate = len(text) // 4
         for j, piece in enumerate(pieces):
             units.append((piece.strip(), block.page, block.section, block.kind, i,
-                          _BLOCK_SEP if j == 0 else inner, estimate))
+                          _BLOCK_SEP if j == 0 else inner))
     return units
 
 

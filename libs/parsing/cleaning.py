@@ -15,7 +15,7 @@ _LINE_HYPHEN = re.compile(r"(\w)[-\u00ad\x02]\s*\n\s*(?=[a-z])")
 def normalise(text: str) -> str:
     """NFKC (ligatures, full-width forms), drop invisible characters and soft hyphens."""
     text = unicodedata.normalize("NFKC", text)
-    text = text.replace("\u00ad", "")
+    text = text.replace("\u00ad", "").replace("\ufffe", "")  # soft hyphen; PDFium's line-join mark
     return _INVISIBLE.sub("", text)
 
 

@@ -35,7 +35,8 @@ def parse_html(data: bytes, filename: str) -> ParsedDocument:
     walker.walk(root)
     walker.flush()
     blocks = walker.blocks
-    title = title or next((b.text for b in blocks if b.kind == "heading"), "") or None
+    title = title or next((b.text for b in blocks if b.kind == "heading"), None) \
+        or next((b.text[:120] for b in blocks), None)
     return ParsedDocument(title=title, doc_type="html", page_count=None, blocks=blocks)
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import re
-import statistics
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -136,6 +135,7 @@ def _read_page(pdf: pdfium.PdfDocument, index: int) -> _Page:
 
 
 def _lines(textpage: pdfium.PdfTextPage, page_no: int) -> list[_Line]:
+    # PDFium joins a word hyphenated across lines itself and leaves U+FFFE where the hyphen was
     text = textpage.get_text_range()
     if not text.strip():
         return []
@@ -155,10 +155,25 @@ def _lines(textpage: pdfium.PdfTextPage, page_no: int) -> list[_Line]:
                 char = pos + lead
             pdfium_c.FPDFText_GetCharOrigin(raw, char, x, y)
             size = pdfium_c.FPDFText_GetFontSize(raw, char)
-            weight = pdfium_c.FPDFText_GetFontWeight(raw, char)
-            out.append(_Line(stripped, page_no, x.value, y.value, round(size, 1), weight >= 600))
+            out.append(_Line(stripped, page_no, x.value, y.value, round(size, 1),
+                             _is_bold(raw, char)))
         pos += len(piece)
     return out
+
+
+_FONT_NAME = ctypes.create_string_buffer(256)
+_FONT_FLAGS = ctypes.c_int()
+_FORCE_BOLD = 1 << 18  # PDF font descriptor flag 19
+
+
+def _is_bold(raw: object, char: int) -> bool:
+    weight = pdfium_c.FPDFText_GetFontWeight(raw, char)
+    if weight > 0:
+        return weight >= 600
+    # base-14 and some embedded fonts report no weight: go by the flags and the font name
+    n = pdfium_c.FPDFText_GetFontInfo(raw, char, _FONT_NAME, len(_FONT_NAME), _FONT_FLAGS)
+    name = _FONT_NAME.raw[: max(0, min(n, len(_FONT_NAME)) - 1)].decode("latin-1").lower()
+    return bool(_FONT_FLAGS.value & _FORCE_BOLD) or "bold" in name or "black" in name
 
 
 def _ruling_edges(page: pdfium.PdfPage) -> list[dict]:
@@ -305,7 +320,7 @@ def _blocks(pages: list[_Page]) -> tuple[list[Block], str | None]:
             sizes[ln.size] += len(ln.text)
     body_size = sizes.most_common(1)[0][0] if sizes else 0.0
     body_bold = sum(len(ln.text) for ln in lines if ln.bold) > 0.5 * sum(sizes.values())
-    pitch = _median_pitch(lines)
+    pitch = _line_pitch(lines, body_size)
     tables = {p.number: p.tables for p in pages}
 
     blocks: list[Block] = []
@@ -386,9 +401,16 @@ def _is_heading(ln: _Line, body_size: float, body_bold: bool, *, standalone: boo
     return standalone and is_numbered_heading(text) and len(text) <= 80 and ln.size >= body_size - 0.5
 
 
-def _median_pitch(lines: list[_Line]) -> float:
-    gaps = [
-        a.y - b.y for a, b in zip(lines, lines[1:], strict=False)
+def _line_pitch(lines: list[_Line], body_size: float) -> float:
+    """The usual baseline-to-baseline distance inside a body paragraph: the most common one
+    (the smallest among equals; paragraph gaps only ever add space), or 1.25 x the font size
+    when too few lines repeat a distance to tell."""
+    gaps = Counter(
+        round(a.y - b.y) for a, b in zip(lines, lines[1:], strict=False)
         if a.page == b.page and a.table is None and b.table is None and 0 < a.y - b.y < 60
-    ]
-    return statistics.median(gaps) if gaps else 14.0
+        and abs(a.size - body_size) < 0.5 and abs(b.size - body_size) < 0.5
+    )
+    top = max(gaps.values(), default=0)
+    if top < 2:
+        return 1.25 * body_size if body_size > 0 else 14.0
+    return float(min(g for g, c in gaps.items() if c == top))

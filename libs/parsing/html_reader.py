@@ -35,8 +35,10 @@ def parse_html(data: bytes, filename: str) -> ParsedDocument:
     walker.walk(root)
     walker.flush()
     blocks = walker.blocks
-    title = title or next((b.text for b in blocks if b.kind == "heading"), None) \
-        or next((b.text[:120] for b in blocks), None)
+    first_heading = next((b.text for b in blocks if b.kind == "heading"), None)
+    if title and first_heading and title != first_heading and title.startswith(first_heading):
+        title = first_heading  # "Expense Policy | Intranet" -> the page's own heading
+    title = title or first_heading or next((b.text[:120] for b in blocks), None)
     return ParsedDocument(title=title, doc_type="html", page_count=None, blocks=blocks)
 
 

@@ -136,6 +136,23 @@ def translate_errors(what: str) -> Iterator[None]:
         raise
 
 
+def error_type(exc: osx.TransportError) -> str:
+    """The OpenSearch error type (``resource_already_exists_exception``...) of a failed call.
+
+    The async connection hands the raw body over unparsed, so look in ``info`` and then in it.
+    """
+    info = exc.info if isinstance(exc.info, dict) else None
+    if info is None and isinstance(exc.error, str) and exc.error.startswith("{"):
+        try:
+            info = orjson.loads(exc.error)
+        except orjson.JSONDecodeError:
+            info = None
+    error = info.get("error") if info else exc.error
+    if isinstance(error, dict):
+        return str(error.get("type", ""))
+    return str(error)
+
+
 def _item_status(item: dict[str, Any]) -> int:
     for result in item.values():
         if isinstance(result, dict):

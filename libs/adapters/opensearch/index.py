@@ -23,7 +23,7 @@ from opensearchpy import exceptions as osx
 from opensearchpy.helpers import async_bulk
 
 from libs.adapters.opensearch import mapping as m
-from libs.adapters.opensearch.client import make_client, translate_errors
+from libs.adapters.opensearch.client import error_type, make_client, translate_errors
 from libs.config import OpenSearchSettings
 from libs.errors import DependencyError
 from libs.models import ChunkRecord, SearchFilters, SearchHit
@@ -106,7 +106,7 @@ class OpenSearchIndex(VectorIndex):
         try:
             await self._client.indices.create(index=index)  # settings/mappings: the template
         except osx.RequestError as exc:
-            if exc.error != "resource_already_exists_exception":
+            if error_type(exc) != "resource_already_exists_exception":
                 raise
 
     async def _check_dims(self, name: str) -> None:

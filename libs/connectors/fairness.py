@@ -94,17 +94,49 @@ class FairLimiter:
                 fut.set_result(None)
 
 
-# One semaphore per (event loop, server): a connection limit that holds across every source
-# pointed at the same server.
+class ServerLimit:
+    """How many connections one server gets from this process, across every source using it.
+
+    Several sources (tenants) often share one FTP/SFTP server; when they configure different
+    limits the tightest wins, because the server's own cap does not care which tenant asked.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        self.limit = limit
+        self.in_use = 0
+        self.peak = 0
+        self._cond = asyncio.Condition()
+
+    def tighten(self, limit: int) -> None:
+        self.limit = min(self.limit, limit)
+
+    async def __aenter__(self) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.in_use < self.limit)
+            self.in_use += 1
+            self.peak = max(self.peak, self.in_use)
+
+    async def __aexit__(self, *exc: object) -> None:
+        async with self._cond:
+            self.in_use -= 1
+            self._cond.notify()
+
+
+# One limit per (event loop, server): it holds across every source pointed at the same server.
 _server_limits: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[str, str, int], asyncio.Semaphore]
+    asyncio.AbstractEventLoop, dict[tuple[str, str, int], ServerLimit]
 ] = weakref.WeakKeyDictionary()
 
 
-def server_semaphore(host: str, port: int, limit: int, *, scheme: str = "") -> asyncio.Semaphore:
-    """The connection limit of ``host:port``; the first source to ask sets it."""
+def server_limit(host: str, port: int, limit: int, *, scheme: str = "") -> ServerLimit:
+    """The connection limit of ``scheme://host:port`` in this event loop (tightest limit wins)."""
     per_loop = _server_limits.setdefault(asyncio.get_running_loop(), {})
     key = (scheme, host.lower(), port)
-    if key not in per_loop:
-        per_loop[key] = asyncio.Semaphore(limit)
-    return per_loop[key]
+    entry = per_loop.get(key)
+    if entry is None:
+        entry = per_loop[key] = ServerLimit(limit)
+    else:
+        entry.tighten(limit)
+    return entry

@@ -30,7 +30,7 @@ import aioftp
 from pydantic import SecretStr
 
 from libs.connectors.base import Source, SourceAuthError, SourceEntry, SourceUnavailable
-from libs.connectors.fairness import server_semaphore
+from libs.connectors.fairness import server_limit
 from libs.connectors.paths import UnsafePath, check_path, display_path, join, matches
 from libs.connectors.retry import Backoff, is_network_error
 from libs.errors import PermanentError, TransientError
@@ -206,7 +206,7 @@ class FtpSource(Source):
         """A logged-in connection from the pool, within the server's connection limit. A client
         whose user raised (or was closed mid-transfer) is discarded, never reused."""
         s = self.settings
-        async with server_semaphore(s.host, s.effective_port, s.max_connections):
+        async with server_limit(s.host, s.effective_port, s.max_connections, scheme="ftp"):
             client = self._idle.pop() if self._idle else await self._connect()
             healthy = False
             try:

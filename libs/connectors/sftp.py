@@ -21,7 +21,7 @@ import asyncssh
 from pydantic import SecretStr
 
 from libs.connectors.base import Source, SourceAuthError, SourceEntry, SourceUnavailable
-from libs.connectors.fairness import server_semaphore
+from libs.connectors.fairness import server_limit
 from libs.connectors.paths import UnsafePath, check_path, join, matches
 from libs.connectors.retry import Backoff
 from libs.errors import PermanentError, TransientError
@@ -232,7 +232,7 @@ class SftpSource(Source):
         while True:
             attempt += 1
             try:
-                async with server_semaphore(s.host, s.port, s.max_connections, scheme="sftp"):
+                async with server_limit(s.host, s.port, s.max_connections, scheme="sftp"):
                     sftp = await self._session()
                     self.stats["OPEN"] += 1
                     async with sftp.open(remote, "rb", encoding=None, block_size=_CHUNK) as fh:

@@ -35,6 +35,7 @@ async def run_up(settings: Settings, *, source_dir: Path | None, sync_interval_s
     from libs.gateway.app import GatewayDeps, create_app
 
     c = Components(settings)
+    _say("starting: loading the embedding model and opening the stores...")
     workers = [await parser_worker(c), await embedder_worker(c), await indexer_worker(c)]
     index = await c.index()
     embedder = await c.embedder()

@@ -40,7 +40,8 @@ class Stack:
             "DATATORAG_API_KEYS": f"{API_KEY}={TENANT}",
             "DATATORAG_MAX_DOCUMENT_BYTES": str(max_bytes),
             "DATATORAG_QUEUE_VISIBILITY_TIMEOUT_S": "20",
-            "DATATORAG_LOG_LEVEL": "WARNING",
+            "DATATORAG_LOG_LEVEL": "INFO",  # the log is attached to any failure
+            "DATATORAG_LOG_FORMAT": "console",
         }
         self.proc: subprocess.Popen | None = None
         self.log = data_dir / "up.log"
@@ -53,7 +54,7 @@ class Stack:
              "--sync-interval", "3"],
             cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # a loaded 2-core CI box is slow to import torch
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"datatorag up exited early:\n{self.tail()}"
             try:

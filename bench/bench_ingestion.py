@@ -1,0 +1,87 @@
+"""End-to-end ingestion on the embedded stack: generated 10-page PDFs, folder source -> parser
+-> embedder -> indexer, all in one process as ``datatorag up`` runs them. Reports documents/min,
+pages/min and the time to the first indexed document (the latency of one PDF through the pipeline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+from bench._common import target, write_result
+
+
+async def run(n_docs: int, pages: int) -> dict:
+    from libs.assembly import Components, embedder_worker, indexer_worker, parser_worker
+    from libs.config import Settings
+    from libs.connectors.folder import FolderSource
+    from libs.connectors.sync import sync_source
+    from libs.log import configure
+    from libs.models import DocumentStatus
+    from tests.fixtures.documents import text_pdf
+
+    configure("WARNING")
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp, "corpus")
+        corpus.mkdir()
+        for i in range(n_docs):
+            (corpus / f"policy-{i:04}.pdf").write_bytes(text_pdf(pages=pages, seed=1000 + i, title=f"Policy {i}"))
+        settings = Settings(data_dir=Path(tmp, "data"))
+        c = Components(settings)
+        workers = [await parser_worker(c), await embedder_worker(c), await indexer_worker(c)]
+        await c.index()
+        for w in workers:
+            w.start()
+        source = FolderSource("bench", "bench", corpus)
+        t0 = time.perf_counter()
+        run_ = await sync_source(source, registry=c.registry, blobstore=c.blobstore,
+                                 parse_queue=c.queue("parse"), settings=settings)
+        assert run_.counts.get("new") == n_docs, run_.counts
+        first = None
+        while True:
+            recs = await c.registry.find(tenant="bench", limit=100_000)
+            done = sum(r.status is DocumentStatus.INDEXED for r in recs)
+            failed = [r for r in recs if r.status is DocumentStatus.FAILED]
+            assert not failed, failed[0].reason
+            if done and first is None:
+                first = time.perf_counter() - t0
+            if done == n_docs:
+                break
+            await asyncio.sleep(0.2)
+        elapsed = time.perf_counter() - t0
+        chunks = sum(r.chunk_count or 0 for r in recs)
+        for w in workers:
+            await w.stop()
+        await c.close()
+    return {"docs": n_docs, "pages": n_docs * pages, "chunks": chunks, "seconds": elapsed,
+            "first_doc_s": first}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--docs", type=int, default=None)
+    args = ap.parse_args()
+    n = args.docs or (6 if args.quick else 40)
+    r = asyncio.run(run(n, 10))
+    docs_min = r["docs"] / r["seconds"] * 60
+    pages_min = r["pages"] / r["seconds"] * 60
+    print(f"ingestion: {r['docs']} PDFs x 10 pages ({r['chunks']} chunks) in {r['seconds']:.1f}s: "
+          f"{docs_min:.1f} docs/min, {pages_min:.0f} pages/min, first doc indexed after {r['first_doc_s']:.1f}s")
+    write_result("ingestion", {
+        "config": {"docs": r["docs"], "pages_per_doc": 10, "mode": "embedded, one process"},
+        "metrics": {"docs_per_min": round(docs_min, 1), "pages_per_min": round(pages_min),
+                    "chunks": r["chunks"], "seconds": round(r["seconds"], 1),
+                    "first_doc_indexed_s": round(r["first_doc_s"], 1)},
+        "targets": {
+            "10-page PDF processed < 30 s": target("< 30 s", round(r["first_doc_s"], 1), r["first_doc_s"] < 30),
+            "1000 PDFs in < 2 h": target(">= 8.4 docs/min", round(docs_min, 1), docs_min >= 1000 / 120),
+        },
+    })
+
+
+if __name__ == "__main__":
+    main()

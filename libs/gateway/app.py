@@ -51,6 +51,7 @@ class GatewayDeps:
     on_sync: SyncHook | None = None  # (tenant, source_id) -> detail; raise NotFound if unknown
     on_upload: UploadHook | None = None  # (tenant, filename, data, content_type) -> detail
     max_query_chars: int = 2000
+    batch_queries: bool = True  # coalesce concurrent query embeddings into one forward pass
 
     def readiness_checks(self) -> Readiness:
         if isinstance(self.readiness, Readiness):

@@ -23,7 +23,9 @@ from libs.gateway.schemas import (
     StatusFilter,
 )
 from libs.models import DocumentStatus, SearchHit
+from libs.ports import Embedder
 from libs.retrieval import hybrid
+from libs.retrieval.batching import QueryBatcher
 from libs.retrieval.context import build_context
 
 if TYPE_CHECKING:
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
 class QueryService:
     def __init__(self, deps: GatewayDeps) -> None:
         self.deps = deps
+        # concurrent queries share one forward pass (see libs.retrieval.batching)
+        self.embedder: Embedder = QueryBatcher(deps.embedder) if deps.batch_queries else deps.embedder
 
     def _check_query(self, query: str) -> None:
         limit = self.deps.max_query_chars
@@ -45,7 +49,7 @@ class QueryService:
         self._check_query(req.query)
         return await hybrid.search(
             self.deps.index,
-            self.deps.embedder,
+            self.embedder,
             tenant,
             req.query,
             req.k,

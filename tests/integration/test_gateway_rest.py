@@ -3,6 +3,7 @@ real all-MiniLM-L6-v2 embedder, driven through FastAPI's ASGI transport."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -494,3 +495,17 @@ async def test_unexpected_and_dependency_errors(stack, embedder) -> None:
     assert down.json()["error"]["message"] == "vector index is unavailable; try again later"
     assert "10.0.0.7" not in down.text
     await failing.close()
+
+
+async def test_query_batcher_shares_forward_passes_and_keeps_rows(embedder) -> None:
+    import numpy as np
+
+    from libs.retrieval.batching import QueryBatcher
+
+    batcher = QueryBatcher(embedder)
+    texts = [f"question {i}: how much parental leave?" for i in range(16)]
+    together = await asyncio.gather(*(batcher.embed_queries([t]) for t in texts))
+    assert batcher.batches <= 2  # 16 concurrent callers, at most two forward passes
+    direct = await embedder.embed_queries(texts)
+    np.testing.assert_allclose(np.vstack(together), direct, atol=1e-5)
+    assert (await batcher.embed_queries([])).shape == (0, embedder.dim)

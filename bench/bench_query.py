@@ -1,0 +1,416 @@
+"""Query latency and throughput: the gateway over real HTTP against the bare index query.
+
+Builds (once, cached under ``.bench/data``) a store of synthetic chunks: 384-d random unit
+vectors and text drawn (Zipf) from the vocabulary of the shared handbook corpus. Then, at 1, 10 and
+100 concurrent clients:
+
+* **gateway**: ``POST /v1/search`` (hybrid, k=10) to a uvicorn process on 127.0.0.1, from
+  ``httpx.AsyncClient``; measured with *precomputed* query vectors (an embedder that looks the
+  vector up) and with the *real* MiniLM query embedding in the gateway process.
+* **bare** (baseline): the same k-NN and BM25 queries (50 candidates each, concurrently, as the
+  hybrid search issues them) straight on the adapter, in this process.
+
+    .venv/bin/python -m bench.bench_query [--quick] [--index opensearch --opensearch-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench._common import percentiles, target, write_result
+
+DIM = 384
+TENANT = "bench"
+OTHER_TENANT = "other"  # 10% of rows: the tenant filter has something to exclude
+API_KEY = "bench-key"
+K = 10
+CANDIDATES = 50  # what hybrid.search asks each retriever for at k=10
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+DATA_ROOT = Path(os.environ.get("DATATORAG_BENCH_DATA", ".bench/data"))
+MODEL_ID = "bench-random"
+
+
+# ---------------------------------------------------------------------------- synthetic data
+
+
+def vocabulary() -> list[str]:
+    """Words of the shared corpus, most frequent first (a synthetic list if it is absent)."""
+    counts: Counter[str] = Counter()
+    for path in sorted(CORPUS.rglob("*.md")):
+        counts.update(re.findall(r"[a-z]{2,}", path.read_text(errors="ignore").lower()))
+    if len(counts) < 500:
+        rng = np.random.default_rng(7)
+        syll = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "pa", "do", "fi"]
+        return ["".join(rng.choice(syll, size=rng.integers(2, 5))) for _ in range(5000)]
+    return [w for w, _ in counts.most_common()]
+
+
+def unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
+    v = rng.standard_normal((n, DIM), dtype=np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return v
+
+
+def zipf_texts(rng: np.random.Generator, vocab: list[str], n: int, words: int) -> list[str]:
+    ranks = np.arange(1, len(vocab) + 1)
+    p = 1.0 / ranks
+    p /= p.sum()
+    idx = rng.choice(len(vocab), size=(n, words), p=p)
+    arr = np.asarray(vocab, dtype=object)
+    return [" ".join(arr[row]) for row in idx]
+
+
+def make_queries(vocab: list[str], n: int, seed: int = 11) -> tuple[list[str], np.ndarray]:
+    """2-5 words from the middle of the frequency range (not stop words, not hapaxes)."""
+    rng = np.random.default_rng(seed)
+    lo, hi = min(100, len(vocab) // 10), min(3000, len(vocab))
+    queries = [
+        " ".join(rng.choice(vocab[lo:hi], size=int(rng.integers(2, 6)), replace=False))
+        for _ in range(n)
+    ]
+    return queries, unit_vectors(rng, n)
+
+
+# ---------------------------------------------------------------------------- index
+
+
+def make_settings(args: argparse.Namespace):
+    from libs.config import Mode, OpenSearchSettings, Settings
+
+    if args.index == "opensearch":
+        return Settings(
+            mode=Mode.PRODUCTION, data_dir=Path(args.data_dir), api_keys=f"{API_KEY}={TENANT}",
+            opensearch=OpenSearchSettings(url=args.opensearch_url),
+        )
+    return Settings(data_dir=Path(args.data_dir), api_keys=f"{API_KEY}={TENANT}")
+
+
+def make_index(args: argparse.Namespace):
+    from libs.factory import make_vector_index
+
+    return make_vector_index(make_settings(args), model_id=MODEL_ID, dim=DIM)
+
+
+async def build(args: argparse.Namespace, index, n: int) -> dict[str, Any]:
+    """Fill the index with ``n`` chunks unless it already holds them (cached between runs)."""
+    from libs.models import ChunkRecord
+
+    await index.ensure()
+    have = await index.count()
+    if have == n:
+        return {"chunks": n, "built": False}
+    if have:
+        raise SystemExit(
+            f"{args.data_dir} holds {have} chunks, not {n}; remove it (or use another --data-dir)"
+        )
+    rng = np.random.default_rng(1)
+    vocab = vocabulary()
+    started = time.perf_counter()
+    batch = 5000
+    per_doc = 20
+    for lo in range(0, n, batch):
+        m = min(batch, n - lo)
+        vectors = unit_vectors(rng, m)
+        texts = zipf_texts(rng, vocab, m, args.words)
+        records = []
+        for j in range(m):
+            i = lo + j
+            doc = i // per_doc
+            records.append(ChunkRecord(
+                id=f"doc{doc}:v1:{i % per_doc}",
+                tenant=OTHER_TENANT if doc % 10 == 9 else TENANT,
+                doc_id=f"doc{doc}", version="v1", chunk_index=i % per_doc, text=texts[j],
+                title=f"Document {doc}", page_start=i % per_doc + 1, page_end=i % per_doc + 1,
+                source=f"source{doc % 3}", path=f"docs/doc{doc}.pdf", doc_type="pdf",
+                vector=vectors[j].tolist(),
+            ))
+        await index.upsert(records)
+        print(f"  indexed {lo + m}/{n} chunks", file=sys.stderr, flush=True)
+    if hasattr(index, "optimize"):
+        await index.optimize()  # fold everything into the full-text index
+    return {"chunks": n, "built": True, "build_s": round(time.perf_counter() - started, 1)}
+
+
+# ---------------------------------------------------------------------------- the gateway process
+
+
+class PrecomputedEmbedder:
+    """Query vectors looked up by text: the gateway path minus the model forward pass."""
+
+    model_id = MODEL_ID
+    dim = DIM
+
+    def __init__(self, queries: Sequence[str], vectors: np.ndarray) -> None:
+        self._by_text = {q: vectors[i : i + 1] for i, q in enumerate(queries)}
+
+    async def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return np.concatenate([self._by_text[t] for t in texts])
+
+    async def embed_documents(self, texts, titles=None) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    async def check(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+def serve(args: argparse.Namespace) -> None:
+    """Child process: the gateway app on uvicorn (``--serve``)."""
+    import uvicorn
+
+    from libs.adapters.embedded.sqlite_registry import SqliteRegistry
+    from libs.gateway import GatewayDeps, create_app
+    from libs.log import configure
+
+    settings = make_settings(args)
+    configure("INFO", "json")  # as in production: one access line per request
+    if args.embedder == "minilm":
+        from libs.embedding.local import LocalEmbedder
+
+        embedder = LocalEmbedder(settings.embedding)
+    else:
+        spec = json.loads(Path(args.queries_file).read_text())
+        embedder = PrecomputedEmbedder(spec["queries"], np.asarray(spec["vectors"], np.float32))
+    deps = GatewayDeps(
+        settings=settings, index=make_index(args), embedder=embedder,  # type: ignore[arg-type]
+        registry=SqliteRegistry(Path(args.data_dir) / "bench-registry.sqlite3"),
+    )
+    uvicorn.run(create_app(deps), host="127.0.0.1", port=args.port, log_level="warning",
+                access_log=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def start_gateway(args: argparse.Namespace, embedder: str, queries_file: Path):
+    import httpx
+
+    port = free_port()
+    log = Path(args.data_dir) / f"gateway-{embedder}.log"
+    cmd = [
+        sys.executable, "-m", "bench.bench_query", "--serve", "--index", args.index,
+        "--opensearch-url", args.opensearch_url, "--data-dir", args.data_dir,
+        "--port", str(port), "--embedder", embedder, "--queries-file", str(queries_file),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    async with httpx.AsyncClient(base_url=url) as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"gateway exited with {proc.returncode}; see {log}")
+            try:
+                if (await client.get("/healthz")).status_code == 200:
+                    return proc, url
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.25)
+    proc.terminate()
+    raise SystemExit(f"gateway did not start in 300 s; see {log}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+# ---------------------------------------------------------------------------- load
+
+
+async def load(
+    call: Callable[[int], Awaitable[bool]], concurrency: int, total: int
+) -> dict[str, Any]:
+    """``total`` calls by ``concurrency`` clients, each issuing its next call when one returns."""
+    latencies: list[float] = []
+    errors = 0
+
+    async def client(first: int) -> None:
+        nonlocal errors
+        for i in range(first, total, concurrency):
+            started = time.perf_counter()
+            ok = await call(i)
+            latencies.append((time.perf_counter() - started) * 1000)
+            errors += not ok
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(c) for c in range(concurrency)))
+    wall = time.perf_counter() - started
+    return {
+        **percentiles(latencies),
+        "mean": round(float(np.mean(latencies)), 3),
+        "qps": round(total / wall, 1),
+        "requests": total,
+        "errors": errors,
+    }
+
+
+async def measure(
+    name: str, call: Callable[[int], Awaitable[bool]], levels: list[int], requests: dict[int, int]
+) -> dict[str, Any]:
+    await load(call, 4, 40)  # warm up: caches, connections, lazy imports
+    out = {}
+    for c in levels:
+        out[f"c{c}"] = stats = await load(call, c, requests[c])
+        print(f"  {name:<22} c={c:<3} p50 {stats['p50']:8.1f} ms  p95 {stats['p95']:8.1f} ms  "
+              f"p99 {stats['p99']:8.1f} ms  {stats['qps']:7.1f} q/s  errors {stats['errors']}",
+              flush=True)
+    return out
+
+
+async def gateway_run(
+    args: argparse.Namespace, embedder: str, queries: list[str], queries_file: Path,
+    levels: list[int], requests: dict[int, int],
+) -> dict[str, Any]:
+    import httpx
+
+    proc, url = await start_gateway(args, embedder, queries_file)
+    try:
+        limits = httpx.Limits(max_connections=max(levels), max_keepalive_connections=max(levels))
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        async with httpx.AsyncClient(base_url=url, limits=limits, headers=headers,
+                                     timeout=60) as client:
+
+            async def call(i: int) -> bool:
+                body = {"query": queries[i % len(queries)], "k": K, "mode": "hybrid"}
+                resp = await client.post("/v1/search", json=body)
+                return resp.status_code == 200 and len(resp.json()["hits"]) == K
+
+            return await measure(f"gateway ({embedder})", call, levels, requests)
+    finally:
+        stop(proc)
+
+
+async def bare_run(
+    index, queries: list[str], vectors: np.ndarray, levels: list[int], requests: dict[int, int]
+) -> dict[str, Any]:
+    async def call(i: int) -> bool:
+        j = i % len(queries)
+        knn, bm25 = await asyncio.gather(
+            index.knn(TENANT, vectors[j], CANDIDATES), index.bm25(TENANT, queries[j], CANDIDATES)
+        )
+        return len(knn) == CANDIDATES and len(bm25) > 0
+
+    return await measure("bare index (knn+bm25)", call, levels, requests)
+
+
+# ---------------------------------------------------------------------------- main
+
+
+async def run(args: argparse.Namespace) -> None:
+    n = args.chunks or (10_000 if args.quick else 100_000)
+    if args.data_dir is None:
+        args.data_dir = str(DATA_ROOT / f"query-{args.index}-{n}")
+    Path(args.data_dir).mkdir(parents=True, exist_ok=True)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    per_level = {1: 100, 10: 300, 100: 600} if args.quick else {1: 300, 10: 1000, 100: 2000}
+    requests = {c: args.requests or per_level.get(c, 20 * c) for c in levels}
+
+    index = make_index(args)
+    print(f"store: {args.index}, {n} chunks in {args.data_dir}", flush=True)
+    data = await build(args, index, n)
+    queries, vectors = make_queries(vocabulary(), 500)
+    queries_file = Path(args.data_dir) / "queries.json"
+    queries_file.write_text(json.dumps({"queries": queries, "vectors": vectors.tolist()}))
+
+    metrics: dict[str, Any] = {}
+    baseline = {"bare_index": await bare_run(index, queries, vectors, levels, requests)}
+    embedders = ["precomputed", "minilm"] if args.embedder == "both" else [args.embedder]
+    for emb in embedders:
+        metrics[f"gateway_{emb}"] = await gateway_run(
+            args, emb, queries, queries_file, levels, requests
+        )
+    await index.close()
+
+    ratios = {
+        f"{name}_vs_bare_{p}_c{c}": round(m[f"c{c}"][p] / baseline["bare_index"][f"c{c}"][p], 2)
+        for name, m in metrics.items() for c in levels for p in ("p50", "p95")
+    }
+    targets = {}
+    for name, m in metrics.items():
+        if "c10" in m:
+            p95 = m["c10"]["p95"]
+            targets[f"{name} p95 at 10 concurrent (ms)"] = target(100, p95, p95 < 100)
+        if "c100" in m:
+            p99 = m["c100"]["p99"]
+            targets[f"{name} p99 at 100 concurrent (ms)"] = target(1000, p99, p99 < 1000)
+        errors = sum(s["errors"] for s in m.values())
+        targets[f"{name} errors"] = target(0, errors, errors == 0)
+
+    setup = {
+        "index": args.index, "chunks": n, "dim": DIM, "words_per_chunk": args.words,
+        "tenants": {TENANT: 0.9, OTHER_TENANT: 0.1}, "k": K, "candidates": CANDIDATES,
+        "mode": "hybrid", "levels": levels, "requests": requests, "dataset": data,
+        "query_vectors": "precomputed (random unit, looked up) and real MiniLM in the gateway",
+        "http": "uvicorn " + ("httptools" if _has("httptools") else "h11")
+        + " + " + ("uvloop" if _has("uvloop") else "asyncio"),
+        "client": "httpx.AsyncClient in a separate process, same machine",
+    }
+    name = "query" if args.index == "lancedb" else f"query_{args.index}"
+    path = write_result(name, {
+        "setup": setup, "metrics": metrics, "baseline": baseline, "ratios": ratios,
+        "targets": targets,
+    })
+    print("\nratios (gateway / bare):")
+    for key, value in ratios.items():
+        print(f"  {key}: {value}")
+    for key, t in targets.items():
+        print(f"target {key}: {t['actual']} vs {t['target']} -> {'met' if t['met'] else 'NOT met'}")
+    print(f"wrote {path}")
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="10k chunks, fewer requests")
+    p.add_argument("--chunks", type=int, default=None, help="override the number of chunks")
+    p.add_argument("--words", type=int, default=150, help="words per synthetic chunk")
+    p.add_argument("--index", choices=["lancedb", "opensearch"], default="lancedb")
+    p.add_argument("--opensearch-url", default="http://127.0.0.1:9200")
+    p.add_argument("--embedder", choices=["precomputed", "minilm", "both"], default="both")
+    p.add_argument("--concurrency", default="1,10,100")
+    p.add_argument("--requests", type=int, default=None, help="requests per concurrency level")
+    p.add_argument("--data-dir", default=None, help="where the store lives (cached)")
+    # child process (the gateway under test)
+    p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--queries-file", default=None, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    if args.serve:
+        serve(args)
+    else:
+        asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -403,3 +403,62 @@ def test_sigv4_auth_reads_the_default_credential_chain(monkeypatch: pytest.Monke
     headers = auth("GET", "https://example.com/", None, {})
     assert f"Credential={key}/" in headers["Authorization"]
     assert "/us-west-2/es/aws4_request" in headers["Authorization"]
+
+
+# -- refresh after upsert -----------------------------------------------------------------------
+async def test_group_refresh_shares_one_refresh_among_callers_who_queue_meanwhile() -> None:
+    from libs.adapters.opensearch.index import _GroupRefresh
+
+    started: list[int] = []
+    release = asyncio.Event()
+
+    async def refresh() -> None:
+        started.append(len(started))
+        if len(started) == 1:
+            await release.wait()  # the first refresh is slow; five callers queue behind it
+
+    group = _GroupRefresh(refresh)
+    first = asyncio.create_task(group())
+    await asyncio.sleep(0)
+    queued = [asyncio.create_task(group()) for _ in range(5)]
+    await asyncio.sleep(0)
+    assert started == [0] and not any(t.done() for t in [first, *queued])
+    release.set()
+    await asyncio.gather(first, *queued)
+    assert started == [0, 1]  # one more refresh, started after all five asked, serves them all
+
+
+async def test_group_refresh_hands_a_failure_to_its_waiters() -> None:
+    from libs.adapters.opensearch.index import _GroupRefresh
+
+    async def refresh() -> None:
+        raise RuntimeError("node gone")
+
+    group = _GroupRefresh(refresh)
+    results = await asyncio.gather(group(), group(), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results)
+
+
+async def test_concurrent_upserts_are_each_searchable_when_they_return(
+    make_index: MakeIndex,
+) -> None:
+    index = make_index(dim=8)
+    await index.ensure()
+    rng = np.random.default_rng(5)
+    refreshes = 0
+    real_refresh = index.client.indices.refresh
+
+    async def counting_refresh(*args: Any, **kwargs: Any) -> Any:
+        nonlocal refreshes
+        refreshes += 1
+        return await real_refresh(*args, **kwargs)
+
+    index.client.indices.refresh = counting_refresh  # type: ignore[method-assign]
+
+    async def write_then_read(n: int) -> int:
+        await index.upsert(_records("t", _unit_rows(rng, 5, 8), f"doc{n}-"))
+        return len(await index.get_chunks("t", f"doc{n}-4"))
+
+    assert await asyncio.gather(*(write_then_read(n) for n in range(12))) == [1] * 12
+    assert await index.count("t") == 60
+    assert 1 <= refreshes <= 12

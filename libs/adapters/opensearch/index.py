@@ -5,16 +5,18 @@
   goes through. A model or dimension change is a blue/green rebuild: ``create_index`` a new
   revision, fill it (an adapter with ``target=`` that index), then ``swap_alias`` atomically.
 * ``upsert`` is one ``async_bulk`` with deterministic ``_id`` (tenant + chunk id), so a
-  redelivered batch overwrites itself; then one explicit refresh, so the contract "searchable when
-  upsert returns" holds at the cost of one refresh per call (``refresh="wait_for"`` on every bulk
-  request would instead wait up to ``refresh_interval`` per request).
+  redelivered batch overwrites itself; then an explicit refresh, so "searchable when upsert
+  returns" holds. Concurrent upserts share refreshes (group commit: one refresh started after a
+  bulk finished covers every bulk finished before it), which keeps segments few and large.
+  ``refresh="wait_for"`` on each bulk request would instead wait up to ``refresh_interval``.
 * The tenant and ``SearchFilters`` go inside the ``knn`` clause's ``filter`` (efficient filtering:
   Lucene/Faiss search only matching documents), never in a ``post_filter``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,13 +26,50 @@ from opensearchpy.helpers import async_bulk
 
 from libs.adapters.opensearch import mapping as m
 from libs.adapters.opensearch.client import error_type, make_client, translate_errors
-from libs.config import OpenSearchSettings
+from libs.config import OpenSearchSettings, Settings
 from libs.errors import DependencyError
 from libs.models import ChunkRecord, SearchFilters, SearchHit
 from libs.ports.vector_index import VectorIndex
 
 _PAGE = 1000  # get_chunks page size (search_after)
 _CHECK_TIMEOUT_S = 5
+
+
+class _GroupRefresh:
+    """Coalesces refresh requests: a caller waits for the next refresh that *starts* after it
+    asked (its writes are then visible); everyone who asks while one runs shares the next one."""
+
+    def __init__(self, refresh: Callable[[], Awaitable[Any]]) -> None:
+        self._refresh = refresh
+        self._next: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def __call__(self) -> None:
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+        waiter = self._next
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        await asyncio.shield(waiter)
+
+    async def _run(self) -> None:
+        try:
+            while self._next is not None:
+                batch, self._next = self._next, None
+                try:
+                    await self._refresh()
+                except asyncio.CancelledError:
+                    batch.cancel()
+                    raise
+                except Exception as exc:  # noqa: BLE001 - handed to every waiter of this refresh
+                    batch.set_exception(exc)
+                else:
+                    batch.set_result(None)
+        finally:
+            if self._next is not None:  # cancelled with callers still queued
+                self._next.cancel()
+                self._next = None
+            self._task = None
 
 
 class OpenSearchIndex(VectorIndex):
@@ -68,10 +107,18 @@ class OpenSearchIndex(VectorIndex):
             replicas=replicas,
         )
         self._refresh = refresh
+        self._group_refresh = _GroupRefresh(lambda: self._client.indices.refresh(index=self.target))
         self._chunk_size = bulk_chunk_size
         self._max_bytes = bulk_max_bytes
         self._owns_client = client is None
         self._client = client if client is not None else make_client(settings)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, model_id: str, dim: int, **kwargs: Any
+    ) -> OpenSearchIndex:
+        """From the application settings (``DATATORAG_OPENSEARCH_*``)."""
+        return cls(settings.opensearch, model_id=model_id, dim=dim, **kwargs)
 
     @property
     def client(self) -> AsyncOpenSearch:
@@ -232,7 +279,7 @@ class OpenSearchIndex(VectorIndex):
                 initial_backoff=1,
             )
             if self._refresh:
-                await self._client.indices.refresh(index=self.target)
+                await self._group_refresh()
         return len(actions)
 
     async def delete_document(

@@ -60,8 +60,11 @@ class _TokenizerAdapter:
     (MiniLM's tokenizer.json ships with both set to 128)."""
 
     def __init__(self, tokenizer: Any) -> None:
-        backend = tokenizer if isinstance(tokenizer, Tokenizer) else getattr(
-            tokenizer, "backend_tokenizer", None)
+        backend = (
+            tokenizer
+            if isinstance(tokenizer, Tokenizer)
+            else getattr(tokenizer, "backend_tokenizer", None)
+        )
         if backend is None:
             raise TypeError(
                 f"chunking needs a fast (Rust) tokenizer with offsets; got {type(tokenizer).__name__}"
@@ -79,7 +82,6 @@ class _TokenizerAdapter:
             and pre in ("BertPreTokenizer", "Whitespace", "WhitespaceSplit")
             and self.block_sep_cost == 0
         )
-        self.lock = threading.Lock()
 
     def encode(self, texts: list[str], *, special: bool = False) -> list[Encoding]:
         """One batch call; offsets are tracked (``encode_batch_fast`` would skip them)."""
@@ -99,8 +101,11 @@ def load_chunk_tokenizer(model: str = MINILM) -> Tokenizer:
     ``load_tokenizer()`` without importing transformers (seconds of start-up for a parser)."""
     spec = resolve_model(model)
     path = spec.path / "tokenizer.json"
-    tok = Tokenizer.from_file(str(path)) if path.is_file() else Tokenizer.from_str(
-        load_tokenizer(model).backend_tokenizer.to_str())
+    tok = (
+        Tokenizer.from_file(str(path))
+        if path.is_file()
+        else Tokenizer.from_str(load_tokenizer(model).backend_tokenizer.to_str())
+    )
     tok.no_truncation()  # MiniLM's file truncates and pads to 128: wrong for counting
     tok.no_padding()
     return tok
@@ -133,7 +138,9 @@ def chunk_document(
     tok = _adapter(tokenizer)
     budget = max_tokens - tok.special
     if budget < 8:
-        raise ValueError(f"max_tokens={max_tokens} leaves no room after {tok.special} special tokens")
+        raise ValueError(
+            f"max_tokens={max_tokens} leaves no room after {tok.special} special tokens"
+        )
     overlap = max(0, min(overlap_tokens, budget // 2))
 
     units = _units(doc)
@@ -173,8 +180,16 @@ def _units(doc: ParsedDocument) -> list[tuple[str, int | None, str | None, str, 
         else:
             pieces, inner = [s for s in _SENTENCE_END.split(text) if s.strip()], _SENT_SEP
         for j, piece in enumerate(pieces):
-            units.append((piece.strip(), block.page, block.section, block.kind, i,
-                          _BLOCK_SEP if j == 0 else inner))
+            units.append(
+                (
+                    piece.strip(),
+                    block.page,
+                    block.section,
+                    block.kind,
+                    i,
+                    _BLOCK_SEP if j == 0 else inner,
+                )
+            )
     return units
 
 
@@ -198,8 +213,16 @@ def _split_long(part: _Part, window: int) -> list[_Part]:
         text = part.text[c0:c1]
         offsets = [(a - c0, b - c0) for a, b in part.offsets[start:end]]
         exact = _word_start(part, start) and (end == n or _word_start(part, end))
-        pieces.append(_Part(text, offsets, part.page, part.sep if start == 0 else _SENT_SEP,
-                            part.body, exact and part.exact))
+        pieces.append(
+            _Part(
+                text,
+                offsets,
+                part.page,
+                part.sep if start == 0 else _SENT_SEP,
+                part.body,
+                exact and part.exact,
+            )
+        )
         start = end
     return pieces
 
@@ -226,7 +249,7 @@ class _Packer:
 
     def section_break(self, section: str | None) -> None:
         # a chunk holding only headings so far runs on into the next section
-        if any(p.body for p in self.parts[len(self.parts) - self.fresh:]):
+        if any(p.body for p in self.parts[len(self.parts) - self.fresh :]):
             self.close(keep_overlap=False)
         self.section = section
 
@@ -257,7 +280,8 @@ class _Packer:
         tail = self._tail() if keep_overlap and self.overlap else []
         self.parts = tail
         self.used = sum(p.tokens for p in tail) + self.block_sep_cost * sum(
-            1 for p in tail[1:] if p.sep == _BLOCK_SEP)
+            1 for p in tail[1:] if p.sep == _BLOCK_SEP
+        )
         self.fresh = 0
 
     def _tail(self) -> list[_Part]:
@@ -278,8 +302,9 @@ class _Packer:
             if start < part.tokens and not (tail and part.tokens - start < self.overlap // 2):
                 c0 = part.offsets[start][0]
                 offsets = [(a - c0, b - c0) for a, b in part.offsets[start:]]
-                tail.insert(0, _Part(part.text[c0:], offsets, part.page, part.sep, part.body,
-                                     part.exact))
+                tail.insert(
+                    0, _Part(part.text[c0:], offsets, part.page, part.sep, part.body, part.exact)
+                )
             break
         if tail and not any(p.body for p in tail):
             return []
@@ -322,8 +347,17 @@ def _finalise(
         if count > max_tokens:
             pieces = _recut(text, tok, max_tokens)
         for piece, count in pieces:
-            chunks.append(Chunk(index=len(chunks), text=piece, title=doc.title, section=section,
-                                page_start=p0, page_end=p1, token_count=count))
+            chunks.append(
+                Chunk(
+                    index=len(chunks),
+                    text=piece,
+                    title=doc.title,
+                    section=section,
+                    page_start=p0,
+                    page_end=p1,
+                    token_count=count,
+                )
+            )
     return chunks
 
 

@@ -187,7 +187,9 @@ def to_pdf(src: Source) -> bytes:
         elif el.kind == "table":
             pdf.set_font("Helvetica", "", 9.5)
             with pdf.table(
-                line_height=5.5, text_align="LEFT", first_row_as_headings=True,
+                line_height=5.5,
+                text_align="LEFT",
+                first_row_as_headings=True,
                 headings_style=FontFace(emphasis="BOLD", fill_color=(225, 230, 240)),
             ) as table:
                 for row in el.rows:
@@ -272,8 +274,13 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #bbb;padding:.3rem .6re
 
 def to_html(src: Source) -> bytes:
     body = _MD.render(src.body)
-    return _HTML.format(title=src.title, company=COMPANY, owner=src.meta.get("owner"),
-                        effective=src.meta.get("effective"), body=body).encode()
+    return _HTML.format(
+        title=src.title,
+        company=COMPANY,
+        owner=src.meta.get("owner"),
+        effective=src.meta.get("effective"),
+        body=body,
+    ).encode()
 
 
 def to_markdown(src: Source) -> bytes:
@@ -290,20 +297,27 @@ def to_text(src: Source) -> bytes:
             under = "=" if el.level == 1 else "-"
             out.append(f"{text}\n{under * len(text)}")
             if el.level == 1:
-                out.append(f"Owner: {src.meta.get('owner')}. Effective: {src.meta.get('effective')}.")
+                out.append(
+                    f"Owner: {src.meta.get('owner')}. Effective: {src.meta.get('effective')}."
+                )
         elif el.kind == "p":
             out.append(textwrap.fill(el.text, 78))
         elif el.kind in ("ul", "ol"):
             lines = []
             for n, item in enumerate(el.items, 1):
                 mark = "- " if el.kind == "ul" else f"{n}. "
-                lines.append(textwrap.fill(item, 78, initial_indent=mark,
-                                           subsequent_indent=" " * len(mark)))
+                lines.append(
+                    textwrap.fill(item, 78, initial_indent=mark, subsequent_indent=" " * len(mark))
+                )
             out.append("\n".join(lines))
         elif el.kind == "table":
             widths = [max(len(r[c]) for r in el.rows) for c in range(len(el.rows[0]))]
-            out.append("\n".join(" | ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
-                                 for row in el.rows))
+            out.append(
+                "\n".join(
+                    " | ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+                    for row in el.rows
+                )
+            )
     return ("\n\n".join(out) + "\n").encode()
 
 
@@ -318,8 +332,10 @@ def to_json(src: Source) -> bytes:
                 "Document_Title": el.text,
                 "Category": "Policy",
                 "Effective_Date": str(src.meta.get("effective")),
-                "Owner": {"Team": src.meta.get("owner"),
-                          "Email": "people@northwind-robotics.example"},
+                "Owner": {
+                    "Team": src.meta.get("owner"),
+                    "Email": "people@northwind-robotics.example",
+                },
                 "Body": "",
                 "Applies_To": ["Regular full-time", "Regular part-time"],
             }
@@ -329,8 +345,14 @@ def to_json(src: Source) -> bytes:
     return (json.dumps({"Report_Entry": records}, indent=2, ensure_ascii=False) + "\n").encode()
 
 
-RENDERERS = {".pdf": to_pdf, ".docx": to_docx, ".html": to_html, ".md": to_markdown,
-             ".txt": to_text, ".json": to_json}
+RENDERERS = {
+    ".pdf": to_pdf,
+    ".docx": to_docx,
+    ".html": to_html,
+    ".md": to_markdown,
+    ".txt": to_text,
+    ".json": to_json,
+}
 
 
 def build() -> dict[Path, bytes]:

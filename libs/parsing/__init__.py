@@ -14,11 +14,18 @@ from libs.errors import PermanentError
 from libs.parsing import detect
 from libs.parsing.model import Block, ParsedDocument
 
-__all__ = ["Block", "ParsedDocument", "parse_document", "ERROR_CODES"]
+__all__ = ["ERROR_CODES", "Block", "ParsedDocument", "parse_document"]
 
 ERROR_CODES = (
-    "empty_file", "too_large", "pdf_corrupt", "pdf_encrypted", "pdf_no_text_layer",
-    "invalid_utf8", "unsupported_type", "docx_corrupt", "json_invalid",
+    "empty_file",
+    "too_large",
+    "pdf_corrupt",
+    "pdf_encrypted",
+    "pdf_no_text_layer",
+    "invalid_utf8",
+    "unsupported_type",
+    "docx_corrupt",
+    "json_invalid",
 )
 
 
@@ -94,6 +101,10 @@ def _json() -> Callable[[bytes, str], ParsedDocument]:
 
 # readers import their libraries lazily: a text-only worker never loads PDFium or lxml
 _READERS: dict[str, Callable[[], Callable[[bytes, str], ParsedDocument]]] = {
-    detect.PDF: _pdf, detect.TEXT: _text, detect.DOCX: _docx, detect.HTML: _html,
-    detect.MARKDOWN: _markdown, detect.JSON: _json,
+    detect.PDF: _pdf,
+    detect.TEXT: _text,
+    detect.DOCX: _docx,
+    detect.HTML: _html,
+    detect.MARKDOWN: _markdown,
+    detect.JSON: _json,
 }

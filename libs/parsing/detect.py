@@ -14,28 +14,49 @@ PDF, DOCX, HTML, MARKDOWN, TEXT, JSON = "pdf", "docx", "html", "markdown", "text
 _EXTENSIONS = {
     ".pdf": PDF,
     ".docx": DOCX,
-    ".html": HTML, ".htm": HTML, ".xhtml": HTML,
-    ".md": MARKDOWN, ".markdown": MARKDOWN, ".mdown": MARKDOWN,
-    ".txt": TEXT, ".text": TEXT, ".csv": TEXT, ".tsv": TEXT, ".log": TEXT, ".rst": TEXT,
+    ".html": HTML,
+    ".htm": HTML,
+    ".xhtml": HTML,
+    ".md": MARKDOWN,
+    ".markdown": MARKDOWN,
+    ".mdown": MARKDOWN,
+    ".txt": TEXT,
+    ".text": TEXT,
+    ".csv": TEXT,
+    ".tsv": TEXT,
+    ".log": TEXT,
+    ".rst": TEXT,
     ".json": JSON,
 }
 _CONTENT_TYPES = {
     "application/pdf": PDF,
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": DOCX,
-    "text/html": HTML, "application/xhtml+xml": HTML,
-    "text/markdown": MARKDOWN, "text/x-markdown": MARKDOWN,
-    "text/plain": TEXT, "text/csv": TEXT,
+    "text/html": HTML,
+    "application/xhtml+xml": HTML,
+    "text/markdown": MARKDOWN,
+    "text/x-markdown": MARKDOWN,
+    "text/plain": TEXT,
+    "text/csv": TEXT,
     "application/json": JSON,
 }
 # formats people do send and that we refuse with a hint rather than a bare "unsupported"
 _KNOWN_UNSUPPORTED = {
     ".doc": "legacy Word .doc; save it as .docx",
-    ".xls": "spreadsheet", ".xlsx": "spreadsheet", ".ods": "spreadsheet",
-    ".ppt": "presentation", ".pptx": "presentation", ".odp": "presentation",
+    ".xls": "spreadsheet",
+    ".xlsx": "spreadsheet",
+    ".ods": "spreadsheet",
+    ".ppt": "presentation",
+    ".pptx": "presentation",
+    ".odp": "presentation",
     ".odt": "OpenDocument text; save it as .docx",
     ".rtf": "RTF; save it as .docx",
-    ".png": "image", ".jpg": "image", ".jpeg": "image", ".gif": "image", ".tif": "image",
-    ".tiff": "image", ".zip": "zip archive",
+    ".png": "image",
+    ".jpg": "image",
+    ".jpeg": "image",
+    ".gif": "image",
+    ".tif": "image",
+    ".tiff": "image",
+    ".zip": "zip archive",
 }
 _MAGIC_UNSUPPORTED = {
     b"\xd0\xcf\x11\xe0": "legacy Microsoft Office (OLE) file; save it as .docx",
@@ -68,8 +89,9 @@ def detect_type(data: bytes, filename: str, content_type: str | None) -> str:
         )
     for magic, what in _MAGIC_UNSUPPORTED.items():
         if head.startswith(magic):
-            raise PermanentError(f"unsupported document type: {filename!r} is a {what}",
-                                 code="unsupported_type")
+            raise PermanentError(
+                f"unsupported document type: {filename!r} is a {what}", code="unsupported_type"
+            )
     if ext in _EXTENSIONS:
         return _EXTENSIONS[ext]
     if ext in _KNOWN_UNSUPPORTED:
@@ -101,12 +123,14 @@ def _zip_kind(data: bytes) -> str:
 
 def _sniff_text(head: bytes, filename: str, mime: str) -> str:
     if head.startswith((b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf")):
-        body = head.decode("utf-16" if head[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig",
-                           errors="ignore")
+        body = head.decode(
+            "utf-16" if head[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig", errors="ignore"
+        )
     elif b"\x00" in head:
         raise PermanentError(
             f"unsupported document type: {filename!r} is binary data"
-            + (f" ({mime})" if mime else "") + " with no recognised format",
+            + (f" ({mime})" if mime else "")
+            + " with no recognised format",
             code="unsupported_type",
         )
     else:

@@ -10,7 +10,7 @@ from libs.errors import PermanentError
 from libs.parsing.cleaning import clean_inline, clean_paragraph
 from libs.parsing.model import Block, ParsedDocument
 
-_HEADING_STYLE = re.compile(r"^(?:heading\s*\d|title|subtitle)$", re.I)
+_HEADING_STYLE = re.compile(r"^(?:heading\s*\d|title|subtitle)$", re.IGNORECASE)
 
 
 def parse_docx(data: bytes, filename: str) -> ParsedDocument:
@@ -57,12 +57,16 @@ def parse_docx(data: bytes, filename: str) -> ParsedDocument:
                 blocks.append(Block("\n".join(" | ".join(r) for r in rows), None, section, "table"))
 
     core_title = clean_inline(document.core_properties.title or "")
-    title = core_title or title or next((b.text for b in blocks if b.kind == "heading"), None) \
+    title = (
+        core_title
+        or title
+        or next((b.text for b in blocks if b.kind == "heading"), None)
         or next((b.text[:120] for b in blocks), None)
+    )
     return ParsedDocument(title=title, doc_type="docx", page_count=None, blocks=blocks)
 
 
-def _table_rows(table) -> list[list[str]]:  # noqa: ANN001 - docx.table.Table
+def _table_rows(table) -> list[list[str]]:
     rows = []
     for row in table.rows:
         cells: list[str] = []

@@ -4,10 +4,34 @@ from __future__ import annotations
 
 import re
 
-_NUMBERED = re.compile(r"^(?:(?:\d{1,2}(?:\.\d{1,2})*\.?)|(?:[IVXLC]+\.)|(?:[A-Z]\.)|(?:§\s*\d+))\s+\S")
-_SECTION_WORD = re.compile(r"^(?:section|article|chapter|part|appendix)\s+[\dA-Z]", re.I)
+_NUMBERED = re.compile(
+    r"^(?:(?:\d{1,2}(?:\.\d{1,2})*\.?)|(?:[IVXLC]+\.)|(?:[A-Z]\.)|(?:§\s*\d+))\s+\S"
+)
+_SECTION_WORD = re.compile(r"^(?:section|article|chapter|part|appendix)\s+[\dA-Z]", re.IGNORECASE)
 _SMALL_WORDS = frozenset(
-    "a an and as at but by for from in into nor of on or per the to via vs with".split()
+    [
+        "a",
+        "an",
+        "and",
+        "as",
+        "at",
+        "but",
+        "by",
+        "for",
+        "from",
+        "in",
+        "into",
+        "nor",
+        "of",
+        "on",
+        "or",
+        "per",
+        "the",
+        "to",
+        "via",
+        "vs",
+        "with",
+    ]
 )
 MAX_HEADING_CHARS = 120
 MAX_HEADING_WORDS = 14
@@ -23,8 +47,7 @@ def looks_like_heading_text(line: str) -> bool:
         return False
     if _NUMBERED.match(line) or _SECTION_WORD.match(line):
         return True
-    letters = [c for c in line if c.isalpha()]
-    if len(letters) >= 3 and all(c.isupper() for c in letters):
+    if line.isupper() and sum(c.isalpha() for c in line) >= 3:  # ALL CAPS
         return True
     return is_title_case(words)
 

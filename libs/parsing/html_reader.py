@@ -9,15 +9,79 @@ from libs.parsing.cleaning import clean_inline, clean_paragraph
 from libs.parsing.model import Block, ParsedDocument
 from libs.parsing.textdecode import decode_html
 
-_DROP = ("script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form",
-         "iframe", "svg", "canvas", "button", "select", "head")
+_DROP = (
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "nav",
+    "header",
+    "footer",
+    "aside",
+    "form",
+    "iframe",
+    "svg",
+    "canvas",
+    "button",
+    "select",
+    "head",
+)
 _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
-_LEAF_BLOCKS = {"p", "li", "pre", "blockquote", "dd", "dt", "figcaption", "caption", "address",
-                "summary", "td", "th"}
-_BREAKS = ["br", "p", "div", "li", "tr", "td", "th", "dd", "dt", "blockquote", "pre", "section",
-           "article", "table", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6"]
-_CONTAINERS = {"html", "body", "main", "article", "section", "div", "ul", "ol", "dl", "figure",
-               "details", "center", "fieldset", "span", "font"}
+_LEAF_BLOCKS = {
+    "p",
+    "li",
+    "pre",
+    "blockquote",
+    "dd",
+    "dt",
+    "figcaption",
+    "caption",
+    "address",
+    "summary",
+    "td",
+    "th",
+}
+_BREAKS = [
+    "br",
+    "p",
+    "div",
+    "li",
+    "tr",
+    "td",
+    "th",
+    "dd",
+    "dt",
+    "blockquote",
+    "pre",
+    "section",
+    "article",
+    "table",
+    "ul",
+    "ol",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+]
+_CONTAINERS = {
+    "html",
+    "body",
+    "main",
+    "article",
+    "section",
+    "div",
+    "ul",
+    "ol",
+    "dl",
+    "figure",
+    "details",
+    "center",
+    "fieldset",
+    "span",
+    "font",
+}
 
 
 def parse_html(data: bytes, filename: str) -> ParsedDocument:
@@ -93,9 +157,12 @@ class _Walker:
         for tr in table.find_all("tr"):
             if tr.find_parent("table") is not table:
                 continue  # rows of a nested table are read with that table's cell
-            cells = [clean_inline(td.get_text("")) for td in tr.find_all(["td", "th"], recursive=False)]
+            cells = [
+                clean_inline(td.get_text("")) for td in tr.find_all(["td", "th"], recursive=False)
+            ]
             if any(cells):
                 rows.append(cells)
         if rows:
-            self.blocks.append(Block("\n".join(" | ".join(r) for r in rows), None, self.section,
-                                     "table"))
+            self.blocks.append(
+                Block("\n".join(" | ".join(r) for r in rows), None, self.section, "table")
+            )

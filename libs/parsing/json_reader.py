@@ -16,12 +16,44 @@ from libs.parsing.cleaning import clean_inline, clean_paragraph
 from libs.parsing.model import Block, ParsedDocument
 from libs.parsing.textdecode import decode_text
 
-_WRAPPERS = ("reportentry", "data", "results", "items", "records", "documents", "entries",
-             "value", "policies", "rows")
-_TITLE_KEYS = ("title", "documenttitle", "document_title", "name", "documentname", "policyname",
-               "policytitle", "subject", "heading", "displayname", "label")
-_LONG_KEYS = ("body", "content", "text", "description", "details", "summary", "html",
-              "policytext", "policybody", "message", "notes")
+_WRAPPERS = (
+    "reportentry",
+    "data",
+    "results",
+    "items",
+    "records",
+    "documents",
+    "entries",
+    "value",
+    "policies",
+    "rows",
+)
+_TITLE_KEYS = (
+    "title",
+    "documenttitle",
+    "document_title",
+    "name",
+    "documentname",
+    "policyname",
+    "policytitle",
+    "subject",
+    "heading",
+    "displayname",
+    "label",
+)
+_LONG_KEYS = (
+    "body",
+    "content",
+    "text",
+    "description",
+    "details",
+    "summary",
+    "html",
+    "policytext",
+    "policybody",
+    "message",
+    "notes",
+)
 _LONG_CHARS = 160
 _TAG = re.compile(r"<[a-zA-Z/!][^>]*>")
 
@@ -57,8 +89,9 @@ def parse_json(data: bytes, filename: str) -> ParsedDocument:
             scalar = _scalar(record)
             if scalar:
                 blocks.append(Block(scalar, None, section, "text"))
-    doc_title = (_title_of(wrapper) if wrapper else None) or (titles[0] if len(records) == 1 and
-                                                              titles else None)
+    doc_title = (_title_of(wrapper) if wrapper else None) or (
+        titles[0] if len(records) == 1 and titles else None
+    )
     doc_title = doc_title or PurePosixPath(filename).stem or None
     return ParsedDocument(title=doc_title, doc_type="json", page_count=None, blocks=blocks)
 
@@ -68,8 +101,10 @@ def _records(value: Any, filename: str) -> tuple[list[Any], dict | None]:
         return value, None
     if isinstance(value, dict):
         for key, inner in value.items():
-            if _norm(key) in _WRAPPERS and isinstance(inner, list) and any(
-                isinstance(r, dict) for r in inner
+            if (
+                _norm(key) in _WRAPPERS
+                and isinstance(inner, list)
+                and any(isinstance(r, dict) for r in inner)
             ):
                 return inner, value
         return [value], None
@@ -111,12 +146,23 @@ def _scalar(value: Any) -> str:
     return text
 
 
-def _render(value: Any, path: tuple[str, ...], lines: list[str], paragraphs: list[str], *,
-            skip_title: str | None = None) -> None:
+def _render(
+    value: Any,
+    path: tuple[str, ...],
+    lines: list[str],
+    paragraphs: list[str],
+    *,
+    skip_title: str | None = None,
+) -> None:
     if isinstance(value, dict):
         for key, inner in value.items():
-            if not path and skip_title is not None and isinstance(inner, str) \
-                    and clean_inline(inner) == skip_title and _norm(str(key)) in map(_norm, _TITLE_KEYS):
+            if (
+                not path
+                and skip_title is not None
+                and isinstance(inner, str)
+                and clean_inline(inner) == skip_title
+                and _norm(str(key)) in map(_norm, _TITLE_KEYS)
+            ):
                 continue
             _render(inner, (*path, _label(str(key))), lines, paragraphs)
         return
@@ -138,6 +184,8 @@ def _render(value: Any, path: tuple[str, ...], lines: list[str], paragraphs: lis
     if len(text) > _LONG_CHARS or last in _LONG_KEYS or "\n" in text.strip():
         para = clean_paragraph(text)
         if para:
-            paragraphs.append(f"{label}: {para}" if len(path) > 1 or last not in _LONG_KEYS else para)
+            paragraphs.append(
+                f"{label}: {para}" if len(path) > 1 or last not in _LONG_KEYS else para
+            )
     else:
         lines.append(f"{label}: {clean_inline(text)}")

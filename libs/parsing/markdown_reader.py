@@ -13,7 +13,7 @@ from libs.parsing.cleaning import clean_inline, clean_paragraph, normalise
 from libs.parsing.model import Block, ParsedDocument
 from libs.parsing.textdecode import decode_text
 
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.S)
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.DOTALL)
 _MD = MarkdownIt("commonmark").enable(["table", "strikethrough"])
 
 
@@ -23,10 +23,13 @@ def parse_markdown(data: bytes, filename: str) -> ParsedDocument:
     match = _FRONT_MATTER.match(text)
     if match:
         meta_title = _front_matter_title(match.group(1))
-        text = text[match.end():]
+        text = text[match.end() :]
     blocks = _blocks(_MD.parse(text))
-    title = meta_title or next((b.text for b in blocks if b.kind == "heading"), None) \
+    title = (
+        meta_title
+        or next((b.text for b in blocks if b.kind == "heading"), None)
         or next((b.text[:120] for b in blocks), None)
+    )
     return ParsedDocument(title=title, doc_type="markdown", page_count=None, blocks=blocks)
 
 
@@ -96,9 +99,7 @@ def _inline_text(tok: Token) -> str:
     for child in tok.children or []:
         if child.type in ("text", "code_inline", "html_inline"):
             out.append(child.content if child.type != "html_inline" else "")
-        elif child.type == "softbreak":
-            out.append("\n")
-        elif child.type == "hardbreak":
+        elif child.type == "softbreak" or child.type == "hardbreak":
             out.append("\n")
         elif child.type == "image":
             out.append(child.content or "")  # alt text

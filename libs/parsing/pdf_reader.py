@@ -19,6 +19,7 @@ import re
 import threading
 from collections import Counter
 from dataclasses import dataclass
+from itertools import pairwise
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
@@ -40,7 +41,7 @@ _EDGE_LINES = 3  # lines at the top/bottom of a page examined for running header
 _PAGE_NUMBER = re.compile(
     r"^(?:page\s*)?#(?:\s*(?:of|/)\s*#)?$|^[-\u2013\u2014]\s*#\s*[-\u2013\u2014]$|^[ivxlc]{1,6}$"
 )
-_TITLE_JUNK = re.compile(r"^(?:microsoft (?:word|powerpoint) - |untitled\b)", re.I)
+_TITLE_JUNK = re.compile(r"^(?:microsoft (?:word|powerpoint) - |untitled\b)", re.IGNORECASE)
 
 
 @dataclass
@@ -155,8 +156,9 @@ def _lines(textpage: pdfium.PdfTextPage, page_no: int) -> list[_Line]:
                 char = pos + lead
             pdfium_c.FPDFText_GetCharOrigin(raw, char, x, y)
             size = pdfium_c.FPDFText_GetFontSize(raw, char)
-            out.append(_Line(stripped, page_no, x.value, y.value, round(size, 1),
-                             _is_bold(raw, char)))
+            out.append(
+                _Line(stripped, page_no, x.value, y.value, round(size, 1), _is_bold(raw, char))
+            )
         pos += len(piece)
     return out
 
@@ -196,7 +198,11 @@ def _ruling_edges(page: pdfium.PdfPage) -> list[dict]:
         n = pdfium_c.FPDFPath_CountSegments(obj.raw)
         if n <= 0 or n > 64:
             continue
-        m = _compose(_matrix(obj), forms.get(obj.level - 1, _IDENTITY)) if obj.level else _matrix(obj)
+        m = (
+            _compose(_matrix(obj), forms.get(obj.level - 1, _IDENTITY))
+            if obj.level
+            else _matrix(obj)
+        )
         points: list[tuple[int, float, float, bool]] = []
         for i in range(n):
             seg = pdfium_c.FPDFPath_GetPathSegment(obj.raw, i)
@@ -234,21 +240,48 @@ def _compose(inner: tuple[float, ...], outer: tuple[float, ...]) -> tuple[float,
     """The matrix applying ``inner`` then ``outer`` (PDF row-vector convention)."""
     a, b, c, d, e, f = inner
     A, B, C, D, E, F = outer
-    return (a * A + b * C, a * B + b * D, c * A + d * C, c * B + d * D,
-            e * A + f * C + E, e * B + f * D + F)
+    return (
+        a * A + b * C,
+        a * B + b * D,
+        c * A + d * C,
+        c * B + d * D,
+        e * A + f * C + E,
+        e * B + f * D + F,
+    )
 
 
-def _add_edge(edges: list[dict], p: tuple[float, float], q: tuple[float, float], height: float) -> None:
+def _add_edge(
+    edges: list[dict], p: tuple[float, float], q: tuple[float, float], height: float
+) -> None:
     (x0, y0), (x1, y1) = p, q
     if abs(y0 - y1) < 0.5 and abs(x1 - x0) >= 1:  # horizontal
         top = height - y0
-        edges.append({"object_type": "line", "orientation": "h", "x0": min(x0, x1),
-                      "x1": max(x0, x1), "top": top, "bottom": top, "width": abs(x1 - x0),
-                      "height": 0.0})
+        edges.append(
+            {
+                "object_type": "line",
+                "orientation": "h",
+                "x0": min(x0, x1),
+                "x1": max(x0, x1),
+                "top": top,
+                "bottom": top,
+                "width": abs(x1 - x0),
+                "height": 0.0,
+            }
+        )
     elif abs(x0 - x1) < 0.5 and abs(y1 - y0) >= 1:  # vertical
         top, bottom = height - max(y0, y1), height - min(y0, y1)
-        edges.append({"object_type": "line", "orientation": "v", "x0": x0, "x1": x0,
-                      "top": top, "bottom": bottom, "width": 0.0, "height": bottom - top})
+        edges.append(
+            {
+                "object_type": "line",
+                "orientation": "v",
+                "x0": x0,
+                "x1": x0,
+                "top": top,
+                "bottom": bottom,
+                "width": 0.0,
+                "height": bottom - top,
+            }
+        )
 
 
 def _find_tables(
@@ -256,24 +289,34 @@ def _find_tables(
 ) -> None:
     """pdfplumber's lattice table finder on PDFium's edges; marks the lines inside each table."""
     from pdfplumber.table import (
-        Table, TableSettings, cells_to_tables, edges_to_intersections, intersections_to_cells,
+        Table,
+        TableSettings,
+        cells_to_tables,
+        edges_to_intersections,
+        intersections_to_cells,
         merge_edges,
     )
     from pdfplumber.utils import filter_edges
 
     cfg = TableSettings.resolve(None)
     merged = filter_edges(
-        merge_edges(edges, snap_x_tolerance=cfg.snap_x_tolerance,
-                    snap_y_tolerance=cfg.snap_y_tolerance, join_x_tolerance=cfg.join_x_tolerance,
-                    join_y_tolerance=cfg.join_y_tolerance),
+        merge_edges(
+            edges,
+            snap_x_tolerance=cfg.snap_x_tolerance,
+            snap_y_tolerance=cfg.snap_y_tolerance,
+            join_x_tolerance=cfg.join_x_tolerance,
+            join_y_tolerance=cfg.join_y_tolerance,
+        ),
         min_length=cfg.edge_min_length,
     )
-    crossings = edges_to_intersections(merged, cfg.intersection_x_tolerance,
-                                       cfg.intersection_y_tolerance)
+    crossings = edges_to_intersections(
+        merged, cfg.intersection_x_tolerance, cfg.intersection_y_tolerance
+    )
     for cells in cells_to_tables(intersections_to_cells(crossings)):
         table = Table(None, cells)  # type: ignore[arg-type]  # rows/bbox need no page
-        rows = [[_cell_text(textpage, c, height) if c else "" for c in row.cells]
-                for row in table.rows]
+        rows = [
+            [_cell_text(textpage, c, height) if c else "" for c in row.cells] for row in table.rows
+        ]
         rows = [r for r in rows if any(r)]
         if len(rows) < 2 or max(len(r) for r in rows) < 2:
             continue  # a framed paragraph, not a table
@@ -287,8 +330,9 @@ def _find_tables(
 
 def _cell_text(textpage: pdfium.PdfTextPage, cell: tuple[float, ...], height: float) -> str:
     x0, top, x1, bottom = cell
-    return clean_inline(textpage.get_text_bounded(left=x0, bottom=height - bottom, right=x1,
-                                                  top=height - top))
+    return clean_inline(
+        textpage.get_text_bounded(left=x0, bottom=height - bottom, right=x1, top=height - top)
+    )
 
 
 def _edge_key(text: str) -> str:
@@ -360,15 +404,23 @@ def _blocks(pages: list[_Page]) -> tuple[list[Block], str | None]:
                 flush_para()
                 emitted_tables.add(key)
                 rows = tables[ln.page][ln.table][1]
-                blocks.append(Block("\n".join(" | ".join(r) for r in rows), ln.page, section, "table"))
+                blocks.append(
+                    Block("\n".join(" | ".join(r) for r in rows), ln.page, section, "table")
+                )
             prev = None
             continue
-        gap = prev is None or prev.page != ln.page or (prev.y - ln.y) > pitch * _PARAGRAPH_GAP_RATIO \
+        gap = (
+            prev is None
+            or prev.page != ln.page
+            or (prev.y - ln.y) > pitch * _PARAGRAPH_GAP_RATIO
             or prev.y < ln.y
+        )
         is_heading = _is_heading(ln, body_size, body_bold, standalone=gap)
         if is_heading:
             # a heading that wraps continues with the same font on the next line
-            if heading and not (abs(ln.size - heading_size) < 0.5 and not gap and ln.page == heading_page):
+            if heading and not (
+                abs(ln.size - heading_size) < 0.5 and not gap and ln.page == heading_page
+            ):
                 flush_heading()
             if not heading:
                 flush_para()
@@ -391,14 +443,14 @@ def _blocks(pages: list[_Page]) -> tuple[list[Block], str | None]:
 
 
 def _is_heading(ln: _Line, body_size: float, body_bold: bool, *, standalone: bool) -> bool:
+    # layout signals first (cheap), the text test only for lines that have one
     text = ln.text
-    if not looks_like_heading_text(text):
-        return False
-    if body_size and ln.size >= body_size * _HEADING_SIZE_RATIO:
-        return True
-    if ln.bold and not body_bold and standalone and len(text) <= 80:
-        return True
-    return standalone and is_numbered_heading(text) and len(text) <= 80 and ln.size >= body_size - 0.5
+    larger = bool(body_size) and ln.size >= body_size * _HEADING_SIZE_RATIO
+    bolder = ln.bold and not body_bold and standalone and len(text) <= 80
+    numbered = (
+        standalone and len(text) <= 80 and ln.size >= body_size - 0.5 and is_numbered_heading(text)
+    )
+    return (larger or bolder or numbered) and looks_like_heading_text(text)
 
 
 def _line_pitch(lines: list[_Line], body_size: float) -> float:
@@ -406,9 +458,14 @@ def _line_pitch(lines: list[_Line], body_size: float) -> float:
     (the smallest among equals; paragraph gaps only ever add space), or 1.25 x the font size
     when too few lines repeat a distance to tell."""
     gaps = Counter(
-        round(a.y - b.y) for a, b in zip(lines, lines[1:], strict=False)
-        if a.page == b.page and a.table is None and b.table is None and 0 < a.y - b.y < 60
-        and abs(a.size - body_size) < 0.5 and abs(b.size - body_size) < 0.5
+        round(a.y - b.y)
+        for a, b in pairwise(lines)
+        if a.page == b.page
+        and a.table is None
+        and b.table is None
+        and 0 < a.y - b.y < 60
+        and abs(a.size - body_size) < 0.5
+        and abs(b.size - body_size) < 0.5
     )
     top = max(gaps.values(), default=0)
     if top < 2:

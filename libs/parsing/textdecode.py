@@ -7,7 +7,7 @@ import re
 
 from libs.errors import PermanentError
 
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", re.I)
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 
 
 def decode_text(data: bytes, filename: str) -> str:
@@ -41,7 +41,7 @@ def _strict(data: bytes, encoding: str, filename: str, base: int = 0) -> str:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
         offset = base + exc.start
-        bad = data[exc.start:exc.start + 1]
+        bad = data[exc.start : exc.start + 1]
         raise PermanentError(
             f"{filename!r} is not valid {encoding.upper()} text: invalid byte "
             f"0x{bad.hex()} at byte offset {offset} ({exc.reason}); "

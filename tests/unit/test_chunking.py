@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from libs.chunking import chunk_document, load_chunk_tokenizer
@@ -17,7 +19,11 @@ class _Counting:
         self.backend_tokenizer = raw
 
     def __call__(self, text: str, add_special_tokens: bool = True) -> dict:
-        return {"input_ids": self.backend_tokenizer.encode(text, add_special_tokens=add_special_tokens).ids}
+        return {
+            "input_ids": self.backend_tokenizer.encode(
+                text, add_special_tokens=add_special_tokens
+            ).ids
+        }
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +75,9 @@ def test_title_section_and_pages_travel_with_chunks(tok, handbook) -> None:
 def test_chunks_never_cross_sections(tok, handbook) -> None:
     chunks = chunk_document(handbook, tok, max_tokens=512, overlap_tokens=50)
     for c in chunks:
-        others = [docs.section_heading(p) for p in range(1, 7) if docs.section_heading(p) != c.section]
+        others = [
+            docs.section_heading(p) for p in range(1, 7) if docs.section_heading(p) != c.section
+        ]
         assert not any(h in c.text for h in others)
     # each section's heading opens its first chunk
     firsts = {}
@@ -84,7 +92,7 @@ def test_overlap_repeats_the_end_of_the_previous_chunk(tok) -> None:
     doc = ParsedDocument("t", "text", None, [Block(text, None, "S", "text")])
     chunks = chunk_document(doc, tok, max_tokens=100, overlap_tokens=30)
     assert len(chunks) > 3
-    for a, b in zip(chunks, chunks[1:]):
+    for a, b in pairwise(chunks):
         shared = _shared(a.text, b.text)
         assert shared, (a.text[-80:], b.text[:80])
         n = len(tok(shared, add_special_tokens=False)["input_ids"])
@@ -100,20 +108,35 @@ def test_no_overlap_when_disabled(tok) -> None:
 
 def test_no_overlap_across_a_section_boundary(tok) -> None:
     a, b = docs.paragraphs(13, 2, 8)
-    doc = ParsedDocument("t", "text", None, [
-        Block("Alpha", None, "Alpha", "heading"), Block(a, None, "Alpha", "text"),
-        Block("Beta", None, "Beta", "heading"), Block(b, None, "Beta", "text"),
-    ])
+    doc = ParsedDocument(
+        "t",
+        "text",
+        None,
+        [
+            Block("Alpha", None, "Alpha", "heading"),
+            Block(a, None, "Alpha", "text"),
+            Block("Beta", None, "Beta", "heading"),
+            Block(b, None, "Beta", "text"),
+        ],
+    )
     chunks = chunk_document(doc, tok, max_tokens=512, overlap_tokens=50)
-    assert [(c.section, c.text) for c in chunks] == [("Alpha", f"Alpha\n\n{a}"), ("Beta", f"Beta\n\n{b}")]
+    assert [(c.section, c.text) for c in chunks] == [
+        ("Alpha", f"Alpha\n\n{a}"),
+        ("Beta", f"Beta\n\n{b}"),
+    ]
 
 
 def test_a_lone_heading_joins_the_next_section(tok) -> None:
-    doc = ParsedDocument("t", "markdown", None, [
-        Block("Benefits", None, "Benefits", "heading"),
-        Block("Medical Plans", None, "Medical Plans", "heading"),
-        Block("Three plans are offered.", None, "Medical Plans", "text"),
-    ])
+    doc = ParsedDocument(
+        "t",
+        "markdown",
+        None,
+        [
+            Block("Benefits", None, "Benefits", "heading"),
+            Block("Medical Plans", None, "Medical Plans", "heading"),
+            Block("Three plans are offered.", None, "Medical Plans", "text"),
+        ],
+    )
     chunks = chunk_document(doc, tok)
     assert len(chunks) == 1
     assert chunks[0].text == "Benefits\n\nMedical Plans\n\nThree plans are offered."
@@ -122,7 +145,9 @@ def test_a_lone_heading_joins_the_next_section(tok) -> None:
 
 def test_whole_paragraph_moves_to_next_chunk(tok) -> None:
     p1, p2 = docs.paragraphs(14, 2, 4)
-    doc = ParsedDocument("t", "text", None, [Block(p1, 1, None, "text"), Block(p2, 2, None, "text")])
+    doc = ParsedDocument(
+        "t", "text", None, [Block(p1, 1, None, "text"), Block(p2, 2, None, "text")]
+    )
     # the second paragraph would fit the first chunk's free room only in part
     n1, n2 = real_len(tok, p1), real_len(tok, p2)
     assert n2 > 40
@@ -145,10 +170,16 @@ def test_oversize_sentence_is_cut_by_tokens(tok) -> None:
 
 
 def test_page_range_of_a_chunk_spanning_pages(tok) -> None:
-    doc = ParsedDocument("t", "pdf", 3, [
-        Block("Short one.", 1, "S", "text"), Block("Short two.", 2, "S", "text"),
-        Block("Short three.", 3, "S", "text"),
-    ])
+    doc = ParsedDocument(
+        "t",
+        "pdf",
+        3,
+        [
+            Block("Short one.", 1, "S", "text"),
+            Block("Short two.", 2, "S", "text"),
+            Block("Short three.", 3, "S", "text"),
+        ],
+    )
     [chunk] = chunk_document(doc, tok)
     assert (chunk.page_start, chunk.page_end) == (1, 3)
     assert chunk.text == "Short one.\n\nShort two.\n\nShort three."
@@ -162,7 +193,10 @@ def test_table_rows_stay_rows(tok, handbook) -> None:
 
 
 def test_empty_document_gives_no_chunks(tok) -> None:
-    assert chunk_document(ParsedDocument(None, "text", None, [Block("  ", None, None, "text")]), tok) == []
+    assert (
+        chunk_document(ParsedDocument(None, "text", None, [Block("  ", None, None, "text")]), tok)
+        == []
+    )
 
 
 def test_budget_too_small_is_refused(tok) -> None:
@@ -177,6 +211,28 @@ def test_hf_tokenizer_and_tokenizer_json_agree(handbook) -> None:
     via_raw = chunk_document(handbook, load_chunk_tokenizer(), max_tokens=128, overlap_tokens=20)
     assert via_raw == via_hf
     assert all(len(hf(c.text)["input_ids"]) == c.token_count <= 128 for c in via_hf)
+
+
+def test_non_additive_tokenizer_is_recounted(handbook) -> None:
+    """A pre-tokenizer the chunker cannot prove additive: counts come from a re-tokenisation."""
+    from tokenizers import Tokenizer, pre_tokenizers
+
+    from libs.chunking import _adapter, _recut
+
+    raw = Tokenizer.from_str(load_chunk_tokenizer().to_str())
+    raw.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
+    )
+    assert not _adapter(raw).additive
+    chunks = chunk_document(handbook, raw, max_tokens=96, overlap_tokens=12)
+    for c in chunks:
+        assert c.token_count == len(raw.encode(c.text).ids) <= 96
+    # the safety net: an over-long text is cut until every piece measures within the limit
+    long_text = " ".join(docs.paragraphs(21, 3, 6))
+    pieces = _recut(long_text, _adapter(raw), 64)
+    assert len(pieces) > 3
+    assert all(n == len(raw.encode(t).ids) <= 64 for t, n in pieces)
+    assert " ".join(t for t, _ in pieces).split() == long_text.split()
 
 
 def _shared(a: str, b: str) -> str:

@@ -24,8 +24,14 @@ def test_empty_file() -> None:
     assert err.code == "empty_file" and "0 bytes" in err.reason
 
 
-@pytest.mark.parametrize("data,name", [(b"  \n\n\t ", "blank.txt"), (b"<html><body><script>x()</script></body></html>", "s.html"),
-                                       (b"[]", "none.json")])
+@pytest.mark.parametrize(
+    "data,name",
+    [
+        (b"  \n\n\t ", "blank.txt"),
+        (b"<html><body><script>x()</script></body></html>", "s.html"),
+        (b"[]", "none.json"),
+    ],
+)
 def test_no_text_at_all(data: bytes, name: str) -> None:
     err = fail(data, name)
     assert err.code == "empty_file" and "no text" in err.reason
@@ -93,8 +99,12 @@ def test_docx_corrupt(data: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    "data,where", [(b'{"title": "x",, }', "line 1 column 15"), (b'[{"a": 1}\n', "line 2 column 1"),
-                   (b"42", "got a int")],
+    "data,where",
+    [
+        (b'{"title": "x",, }', "line 1 column 15"),
+        (b'[{"a": 1}\n', "line 2 column 1"),
+        (b"42", "got a int"),
+    ],
 )
 def test_json_invalid(data: bytes, where: str) -> None:
     err = fail(data, "records.json")

@@ -46,17 +46,25 @@ def test_html_drops_boilerplate_and_keeps_structure() -> None:
     for noise in ("tracker", "font-family", "HR portal menu", "Copyright footer"):
         assert noise not in text
     assert kinds(doc) == [
-        ("heading", "Expense Policy"), ("text", "Expense Policy"),
-        ("heading", "Receipts"), ("text", "Receipts"), ("text", "Receipts"), ("text", "Receipts"),
-        ("heading", "Plan Costs"), ("table", "Plan Costs"),
+        ("heading", "Expense Policy"),
+        ("text", "Expense Policy"),
+        ("heading", "Receipts"),
+        ("text", "Receipts"),
+        ("text", "Receipts"),
+        ("text", "Receipts"),
+        ("heading", "Plan Costs"),
+        ("table", "Plan Costs"),
     ]
     assert doc.blocks[4].text == "Keep every receipt over $25."
     assert doc.blocks[-1].text == TABLE_TEXT
 
 
 def test_html_inline_markup_joins_like_a_browser() -> None:
-    doc = parse_document(b"<html><body><p>Pay <b>within</b>, not after<br>the deadline.</p>"
-                         b"<div>Loose <i>div</i> text</div></body></html>", filename="a.htm")
+    doc = parse_document(
+        b"<html><body><p>Pay <b>within</b>, not after<br>the deadline.</p>"
+        b"<div>Loose <i>div</i> text</div></body></html>",
+        filename="a.htm",
+    )
     assert [b.text for b in doc.blocks] == ["Pay within, not after the deadline.", "Loose div text"]
     assert doc.title == "Pay within, not after the deadline."  # no <title>, no heading
 
@@ -66,10 +74,14 @@ def test_markdown_front_matter_sections_and_table() -> None:
     assert doc.doc_type == "markdown"
     assert doc.title == "Parental Leave"  # front matter beats the first heading
     assert kinds(doc) == [
-        ("heading", "Parental Leave Overview"), ("text", "Parental Leave Overview"),
-        ("heading", "Eligibility"), ("text", "Eligibility"), ("text", "Eligibility"),
+        ("heading", "Parental Leave Overview"),
+        ("text", "Parental Leave Overview"),
+        ("heading", "Eligibility"),
         ("text", "Eligibility"),
-        ("heading", "Plans"), ("table", "Plans"),
+        ("text", "Eligibility"),
+        ("text", "Eligibility"),
+        ("heading", "Plans"),
+        ("table", "Plans"),
     ]
     assert doc.blocks[3].text == "Employees with six months of service."  # ** removed
     assert doc.blocks[-1].text == TABLE_TEXT
@@ -83,9 +95,9 @@ def test_markdown_without_front_matter_uses_first_heading() -> None:
 
 def test_plain_text_paragraphs_and_headings() -> None:
     text = (
-        "HOLIDAY POLICY\n\nThe office closes on public holidays. Staff who work\nreceive a day "
-        "in lieu.\n\nFloating Holidays\n=================\n\nTwo floating days per year.\n"
-    ).encode()
+        b"HOLIDAY POLICY\n\nThe office closes on public holidays. Staff who work\nreceive a day "
+        b"in lieu.\n\nFloating Holidays\n=================\n\nTwo floating days per year.\n"
+    )
     doc = parse_document(text, filename="holidays.txt")
     assert doc.doc_type == "text"
     assert doc.title == "HOLIDAY POLICY"
@@ -100,26 +112,39 @@ def test_plain_text_paragraphs_and_headings() -> None:
 
 def test_text_encodings_bom_and_utf16() -> None:
     body = "Leave Policy\n\nEmployees accrue 1.5 days per month.\n"
-    for data in (body.encode(), b"\xef\xbb\xbf" + body.encode(), docs.utf16_text(body),
-                 body.encode("utf-16-be").join([b"\xfe\xff", b""])):
+    for data in (
+        body.encode(),
+        b"\xef\xbb\xbf" + body.encode(),
+        docs.utf16_text(body),
+        body.encode("utf-16-be").join([b"\xfe\xff", b""]),
+    ):
         doc = parse_document(data, filename="leave.txt")
-        assert [b.text for b in doc.blocks] == ["Leave Policy", "Employees accrue 1.5 days per month."]
+        assert [b.text for b in doc.blocks] == [
+            "Leave Policy",
+            "Employees accrue 1.5 days per month.",
+        ]
 
 
 def test_unicode_is_normalised() -> None:
-    doc = parse_document("Of\ufb01ce \ufb02oor\u00a0plan, \uff21\uff22\uff23 team.\u200b".encode(),
-                         filename="n.txt")
+    doc = parse_document(
+        "Of\ufb01ce \ufb02oor\u00a0plan, \uff21\uff22\uff23 team.\u200b".encode(), filename="n.txt"
+    )
     assert doc.blocks[0].text == "Office floor plan, ABC team."
 
 
 def test_hr_json_records() -> None:
-    doc = parse_document(docs.hr_json_records(), filename="workday-policies.json",
-                         content_type="application/json")
+    doc = parse_document(
+        docs.hr_json_records(), filename="workday-policies.json", content_type="application/json"
+    )
     assert doc.doc_type == "json"
     assert doc.title == "workday-policies"  # several records: the file's name
     assert kinds(doc) == [
-        ("heading", "Bereavement Leave"), ("text", "Bereavement Leave"), ("text", "Bereavement Leave"),
-        ("heading", "Jury Duty"), ("text", "Jury Duty"), ("text", "Jury Duty"),
+        ("heading", "Bereavement Leave"),
+        ("text", "Bereavement Leave"),
+        ("text", "Bereavement Leave"),
+        ("heading", "Jury Duty"),
+        ("text", "Jury Duty"),
+        ("text", "Jury Duty"),
     ]
     fields = doc.blocks[1].text.split("\n")
     assert "Effective Date: 2024-03-01" in fields
@@ -129,9 +154,12 @@ def test_hr_json_records() -> None:
 
 
 def test_hr_json_single_record_title_and_html_fields() -> None:
-    record = {"name": "Holiday Calendar 2025", "isActive": True,
-              "description": "<p>The office is <b>closed</b> on these days.</p>",
-              "events": [{"date": "2025-01-01", "label": "New Year"}]}
+    record = {
+        "name": "Holiday Calendar 2025",
+        "isActive": True,
+        "description": "<p>The office is <b>closed</b> on these days.</p>",
+        "events": [{"date": "2025-01-01", "label": "New Year"}],
+    }
     doc = parse_document(json.dumps([record]).encode(), filename="r.json")
     assert doc.title == "Holiday Calendar 2025"
     text = doc.text
@@ -146,7 +174,9 @@ def test_json_detected_by_sniffing() -> None:
 
 
 def test_cleaning_dehyphenates_only_line_breaks() -> None:
-    assert clean_paragraph("employ-\nees and well-known\n  rules") == "employees and well-known rules"
+    assert (
+        clean_paragraph("employ-\nees and well-known\n  rules") == "employees and well-known rules"
+    )
     assert clean_paragraph("Section A-\nB") == "Section A- B"  # capital: a real hyphen
 
 

@@ -64,19 +64,25 @@ def test_table_matches_pdfplumber(table_pdf: bytes) -> None:
         expected = pdf.pages[2].extract_tables()
         assert all(not p.extract_tables() for i, p in enumerate(pdf.pages) if i != 2)
     doc = parse_document(table_pdf, filename="handbook.pdf")
-    ours = [[row.split(" | ") for row in b.text.split("\n")] for b in doc.blocks if b.kind == "table"]
+    ours = [
+        [row.split(" | ") for row in b.text.split("\n")] for b in doc.blocks if b.kind == "table"
+    ]
     assert ours == expected
 
 
 def test_paragraphs_and_dehyphenation() -> None:
-    pdf = docs.pdf_from_lines([[
-        ("Leave Policy", 18, True),
-        ("", 6, False),
-        ("All full-time employ-", 10, False),
-        ("ees accrue leave every month.", 10, False),
-        ("", 6, False),
-        ("A second paragraph starts here.", 10, False),
-    ]])
+    pdf = docs.pdf_from_lines(
+        [
+            [
+                ("Leave Policy", 18, True),
+                ("", 6, False),
+                ("All full-time employ-", 10, False),
+                ("ees accrue leave every month.", 10, False),
+                ("", 6, False),
+                ("A second paragraph starts here.", 10, False),
+            ]
+        ]
+    )
     doc = parse_document(pdf, filename="leave.pdf")
     assert [b.kind for b in doc.blocks] == ["heading", "text", "text"]
     assert doc.blocks[1].text == "All full-time employees accrue leave every month."
@@ -85,15 +91,22 @@ def test_paragraphs_and_dehyphenation() -> None:
 
 
 def test_bold_numbered_heading_at_body_size() -> None:
-    pdf = docs.pdf_from_lines([[
-        ("Some introductory text for the policy.", 10, False),
-        ("", 6, False),
-        ("2.1 Eligibility Rules", 10, True),
-        ("Only permanent staff are eligible.", 10, False),
-    ]])
+    pdf = docs.pdf_from_lines(
+        [
+            [
+                ("Some introductory text for the policy.", 10, False),
+                ("", 6, False),
+                ("2.1 Eligibility Rules", 10, True),
+                ("Only permanent staff are eligible.", 10, False),
+            ]
+        ]
+    )
     doc = parse_document(pdf, filename="x.pdf")
     assert [(b.kind, b.section) for b in doc.blocks] == [
-        ("text", None), ("heading", "2.1 Eligibility Rules"), ("text", "2.1 Eligibility Rules")]
+        ("text", None),
+        ("heading", "2.1 Eligibility Rules"),
+        ("text", "2.1 Eligibility Rules"),
+    ]
 
 
 def test_magic_bytes_win_over_extension() -> None:

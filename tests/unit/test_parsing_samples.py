@@ -27,23 +27,30 @@ def test_generated_files_are_up_to_date() -> None:
 
 @pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
 def test_sample_parses_with_title_sections_and_chunks(path: Path) -> None:
-    src = next(s for s in map(build_samples.load, sorted(build_samples.SRC.glob("*.md")))
-               if s.output == path)
+    src = next(
+        s
+        for s in map(build_samples.load, sorted(build_samples.SRC.glob("*.md")))
+        if s.output == path
+    )
     doc = parse_document(path.read_bytes(), filename=path.name)
     assert doc.title == (src.title if path.suffix != ".json" else path.stem)
     headings = {b.text for b in doc.blocks if b.kind == "heading"}
-    expected = {e.text for e in src.elements if e.kind == "h" and (path.suffix != ".json" or e.level == 2)}
+    expected = {
+        e.text for e in src.elements if e.kind == "h" and (path.suffix != ".json" or e.level == 2)
+    }
     assert expected <= headings
     tables = [b for b in doc.blocks if b.kind == "table"]
     src_tables = [e for e in src.elements if e.kind == "table"]
     if path.suffix != ".txt":  # plain text has no table markup
-        assert [t.text.split("\n") for t in tables] == [[" | ".join(r) for r in e.rows] for e in src_tables]
+        assert [t.text.split("\n") for t in tables] == [
+            [" | ".join(r) for r in e.rows] for e in src_tables
+        ]
     # every paragraph of the source is in the parsed text, whole (a paragraph that runs over a
     # page break is two blocks)
     flat = " ".join(" ".join(b.text.split()) for b in doc.blocks)
     body = src.elements
     if path.suffix == ".json":  # records start at the first level-2 heading
-        body = body[next(i for i, e in enumerate(body) if e.kind == "h" and e.level == 2):]
+        body = body[next(i for i, e in enumerate(body) if e.kind == "h" and e.level == 2) :]
     for e in body:
         if e.kind == "p":
             assert e.text in flat

@@ -1,0 +1,143 @@
+"""Session fixtures for the deployment tests: helm and kubeconform (built by
+``scripts/deploy-tools.sh``), Kubernetes JSON schemas for kubeconform, and cfn-lint.
+
+A tool that cannot be had fails the run in CI (``tests.servers._require.unavailable``).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.deploy._paths import CHART, DEPLOY_TOOLS
+from tests.servers._require import unavailable
+
+# compiling helm takes minutes on 2 cores the first time; later runs reuse the cache
+TOOLS_BUILD_TIMEOUT_S = 1500
+# The oldest Kubernetes the chart supports in practice and the newest with schemas at hand.
+OLDEST_KUBE = "1.30.0"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("DATATORAG_CACHE") or Path.home() / ".cache" / "datatorag")
+
+
+@dataclass(frozen=True)
+class DeployTools:
+    bin_dir: Path
+
+    @property
+    def helm_bin(self) -> Path:
+        return self.bin_dir / "helm"
+
+    @property
+    def kubeconform_bin(self) -> Path:
+        return self.bin_dir / "kubeconform"
+
+    def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        # helm keeps config/cache under HOME; keep it away from the developer's own
+        env = {**os.environ, "HELM_CACHE_HOME": str(cache_root() / "helm" / "cache"),
+               "HELM_CONFIG_HOME": str(cache_root() / "helm" / "config"),
+               "HELM_DATA_HOME": str(cache_root() / "helm" / "data")}
+        proc = subprocess.run([str(self.helm_bin), *args], capture_output=True, text=True,
+                              timeout=120, env=env)
+        if check and proc.returncode != 0:
+            pytest.fail(f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}")
+        return proc
+
+    def template(self, *values_files: Path, kube_version: str | None = None,
+                 set_values: tuple[str, ...] = (), check: bool = True
+                 ) -> subprocess.CompletedProcess[str]:
+        args = ["template", "rel", str(CHART), "--namespace", "datatorag"]
+        for f in values_files:
+            args += ["-f", str(f)]
+        for s in set_values:
+            args += ["--set", s]
+        if kube_version:
+            args += ["--kube-version", kube_version]
+        return self.helm(*args, check=check)
+
+
+@pytest.fixture(scope="session")
+def deploy_tools() -> DeployTools:
+    if not shutil.which("bash"):
+        unavailable("helm/kubeconform", "bash is needed to run scripts/deploy-tools.sh")
+    try:
+        proc = subprocess.run(["bash", str(DEPLOY_TOOLS)], capture_output=True, text=True,
+                              timeout=TOOLS_BUILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        unavailable("helm/kubeconform", f"scripts/deploy-tools.sh ran past {TOOLS_BUILD_TIMEOUT_S}s")
+    if proc.returncode != 0:
+        unavailable("helm/kubeconform", f"scripts/deploy-tools.sh failed:\n{proc.stderr[-3000:]}")
+    tools = DeployTools(Path(proc.stdout.strip().splitlines()[-1]))
+    for b in (tools.helm_bin, tools.kubeconform_bin):
+        if not os.access(b, os.X_OK):
+            unavailable("helm/kubeconform", f"{b} is not an executable")
+    return tools
+
+
+@dataclass(frozen=True)
+class KubeSchemas:
+    """A kubeconform ``-schema-location`` template over local, strict Kubernetes JSON schemas."""
+
+    root: Path
+    versions: tuple[str, ...]
+
+    @property
+    def location(self) -> str:
+        return str(self.root) + "/{{ .NormalizedKubernetesVersion }}-local{{ .StrictSuffix }}/" \
+            "{{ .ResourceKind }}{{ .KindSuffix }}.json"
+
+
+def _prepare_schemas(src: Path, dest: Path) -> None:
+    """kubernetes-validate's schemas reference ``/api/_definitions.json`` relative to their
+    ``$id`` (https://kubernetes.io/...), which kubeconform would fetch: point them at the local
+    file instead. Written to a temporary folder and renamed, so a half-written copy never counts."""
+    tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    defs_url = f'"{(dest / "_definitions.json").as_uri()}#'
+    for f in src.glob("*.json"):
+        (tmp / f.name).write_text(f.read_text().replace('"/api/_definitions.json#', defs_url))
+    try:
+        tmp.rename(dest)
+    except OSError:  # another session prepared it meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kube_schemas() -> KubeSchemas:
+    try:
+        import kubernetes_validate
+    except ImportError:
+        unavailable("Kubernetes JSON schemas", "the kubernetes-validate package is not installed "
+                    "(it ships the schemas kubeconform validates against, offline)")
+    pkg = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+    available = sorted((p.name.removesuffix("-local-strict").lstrip("v")
+                        for p in pkg.glob("v*-local-strict")),
+                       key=lambda v: tuple(int(x) for x in v.split(".")))
+    if OLDEST_KUBE not in available:
+        unavailable("Kubernetes JSON schemas", f"no {OLDEST_KUBE} schemas in {pkg}")
+    versions = (OLDEST_KUBE, available[-1])
+    root = cache_root() / "k8s-schemas" / f"kubernetes-validate-{importlib.metadata.version('kubernetes-validate')}"
+    for v in versions:
+        dest = root / f"v{v}-local-strict"
+        if not (dest / "_definitions.json").exists():
+            _prepare_schemas(pkg / f"v{v}-local-strict", dest)
+    return KubeSchemas(root, versions)
+
+
+@pytest.fixture(scope="session")
+def cfn_lint() -> Path:
+    exe = Path(sys.executable).with_name("cfn-lint")
+    found = exe if exe.exists() else (Path(p) if (p := shutil.which("cfn-lint")) else None)
+    if found is None:
+        unavailable("cfn-lint", "not installed in the venv (a dev dependency: pip install cfn-lint)")
+    return found

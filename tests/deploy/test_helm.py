@@ -1,0 +1,399 @@
+"""The Helm chart: ``helm lint --strict``, ``helm template`` through ``kubeconform -strict``
+against the Kubernetes schemas, and what the rendered objects must say for the services to run."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from libs.pipeline.worker import Worker
+from tests.deploy._paths import CHART, SERVICES, WORKERS
+from tests.deploy._settings_env import settings_from, unknown_datatorag_vars
+from tests.deploy.conftest import DeployTools, KubeSchemas
+
+# The first test builds helm when the cache is cold (minutes).
+pytestmark = pytest.mark.timeout(1800)
+
+VALUES: dict[str, tuple[Path, ...]] = {
+    "default": (),
+    "production": (CHART / "ci" / "production-values.yaml",),
+    "cpu": (CHART / "ci" / "cpu-values.yaml",),
+}
+# CRDs kubeconform has no schema for; everything else must validate.
+CRD_KINDS = ("ServiceMonitor", "ScaledObject", "TriggerAuthentication")
+RELEASE = "rel-datatorag"
+
+
+Manifests = list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def rendered(deploy_tools: DeployTools) -> dict[str, Manifests]:
+    out = {}
+    for name, files in VALUES.items():
+        text = deploy_tools.template(*files).stdout
+        out[name] = [d for d in yaml.safe_load_all(text) if d]
+    return out
+
+
+def of_kind(docs: Manifests, kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def deployment(docs: Manifests, service: str) -> dict[str, Any]:
+    return of_kind(docs, "Deployment")[f"{RELEASE}-{service}"]
+
+
+def container(docs: Manifests, service: str) -> dict[str, Any]:
+    (c,) = deployment(docs, service)["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+def container_env(docs: Manifests, service: str) -> dict[str, Any]:
+    """ConfigMap variables overlaid by the container's own (as Kubernetes resolves them)."""
+    c = container(docs, service)
+    env: dict[str, Any] = {}
+    for src in c.get("envFrom") or []:
+        env.update(of_kind(docs, "ConfigMap")[src["configMapRef"]["name"]]["data"])
+    for e in c.get("env") or []:
+        env[e["name"]] = e.get("value", e.get("valueFrom"))
+    return env
+
+
+# ---- the tools ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", list(VALUES))
+def test_helm_lint_strict(deploy_tools: DeployTools, values: str) -> None:
+    args = ["lint", "--strict", str(CHART)]
+    for f in VALUES[values]:
+        args += ["-f", str(f)]
+    proc = deploy_tools.helm(*args)
+    assert "0 chart(s) failed" in proc.stdout
+
+
+def test_kubeconform_strict_on_every_values_set(
+    deploy_tools: DeployTools, kube_schemas: KubeSchemas, tmp_path: Path
+) -> None:
+    for kube in kube_schemas.versions:
+        files, expected_valid, expected_skipped = [], 0, 0
+        for name, values in VALUES.items():
+            text = deploy_tools.template(*values, kube_version=kube).stdout
+            docs = [d for d in yaml.safe_load_all(text) if d]
+            expected_skipped += sum(d["kind"] in CRD_KINDS for d in docs)
+            expected_valid += sum(d["kind"] not in CRD_KINDS for d in docs)
+            path = tmp_path / f"{name}-{kube}.yaml"
+            path.write_text(text)
+            files.append(str(path))
+        proc = subprocess.run(
+            [str(deploy_tools.kubeconform_bin), "-strict", "-summary", "-output", "json",
+             "-kubernetes-version", kube, "-schema-location", kube_schemas.location,
+             "-skip", ",".join(CRD_KINDS), *files],
+            capture_output=True, text=True, timeout=300,
+        )
+        report = json.loads(proc.stdout)
+        assert proc.returncode == 0, f"kubeconform (Kubernetes {kube}):\n{proc.stdout}{proc.stderr}"
+        assert report["summary"] == {"valid": expected_valid, "invalid": 0, "errors": 0,
+                                     "skipped": expected_skipped}, report
+
+
+def test_kubeconform_catches_a_wrong_field(
+    deploy_tools: DeployTools, kube_schemas: KubeSchemas, tmp_path: Path
+) -> None:
+    """The schemas really are strict: an unknown field and a wrong type are both reported."""
+    docs = [d for d in yaml.safe_load_all(deploy_tools.template().stdout) if d]
+    dep = deployment(docs, "parser")
+    dep["spec"]["template"]["spec"]["terminationGracePeriod"] = 60  # misspelt
+    dep["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "http"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(dep))
+    proc = subprocess.run(
+        [str(deploy_tools.kubeconform_bin), "-strict", "-output", "json", "-kubernetes-version",
+         kube_schemas.versions[-1], "-schema-location", kube_schemas.location, str(bad)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1
+    (res,) = json.loads(proc.stdout)["resources"]
+    assert res["status"] == "statusInvalid"
+    assert "additional properties 'terminationGracePeriod' not allowed" in res["msg"]
+    assert "'/spec/template/spec/containers/0/ports/0/containerPort': got string, want integer" in res["msg"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("config.opensearch.auth=kerberos", "/config/opensearch/auth"),
+        ("services.parser.replicas=-1", "/services/parser/replicas"),
+        ("model.volume.type=nfs", "/model/volume/type"),
+        ("serviceAccount.roleArn=not-an-arn", "/serviceAccount/roleArn"),
+        ("terminationGracePeriodSeconds=30", "/terminationGracePeriodSeconds"),
+        ("config.opensearch.auth=basic", "secrets.opensearch.existingSecret"),
+        ("secrets.apiKeys.existingSecret=", "secrets.apiKeys.existingSecret"),
+    ],
+)
+def test_bad_values_are_refused(deploy_tools: DeployTools, setting: str, message: str) -> None:
+    proc = deploy_tools.template(set_values=(setting,), check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+
+
+def test_grace_check_follows_the_long_poll(deploy_tools: DeployTools) -> None:
+    # 40 s covers 25 s + a 10 s poll, not a 20 s one
+    assert deploy_tools.template(set_values=("terminationGracePeriodSeconds=40",)).returncode == 0
+    proc = deploy_tools.template(
+        set_values=("terminationGracePeriodSeconds=40", "config.queues.waitTimeS=20"), check=False)
+    assert "shutdown grace" in proc.stderr
+
+
+# ---- what the objects say -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", list(VALUES))
+def test_one_deployment_and_service_per_service(rendered: dict[str, Manifests], values: str) -> None:
+    docs = rendered[values]
+    names = {f"{RELEASE}-{s}" for s in SERVICES}
+    assert set(of_kind(docs, "Deployment")) == names
+    assert set(of_kind(docs, "Service")) == names
+    for s in SERVICES:
+        c = container(docs, s)
+        assert c["args"] == ["serve", s]
+        pod_labels = deployment(docs, s)["spec"]["template"]["metadata"]["labels"]
+        svc = of_kind(docs, "Service")[f"{RELEASE}-{s}"]
+        assert svc["spec"]["selector"].items() <= pod_labels.items()
+        # a Service selects the pods of exactly one Deployment
+        selected = [d for d in of_kind(docs, "Deployment").values()
+                    if svc["spec"]["selector"].items()
+                    <= d["spec"]["template"]["metadata"]["labels"].items()]
+        assert len(selected) == 1
+        assert svc["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_embedder_runs_on_a_gpu_node(rendered: dict[str, Manifests]) -> None:
+    for values in ("default", "production"):
+        docs = rendered[values]
+        spec = deployment(docs, "embedder")["spec"]["template"]["spec"]
+        assert container(docs, "embedder")["resources"]["limits"]["nvidia.com/gpu"] == 1
+        assert spec["nodeSelector"]["nvidia.com/gpu.present"] == "true"
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+        assert container(docs, "embedder")["image"].endswith("-gpu")
+        assert container_env(docs, "embedder")["DATATORAG_EMBEDDING_DEVICE"] == "cuda"
+        for s in set(SERVICES) - {"embedder"}:
+            assert "nvidia.com/gpu" not in (container(docs, s)["resources"].get("limits") or {})
+            assert "nodeSelector" not in deployment(docs, s)["spec"]["template"]["spec"]
+    # a CPU-only cluster: nothing asks for a GPU or a GPU node
+    docs = rendered["cpu"]
+    spec = deployment(docs, "embedder")["spec"]["template"]["spec"]
+    assert "nvidia.com/gpu" not in str(spec)
+    assert container_env(docs, "embedder")["DATATORAG_EMBEDDING_DEVICE"] == "cpu"
+
+
+def test_model_volume(rendered: dict[str, Manifests]) -> None:
+    def volume(docs: Manifests, service: str) -> dict[str, Any] | None:
+        vols = deployment(docs, service)["spec"]["template"]["spec"]["volumes"]
+        return next((v for v in vols if v["name"] == "model"), None)
+
+    for values, source in (("default", "persistentVolumeClaim"), ("production", "hostPath")):
+        docs = rendered[values]
+        for s in ("embedder", "parser"):  # the parser chunks by the model's tokenizer
+            assert source in volume(docs, s)
+            (mount,) = [m for m in container(docs, s)["volumeMounts"] if m["name"] == "model"]
+            assert mount["readOnly"] is True
+            model = container_env(docs, s)["DATATORAG_EMBEDDING_MODEL"]
+            assert model.startswith(mount["mountPath"] + "/")
+        for s in ("indexer", "query-gateway", "connector"):
+            assert volume(docs, s) is None
+    docs = rendered["cpu"]
+    assert all(volume(docs, s) is None for s in SERVICES)
+    assert container_env(docs, "embedder")["DATATORAG_EMBEDDING_MODEL"] == "minilm"
+
+
+@pytest.mark.parametrize("values", list(VALUES))
+def test_probes_hit_the_port_the_service_listens_on(rendered: dict[str, Manifests], values: str) -> None:
+    docs = rendered[values]
+    for s in SERVICES:
+        c = container(docs, s)
+        env = container_env(docs, s)
+        (port,) = c["ports"]
+        listens = {"query-gateway": env["DATATORAG_GATEWAY_PORT"],
+                   "embedder": env["DATATORAG_EMBEDDER_PORT"]}.get(s) or env["DATATORAG_HEALTH_PORT"]
+        assert port["name"] == "http" and port["containerPort"] == int(listens)
+        assert env["DATATORAG_GATEWAY_HOST"] == "0.0.0.0"  # reachable from outside the pod
+        assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+        assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
+        # /readyz checks each dependency with a 5 s timeout
+        assert c["readinessProbe"]["timeoutSeconds"] > 5
+    for s in WORKERS:
+        assert container_env(docs, s)["DATATORAG_HEALTH_PORT"] == "9100"
+
+
+@pytest.mark.parametrize("values", list(VALUES))
+def test_pods_outlive_the_worker_shutdown_grace(rendered: dict[str, Manifests], values: str) -> None:
+    grace = inspect.signature(Worker.__init__).parameters["grace_s"].default
+    docs = rendered[values]
+    for s in SERVICES:
+        env = container_env(docs, s)
+        # Worker.stop waits grace_s + one long poll + 1 s before it cancels
+        needed = grace + int(env["DATATORAG_QUEUE_WAIT_TIME_S"]) + 1
+        assert deployment(docs, s)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > needed
+
+
+@pytest.mark.parametrize("values", list(VALUES))
+def test_pods_are_locked_down(rendered: dict[str, Manifests], values: str) -> None:
+    docs = rendered[values]
+    pods = [d["spec"]["template"]["spec"] for d in of_kind(docs, "Deployment").values()]
+    pods += [j["spec"]["template"]["spec"] for j in of_kind(docs, "Job").values()]
+    for pod in pods:
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] == 10001  # the Dockerfile's USER
+        assert pod["automountServiceAccountToken"] is False
+        (c,) = pod["containers"]
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"]["drop"] == ["ALL"]
+        # the read-only root needs a writable /tmp
+        assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
+        assert any(v["name"] == "tmp" and "emptyDir" in v for v in pod["volumes"])
+        assert c["resources"]["requests"]["memory"] and c["resources"]["limits"]["memory"]
+
+
+def test_autoscaling(rendered: dict[str, Manifests]) -> None:
+    docs = rendered["default"]
+    hpas = of_kind(docs, "HorizontalPodAutoscaler")
+    assert set(hpas) == {f"{RELEASE}-{s}" for s in ("parser", "indexer", "query-gateway")}
+    for name, hpa in hpas.items():
+        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        assert "replicas" not in of_kind(docs, "Deployment")[name]["spec"]  # the HPA owns it
+    assert not of_kind(docs, "ScaledObject")
+
+    # production: KEDA on the SQS backlog for the queue workers, the CPU HPA for the gateway
+    docs = rendered["production"]
+    scaled = of_kind(docs, "ScaledObject")
+    assert set(scaled) == {f"{RELEASE}-{s}" for s in ("parser", "embedder", "indexer")}
+    assert set(of_kind(docs, "HorizontalPodAutoscaler")) == {f"{RELEASE}-query-gateway"}
+    queues = {"parser": "datatorag-parse", "embedder": "datatorag-embed", "indexer": "datatorag-index"}
+    auth = of_kind(docs, "TriggerAuthentication")
+    for s, queue in queues.items():
+        so = scaled[f"{RELEASE}-{s}"]
+        assert so["apiVersion"] == "keda.sh/v1alpha1"
+        assert so["spec"]["scaleTargetRef"]["name"] in of_kind(docs, "Deployment")
+        (trigger,) = so["spec"]["triggers"]
+        assert trigger["type"] == "aws-sqs-queue"
+        assert trigger["metadata"]["queueURL"] == queue
+        assert trigger["metadata"]["awsRegion"] == "eu-west-1"
+        assert trigger["authenticationRef"]["name"] in auth
+        assert "replicas" not in deployment(docs, s)["spec"]
+    assert next(iter(auth.values()))["spec"]["podIdentity"]["provider"] == "aws"
+
+
+@pytest.mark.parametrize("values", list(VALUES))
+def test_disruption_budgets_cover_their_deployments(rendered: dict[str, Manifests], values: str) -> None:
+    docs = rendered[values]
+    pdbs = of_kind(docs, "PodDisruptionBudget")
+    assert pdbs, "no PodDisruptionBudget"
+    for name, pdb in pdbs.items():
+        # maxUnavailable never blocks draining a single-replica service
+        assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+        labels = of_kind(docs, "Deployment")[name]["spec"]["template"]["metadata"]["labels"]
+        assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    if values == "default":
+        assert len(pdbs) == len(SERVICES)
+
+
+def test_service_account_and_irsa(rendered: dict[str, Manifests]) -> None:
+    for values in VALUES:
+        docs = rendered[values]
+        (sa,) = of_kind(docs, "ServiceAccount").values()
+        pods = [d["spec"]["template"]["spec"] for d in of_kind(docs, "Deployment").values()]
+        pods += [j["spec"]["template"]["spec"] for j in of_kind(docs, "Job").values()]
+        assert {p["serviceAccountName"] for p in pods} == {sa["metadata"]["name"]}
+        annotations = sa["metadata"].get("annotations") or {}
+        if values == "production":
+            assert annotations["eks.amazonaws.com/role-arn"] == "arn:aws:iam::123456789012:role/datatorag-workload"
+        else:
+            assert "eks.amazonaws.com/role-arn" not in annotations
+
+
+def test_secrets_come_from_secret_refs(rendered: dict[str, Manifests]) -> None:
+    docs = rendered["production"]
+    assert not of_kind(docs, "Secret")  # the chart never holds secret values itself
+    for s in SERVICES:
+        env = {e["name"]: e for e in container(docs, s).get("env") or []}
+        if s == "query-gateway":
+            assert env["DATATORAG_API_KEYS"]["valueFrom"]["secretKeyRef"] == {
+                "name": "datatorag-api-keys", "key": "api-keys"}
+        else:  # only the gateway authenticates callers
+            assert "DATATORAG_API_KEYS" not in env
+        for var, key in (("DATATORAG_OPENSEARCH_USERNAME", "username"),
+                         ("DATATORAG_OPENSEARCH_PASSWORD", "password")):
+            assert env[var]["valueFrom"]["secretKeyRef"] == {"name": "datatorag-opensearch", "key": key}
+    (cm,) = of_kind(docs, "ConfigMap").values()
+    assert not any("PASSWORD" in k or "API_KEYS" in k for k in cm["data"])
+    # sigv4 (default) needs no OpenSearch credentials at all
+    env = {e["name"] for e in container(rendered["default"], "indexer").get("env") or []}
+    assert "DATATORAG_OPENSEARCH_PASSWORD" not in env
+
+
+@pytest.mark.parametrize("values", list(VALUES))
+def test_environment_is_what_the_code_reads(rendered: dict[str, Manifests], values: str) -> None:
+    docs = rendered[values]
+    for s in SERVICES:
+        env = container_env(docs, s)
+        assert unknown_datatorag_vars(env) == [], f"{s}: variables libs.config ignores"
+        plain = {k: v for k, v in env.items() if isinstance(v, str)}
+        settings = settings_from(plain)  # raises on a value Settings refuses
+        assert settings.mode.value == "production"
+        assert settings.queues.parse == "datatorag-parse"
+        assert settings.queues.visibility_timeout_s == int(env["DATATORAG_QUEUE_VISIBILITY_TIMEOUT_S"])
+        assert settings.embedding.service_url == f"http://{RELEASE}-embedder:8081"
+        assert settings.opensearch.auth in ("none", "basic", "sigv4")
+    if values == "production":
+        s = settings_from({k: v for k, v in container_env(docs, "parser").items() if isinstance(v, str)})
+        assert (s.aws.sse, s.embedding.truncate_dim, s.opensearch.region) == ("aws:kms", 512, "eu-west-1")
+
+
+def test_embedder_url_names_the_embedder_service(rendered: dict[str, Manifests]) -> None:
+    docs = rendered["default"]
+    url = container_env(docs, "indexer")["DATATORAG_EMBEDDING_SERVICE_URL"]
+    svc = of_kind(docs, "Service")[f"{RELEASE}-embedder"]
+    assert url == f"http://{svc['metadata']['name']}:{svc['spec']['ports'][0]['port']}"
+
+
+def test_service_monitor_scrapes_every_service(rendered: dict[str, Manifests]) -> None:
+    assert not of_kind(rendered["default"], "ServiceMonitor")
+    docs = rendered["production"]
+    (sm,) = of_kind(docs, "ServiceMonitor").values()
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    (endpoint,) = sm["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+    selected = [s for s in of_kind(docs, "Service").values()
+                if sm["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()]
+    assert len(selected) == len(SERVICES)
+    assert all(any(p["name"] == "http" for p in s["spec"]["ports"]) for s in selected)
+
+
+def test_init_job_provisions_once_per_revision(rendered: dict[str, Manifests]) -> None:
+    docs = rendered["default"]
+    (job,) = of_kind(docs, "Job").values()
+    assert job["metadata"]["name"] == f"{RELEASE}-init-1"
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "OnFailure"
+    (c,) = pod["containers"]
+    assert c["args"] == ["init"]
+    assert any(m["name"] == "model" for m in c["volumeMounts"])
+
+
+def test_config_change_rolls_the_pods(deploy_tools: DeployTools) -> None:
+    def checksum(*sets: str) -> str:
+        docs = [d for d in yaml.safe_load_all(deploy_tools.template(set_values=sets).stdout) if d]
+        return deployment(docs, "parser")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+    assert checksum() == checksum()
+    assert checksum() != checksum("config.queues.maxReceives=7")

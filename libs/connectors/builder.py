@@ -70,7 +70,7 @@ async def build_source(
             include=cfg.include,
             exclude=cfg.exclude,
             follow_symlinks=cfg.follow_symlinks,
-            max_concurrency=cfg.max_concurrency,
+            max_concurrency=cfg.max_concurrency or 4,
         )
     if isinstance(cfg, FtpSourceConfig):
         settings = FtpSettings(
@@ -124,7 +124,7 @@ async def build_source(
             cfg.id,
             tenant,
             settings_s3,
-            max_concurrency=cfg.max_concurrency,
+            max_concurrency=cfg.max_concurrency or 8,
             clients=aws_clients if not cfg.access_key_id and not cfg.endpoint_url else None,
         )
     if isinstance(cfg, WorkdaySourceConfig):
@@ -144,7 +144,7 @@ async def build_source(
             timeout_s=cfg.timeout_s,
             retries=cfg.retries,
         )
-        return WorkdaySource(cfg.id, tenant, settings_wd, max_concurrency=cfg.max_concurrency)
+        return WorkdaySource(cfg.id, tenant, settings_wd, max_concurrency=cfg.max_concurrency or 4)
     if isinstance(cfg, RipplingSourceConfig):
         settings_rp = RipplingSettings(
             token=await secret(cfg.token),
@@ -156,7 +156,7 @@ async def build_source(
             timeout_s=cfg.timeout_s,
             retries=cfg.retries,
         )
-        return RipplingSource(cfg.id, tenant, settings_rp, max_concurrency=cfg.max_concurrency)
+        return RipplingSource(cfg.id, tenant, settings_rp, max_concurrency=cfg.max_concurrency or 4)
     raise TypeError(f"unknown source configuration {type(cfg).__name__}")  # pragma: no cover
 
 

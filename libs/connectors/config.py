@@ -56,7 +56,9 @@ class _Source(BaseModel):
     jitter_s: float | None = Field(None, ge=0, description="default: 10% of interval_s")
     include: list[str] = Field(default_factory=lambda: ["*"])
     exclude: list[str] = Field(default_factory=list)
-    max_concurrency: int = Field(4, ge=1, le=64, description="documents fetched at once")
+    max_concurrency: int | None = Field(
+        None, ge=1, le=64, description="documents in flight at once (default: per source type)"
+    )
     delete_grace_s: float = Field(3600.0, ge=0, description="missing this long = deleted")
 
 

@@ -140,7 +140,10 @@ class FtpSource(Source):
     def __init__(
         self, id: str, tenant: str, settings: FtpSettings, *, max_concurrency: int | None = None
     ) -> None:
-        super().__init__(id, tenant, max_concurrency=max_concurrency or settings.max_connections)
+        # twice the connections: while one document is being stored (fsync), another downloads
+        super().__init__(
+            id, tenant, max_concurrency=max_concurrency or 2 * settings.max_connections
+        )
         if settings.max_connections < 1:
             raise ValueError("max_connections must be >= 1")
         self.settings = settings

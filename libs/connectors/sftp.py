@@ -75,7 +75,9 @@ class SftpSource(Source):
     def __init__(
         self, id: str, tenant: str, settings: SftpSettings, *, max_concurrency: int | None = None
     ) -> None:
-        super().__init__(id, tenant, max_concurrency=max_concurrency or settings.max_connections)
+        super().__init__(
+            id, tenant, max_concurrency=max_concurrency or 2 * settings.max_connections
+        )
         if not settings.password and not settings.private_key:
             raise ValueError("an SFTP source needs a password or a private key")
         self.settings = settings

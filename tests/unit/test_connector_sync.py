@@ -306,6 +306,9 @@ async def test_lost_message_after_crash_is_resent(env: Env) -> None:
         async def send(self, body: str, *, delay_s: int = 0) -> str:
             raise ConnectionError("queue down")
 
+        async def send_batch(self, bodies: list[str]) -> list[str]:
+            raise ConnectionError("queue down")
+
     run = await sync_source(
         folder(env),
         registry=env.registry,

@@ -2,7 +2,12 @@
 
 * One table; the tenant and ``SearchFilters`` become a SQL ``WHERE`` applied as a *prefilter*
   inside the k-NN / FTS query, so ``k`` hits come back whenever ``k`` matching rows exist, however
-  many rows other tenants hold. k-NN is an exact (flat) scan, so recall is 1 under any filter.
+  many rows other tenants hold.
+* k-NN is an exact scan until the table reaches ``ann_min_rows``; then ``optimize`` builds an
+  IVF_FLAT index (k-means partitions, exact distances inside them: seconds to build, no
+  quantisation loss). Queries probe ``nprobes`` partitions and, when a narrow filter leaves fewer
+  than ``k`` hits there, keep probing (``maximum_nprobes(0)``) so the ``k``-hits promise holds.
+  Rows added after the build are scanned exactly until the next ``optimize`` folds them in.
 * Full text uses Lance's native inverted indexes (no tantivy) on ``title`` and ``text``, searched
   together. Rows written after the last index build are still searched (Lance scans unindexed
   fragments), so an upsert is searchable at once; ``optimize`` folds them into the indexes and
@@ -23,7 +28,7 @@ from typing import Any
 import lancedb
 import numpy as np
 import pyarrow as pa
-from lancedb.index import FTS
+from lancedb.index import FTS, Bitmap, IvfFlat
 
 from libs.errors import DependencyError
 from libs.models import ChunkRecord, SearchFilters, SearchHit
@@ -113,6 +118,9 @@ class LanceDbIndex(VectorIndex):
         *,
         read_consistency_interval_s: float | None = 0.0,
         optimize_every_rows: int = 20_000,
+        ann_min_rows: int | None = 50_000,
+        nprobes: int = 20,
+        ann_partitions: int | None = None,
     ) -> None:
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
@@ -126,6 +134,10 @@ class LanceDbIndex(VectorIndex):
             else timedelta(seconds=read_consistency_interval_s)
         )
         self._optimize_every_rows = optimize_every_rows
+        self._ann_min_rows = ann_min_rows  # None: always exact k-NN
+        self._nprobes = nprobes
+        self._ann_partitions = ann_partitions  # None: Lance's default partition size
+        self._has_ann = False
         self._written_since_optimize = 0
         self._db: lancedb.AsyncConnection | None = None
         self._table: lancedb.AsyncTable | None = None
@@ -155,10 +167,12 @@ class LanceDbIndex(VectorIndex):
                 except (OSError, ValueError, RuntimeError) as exc:
                     raise DependencyError(f"lancedb:{self.path}", str(exc)) from exc
                 self._check_dim(await table.schema())
-                existing = {tuple(ix.columns) for ix in await table.list_indices()}
+                indices = await table.list_indices()
+                existing = {(tuple(ix.columns), ix.index_type) for ix in indices}
                 for column in _FTS_COLUMNS:
-                    if (column,) not in existing:
+                    if ((column,), "FTS") not in existing:
                         await table.create_index(column, config=FTS())
+                self._has_ann = any(ix.columns == ["vector"] for ix in indices)
                 self._table = table
         return self._table
 
@@ -243,8 +257,20 @@ class LanceDbIndex(VectorIndex):
             await self._optimize(table)
 
     async def _optimize(self, table: lancedb.AsyncTable) -> None:
-        await table.optimize()
+        await table.optimize()  # compaction + new rows into existing indexes
         self._written_since_optimize = 0
+        if self._ann_min_rows is None:
+            return
+        if not self._has_ann:
+            self._has_ann = any(ix.columns == ["vector"] for ix in await table.list_indices())
+        if not self._has_ann and await table.count_rows() >= self._ann_min_rows:
+            await table.create_index(
+                "vector",
+                config=IvfFlat(distance_type="cosine", num_partitions=self._ann_partitions),
+            )
+            # the tenant prefilter runs on every query: a bitmap makes it a lookup
+            await table.create_index("tenant", config=Bitmap(), replace=True)
+            self._has_ann = True
 
     # -- reads -----------------------------------------------------------------------------
     async def knn(
@@ -263,8 +289,10 @@ class LanceDbIndex(VectorIndex):
             table.query()
             .nearest_to(query)
             .distance_type("cosine")
+            .minimum_nprobes(self._nprobes)
+            .maximum_nprobes(0)  # narrow filter: probe further until k hits or all partitions
             .where(_where(tenant, filters))  # prefilter (the async API's default)
-            .select(_RECORD_COLUMNS)
+            .select([*_RECORD_COLUMNS, "_distance"])
             .limit(k)
             .to_arrow()
         )
@@ -285,7 +313,7 @@ class LanceDbIndex(VectorIndex):
             table.query()
             .nearest_to_text(text, columns=_FTS_COLUMNS)
             .where(_where(tenant, filters))
-            .select(_RECORD_COLUMNS)
+            .select([*_RECORD_COLUMNS, "_score"])
             .limit(k)
             .to_arrow()
         )

@@ -36,6 +36,7 @@ class FolderSource(Source):
         include: Sequence[str] = ("*",),
         exclude: Sequence[str] = (),
         follow_symlinks: bool = False,
+        include_hidden: bool = False,
         max_concurrency: int = 4,
     ) -> None:
         super().__init__(id, tenant, max_concurrency=max_concurrency)
@@ -43,6 +44,8 @@ class FolderSource(Source):
         self.include = tuple(include)
         self.exclude = tuple(exclude)
         self.follow_symlinks = follow_symlinks
+        # dot-files: editor/OS droppings and in-progress uploads (".name.part"), not documents
+        self.include_hidden = include_hidden
 
     def _scan(self, rel: bytes) -> list[tuple[bytes, bool, int, float]]:
         """One directory: (relative name, is_dir, size, mtime) of its files and subdirectories."""
@@ -50,6 +53,8 @@ class FolderSource(Source):
         out: list[tuple[bytes, bool, int, float]] = []
         with os.scandir(base) as it:
             for d in it:
+                if d.name.startswith(b".") and not self.include_hidden:
+                    continue
                 name = os.path.join(rel, d.name) if rel else d.name
                 try:
                     if d.is_symlink() and not self.follow_symlinks:

@@ -47,6 +47,7 @@ from typing import IO, Any
 from urllib.parse import quote
 
 from libs.config import Settings
+from libs.connectors import metrics
 from libs.connectors.base import Source, SourceEntry, SourceError
 from libs.connectors.cursor import BlobCursorStore, CursorStore
 from libs.connectors.fairness import FairLimiter
@@ -256,6 +257,14 @@ class _SyncJob:
     async def _finish(self, run: SyncRun) -> None:
         run.finished_at = utcnow()
         run.counts = dict(self.counts)
+        kind = self.source.kind
+        metrics.SYNC_RUNS.labels(kind, run.status).inc()
+        metrics.SYNC_SECONDS.labels(kind).observe(
+            (run.finished_at - run.started_at).total_seconds()
+        )
+        for outcome, n in self.counts.items():
+            if n and outcome != "pending_delete":
+                metrics.SYNC_DOCUMENTS.labels(kind, outcome).inc(n)
         try:
             await asyncio.shield(self.registry.record_sync_run(run))
         except Exception:

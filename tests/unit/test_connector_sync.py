@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from libs.adapters.embedded.local_blobstore import LocalBlobStore
 from libs.adapters.embedded.sqlite_queue import SqliteQueue
@@ -97,12 +98,20 @@ def paths(msgs: list) -> list[tuple[str, str]]:
     return sorted((type(m).__name__, m.path) for m in msgs)
 
 
+def _metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 async def test_initial_sync_stores_blob_registry_and_message(env: Env) -> None:
     write(env.root, "a.txt", b"alpha")
     write(env.root, "sub/b.md", b"# beta")
+    write(env.root, ".hidden/skip.txt", b"editor droppings")
+    new_before = _metric("datatorag_connector_documents_total", kind="folder", outcome="new")
     run = await env.sync(folder(env))
     assert run.status == "ok", run.error
     assert run.counts["new"] == 2 and run.counts["failed"] == 0
+    new_after = _metric("datatorag_connector_documents_total", kind="folder", outcome="new")
+    assert new_after - new_before == 2
     msgs = await env.drain()
     assert paths(msgs) == [("DocumentFetched", "a.txt"), ("DocumentFetched", "sub/b.md")]
     m = next(m for m in msgs if m.path == "a.txt")

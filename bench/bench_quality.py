@@ -219,6 +219,15 @@ async def drop_chunks(index: VectorIndex, docs: list[SourceDoc]) -> None:
         await index.delete_document(TENANT, doc.doc_id)
 
 
+async def drop_opensearch(index: Any) -> None:
+    """Leave a shared server as found: the bench's own indices (its prefix) and template."""
+    prefix = index.settings.index_prefix
+    if not prefix.startswith("datatorag-bench-quality-"):  # never touch another prefix
+        raise RuntimeError(f"refusing to delete indices of prefix {prefix!r}")
+    await index.client.indices.delete(index=f"{prefix}*", ignore_unavailable=True)
+    await index.client.indices.delete_index_template(name=index.template_name, ignore=[404])
+
+
 # ---- evaluation --------------------------------------------------------------------------------
 
 
@@ -283,8 +292,11 @@ async def misses(
     index: VectorIndex, results: list[QuestionResult],
     docs_by_id: dict[str, SourceDoc], corpus: list[Retrieved],
 ) -> list[dict[str, Any]]:
-    """Hybrid's misses at recall@5, with where each retriever ranked the answer (depth 50)."""
-    from libs.retrieval.hybrid import search
+    """Hybrid's misses at recall@5, with where each retriever ranked the answer (depth 50).
+    Hybrid's deep list fuses the same candidate lists as the measured top-10 query."""
+    from libs.retrieval.hybrid import default_candidates, search
+
+    fused_from = default_candidates(NDCG_K)
 
     out: list[dict[str, Any]] = []
     for r in results:
@@ -292,8 +304,11 @@ async def misses(
             continue
         q = r.question
         deep = {
-            mode: _retrieved(await search(index, None, TENANT, q.question, DIAGNOSTIC_DEPTH,
-                                          mode=mode, query_vector=r.vector), docs_by_id)
+            mode: _retrieved(await search(
+                index, None, TENANT, q.question, DIAGNOSTIC_DEPTH, mode=mode,
+                query_vector=r.vector,
+                candidates=max(fused_from, DIAGNOSTIC_DEPTH) if mode == "hybrid" else None,
+            ), docs_by_id)
             for mode in MODES
         }
         top = _retrieved(r.ranked["hybrid"], docs_by_id)[:RECALL_K]
@@ -387,7 +402,7 @@ async def run_config(
         swept = await fusion_sweep(index, results, ingested, docs_by_id) if sweep else []
     finally:
         if args.index == "opensearch":
-            await drop_chunks(index, docs)
+            await drop_opensearch(index)
         await index.close()
     lost = [f"{q.id}: {lb.doc} {lb.must_contain!r}" for q in questions
             for lb in unanswerable(q, corpus)]

@@ -205,3 +205,36 @@ def test_questions_are_not_copied_from_the_handbook(handbook: Path) -> None:
     text = normalise(" ".join(p.read_text(encoding="utf-8") for p in corpus_documents(handbook)))
     copied = [q.id for q in load_questions() if normalise(q.question.rstrip("?")) in text]
     assert copied == []
+
+
+# ---- the benchmark's corpus preparation -------------------------------------------------------
+
+
+def test_markdown_rendered_as_pdf_parses_back_with_heading_table_and_phrase() -> None:
+    from bench.bench_quality import markdown_to_pdf
+    from libs.parsing import parse_document
+
+    md = (
+        "# Leave Policy\n\n## Sabbatical\n\nEvery three years you may take a 6\u2011week paid "
+        "sabbatical \u2013 tell your team\u2019s lead early.\n\n"
+        "| Level | Expectation |\n| --- | --- |\n| Junior | Shadows on call shifts. |\n"
+        "| Senior | Leads incident response. |\n"
+    )
+    doc = parse_document(markdown_to_pdf(md, title="Leave Policy"), filename="leave.pdf")
+    assert doc.doc_type == "pdf"
+    kinds = {b.kind for b in doc.blocks}
+    assert {"heading", "table"} <= kinds
+    assert "Sabbatical" in {b.text for b in doc.blocks if b.kind == "heading"}
+    label = Label("leave.md", 2, "6-week paid sabbatical - tell your team's")
+    assert matches(label, Retrieved("leave.md", doc.text))
+    assert "Shadows on call shifts" in doc.text
+
+
+def test_chunking_is_capped_like_the_parser_worker() -> None:
+    from bench.bench_quality import effective_chunking
+
+    # MiniLM's window is 256 tokens: settings 512/50 become 256/50, overlap <= a quarter
+    settings = effective_chunking("s", 512, 50, 256)
+    assert (settings.max_tokens, settings.overlap_tokens) == (256, 50)
+    small = effective_chunking("s", 128, 50, 256)
+    assert (small.max_tokens, small.overlap_tokens) == (128, 32)

@@ -42,7 +42,7 @@ CfnLoader.add_multi_constructor("!", _cfn_tag)
 
 
 def load_cfn(path: Path) -> dict[str, Any]:
-    return yaml.load(path.read_text(), Loader=CfnLoader)  # noqa: S506 - SafeLoader subclass
+    return yaml.load(path.read_text(), Loader=CfnLoader)
 
 
 def load_yaml(path: Path) -> Any:

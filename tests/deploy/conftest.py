@@ -46,7 +46,7 @@ class DeployTools:
         env = {**os.environ, "HELM_CACHE_HOME": str(cache_root() / "helm" / "cache"),
                "HELM_CONFIG_HOME": str(cache_root() / "helm" / "config"),
                "HELM_DATA_HOME": str(cache_root() / "helm" / "data")}
-        proc = subprocess.run([str(self.helm_bin), *args], capture_output=True, text=True,
+        proc = subprocess.run([str(self.helm_bin), *args], check=False, capture_output=True, text=True,
                               timeout=120, env=env)
         if check and proc.returncode != 0:
             pytest.fail(f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}")
@@ -70,7 +70,7 @@ def deploy_tools() -> DeployTools:
     if not shutil.which("bash"):
         unavailable("helm/kubeconform", "bash is needed to run scripts/deploy-tools.sh")
     try:
-        proc = subprocess.run(["bash", str(DEPLOY_TOOLS)], capture_output=True, text=True,
+        proc = subprocess.run(["bash", str(DEPLOY_TOOLS)], check=False, capture_output=True, text=True,
                               timeout=TOOLS_BUILD_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         unavailable("helm/kubeconform", f"scripts/deploy-tools.sh ran past {TOOLS_BUILD_TIMEOUT_S}s")

@@ -95,7 +95,7 @@ def test_kubeconform_strict_on_every_values_set(
             [str(deploy_tools.kubeconform_bin), "-strict", "-summary", "-output", "json",
              "-kubernetes-version", kube, "-schema-location", kube_schemas.location,
              "-skip", ",".join(CRD_KINDS), *files],
-            capture_output=True, text=True, timeout=300,
+            check=False, capture_output=True, text=True, timeout=300,
         )
         report = json.loads(proc.stdout)
         assert proc.returncode == 0, f"kubeconform (Kubernetes {kube}):\n{proc.stdout}{proc.stderr}"
@@ -116,7 +116,7 @@ def test_kubeconform_catches_a_wrong_field(
     proc = subprocess.run(
         [str(deploy_tools.kubeconform_bin), "-strict", "-output", "json", "-kubernetes-version",
          kube_schemas.versions[-1], "-schema-location", kube_schemas.location, str(bad)],
-        capture_output=True, text=True, timeout=120,
+        check=False, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 1
     (res,) = json.loads(proc.stdout)["resources"]

@@ -45,6 +45,7 @@ class Stack:
         }
         self.proc: subprocess.Popen | None = None
         self.log = data_dir / "up.log"
+        self.http = httpx.Client(base_url=self.url, timeout=30)
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -58,7 +59,7 @@ class Stack:
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"datatorag up exited early:\n{self.tail()}"
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if self.http.get("/healthz", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -88,14 +89,13 @@ class Stack:
             return "(no log)"
 
     def documents(self) -> list[dict]:
-        resp = httpx.get(f"{self.url}/v1/documents", params={"limit": 1000},
-                         headers={"X-API-Key": API_KEY}, timeout=10)
+        resp = self.http.get("/v1/documents", params={"limit": 1000}, headers={"X-API-Key": API_KEY})
         resp.raise_for_status()
         return resp.json()["documents"]
 
     def search(self, query: str, k: int = 5, **extra) -> dict:
-        resp = httpx.post(f"{self.url}/v1/search", json={"query": query, "k": k, **extra},
-                          headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30)
+        resp = self.http.post("/v1/search", json={"query": query, "k": k, **extra},
+                              headers={"Authorization": f"Bearer {API_KEY}"})
         assert resp.status_code == 200, resp.text
         return resp.json()
 

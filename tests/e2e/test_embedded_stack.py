@@ -13,7 +13,7 @@ import pytest
 from tests.e2e.conftest import Stack, index_chunk_ids, running
 from tests.fixtures import documents as docs
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 GOOD = {
     "policies/parental-leave.md": lambda: docs.markdown_document(title="Parental Leave"),

@@ -60,8 +60,10 @@ def _notify(key: tuple[str, str]) -> None:
     with _waiters_lock:
         waiters = list(_waiters.get(key, ()))
     for w in waiters:
-        if not w.loop.is_closed():
+        try:
             w.loop.call_soon_threadsafe(w.event.set)
+        except RuntimeError:  # that loop has closed; its receiver is gone
+            pass
 
 
 class SqliteQueue(Queue):

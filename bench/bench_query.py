@@ -112,6 +112,8 @@ async def build(args: argparse.Namespace, index, n: int) -> dict[str, Any]:
     await index.ensure()
     have = await index.count()
     if have == n:
+        if hasattr(index, "optimize"):
+            await index.optimize()  # indexes the adapter may have gained since the data was built
         return {"chunks": n, "built": False}
     if have:
         raise SystemExit(
@@ -211,12 +213,13 @@ async def start_gateway(args: argparse.Namespace, embedder: str, queries_file: P
         "--opensearch-url", args.opensearch_url, "--data-dir", args.data_dir,
         "--port", str(port), "--embedder", embedder, "--queries-file", str(queries_file),
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    with log.open("wb") as err:
+        proc = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.DEVNULL, stderr=err)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
     async with httpx.AsyncClient(base_url=url) as client:
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
+            if proc.returncode is not None:
                 raise SystemExit(f"gateway exited with {proc.returncode}; see {log}")
             try:
                 if (await client.get("/healthz")).status_code == 200:
@@ -224,16 +227,19 @@ async def start_gateway(args: argparse.Namespace, embedder: str, queries_file: P
             except httpx.TransportError:
                 pass
             await asyncio.sleep(0.25)
-    proc.terminate()
+    await stop(proc)
     raise SystemExit(f"gateway did not start in 300 s; see {log}")
 
 
-def stop(proc: subprocess.Popen) -> None:
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is not None:
+        return
     proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
+        await asyncio.wait_for(proc.wait(), 10)
+    except TimeoutError:
         proc.kill()
+        await proc.wait()
 
 
 # ---------------------------------------------------------------------------- load
@@ -299,7 +305,7 @@ async def gateway_run(
 
             return await measure(f"gateway ({embedder})", call, levels, requests)
     finally:
-        stop(proc)
+        await stop(proc)
 
 
 async def bare_run(

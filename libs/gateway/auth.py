@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
+from typing import Annotated
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -68,8 +69,8 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key
 
 async def require_tenant(
     request: Request,
-    _b: HTTPAuthorizationCredentials | None = Security(_bearer),
-    _k: str | None = Security(_api_key),
+    _b: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
+    _k: Annotated[str | None, Security(_api_key)] = None,
 ) -> str:
     keys: ApiKeys = request.app.state.api_keys
     try:

@@ -10,7 +10,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from libs.models import ChunkRecord, DocumentRecord, DocumentStatus, SearchFilters, SearchHit
 from libs.retrieval.context import Citation, Context

@@ -29,24 +29,33 @@ OLD = datetime(2024, 1, 1, tzinfo=UTC)
 NEW = datetime(2026, 6, 1, tzinfo=UTC)
 
 # tenant -> doc_id -> (source, doc_type, title, updated_at, [(text, page)])
+LEAVE_0 = (
+    "Parental leave. Employees who become parents receive sixteen weeks of fully paid "
+    "parental leave, to be taken within the first year after the birth or adoption."
+)
+LEAVE_1 = (
+    "Leave can be split into two blocks. Notify your manager and HR at least four weeks "
+    "before the leave starts."
+)
+TRAVEL_0 = (
+    "Book economy class for flights under six hours. Hotel costs are reimbursed up to "
+    "180 euros per night with receipts."
+)
+SECURITY_0 = (
+    "Laptops must use full-disk encryption. Report a lost or stolen device to the "
+    "security team within one hour."
+)
+SECURITY_1 = (
+    "Project Nightingale is confidential: the codename and its budget must never be "
+    "shared outside the company."
+)
+# tenant -> doc_id -> (source, doc_type, title, updated_at, [(text, page)])
 CORPUS: dict[str, dict[str, tuple[str, str, str, datetime, list[tuple[str, int]]]]] = {
     "acme": {
-        "acme-leave": ("hr", "pdf", "Parental Leave Policy", NEW, [
-            ("Parental leave. Employees who become parents receive sixteen weeks of fully paid "
-             "parental leave, to be taken within the first year after the birth or adoption.", 1),
-            ("Leave can be split into two blocks. Notify your manager and HR at least four weeks "
-             "before the leave starts.", 2),
-        ]),
-        "acme-travel": ("hr", "pdf", "Travel and Expenses", NEW, [
-            ("Book economy class for flights under six hours. Hotel costs are reimbursed up to "
-             "180 euros per night with receipts.", 1),
-        ]),
-        "acme-security": ("it", "md", "Information Security", OLD, [
-            ("Laptops must use full-disk encryption. Report a lost or stolen device to the "
-             "security team within one hour.", 1),
-            ("Project Nightingale is confidential: the codename and its budget must never be "
-             "shared outside the company.", 1),
-        ]),
+        "acme-leave": ("hr", "pdf", "Parental Leave Policy", NEW, [(LEAVE_0, 1), (LEAVE_1, 2)]),
+        "acme-travel": ("hr", "pdf", "Travel and Expenses", NEW, [(TRAVEL_0, 1)]),
+        "acme-security": ("it", "md", "Information Security", OLD,
+                          [(SECURITY_0, 1), (SECURITY_1, 1)]),
     },
     "globex": {
         "globex-handbook": ("hr", "pdf", "Globex Handbook", NEW, [
@@ -476,7 +485,7 @@ async def test_unconfigured_hooks_are_501(stack, embedder) -> None:
 
 
 async def test_unexpected_and_dependency_errors(stack, embedder) -> None:
-    settings, index, registry = stack
+    settings, _index, registry = stack
 
     class Failing(LanceDbIndex):
         async def bm25(self, tenant, text, k, filters=None):

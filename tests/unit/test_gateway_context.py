@@ -100,7 +100,7 @@ def test_budget_too_small_for_a_useful_cut_leaves_the_passage_out() -> None:
 
 
 def test_token_budget_with_a_custom_counter() -> None:
-    words = lambda s: len(s.split())  # noqa: E731
+    words = lambda s: len(s.split())
     hits = [chunk_hit("a", 0, "one two three four"), chunk_hit("b", 0, "five six seven eight")]
     ctx = build_context(hits, max_tokens=30, count_tokens=words)
     assert len(ctx.citations) == 2 and not ctx.truncated

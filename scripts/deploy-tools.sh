@@ -61,7 +61,9 @@ if ! installed helm version --short; then
   start=$SECONDS
   # Like helm's Makefile: the default Kubernetes version (`helm template` without --kube-version,
   # `helm lint`) follows the client-go helm is built with (v0.X -> 1.X), not the stale 1.20.
-  gomod="$(go mod download -json "helm.sh/helm/v3@${HELM_VERSION}" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
+  dl="$(go mod download -json "helm.sh/helm/v3@${HELM_VERSION}")" \
+    || die "cannot fetch helm.sh/helm/v3@${HELM_VERSION} from the Go module proxy: $(sed -n 's/.*"Error": //p' <<<"$dl")"
+  gomod="$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p' <<<"$dl")"
   k8s_minor="$(sed -n 's/^[[:space:]]*k8s\.io\/client-go v0\.\([0-9]*\)\..*/\1/p' "$gomod" | head -n 1)"
   [[ -n "$k8s_minor" ]] || die "cannot read the client-go version from $gomod"
   ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"

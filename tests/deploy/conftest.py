@@ -6,6 +6,7 @@ A tool that cannot be had fails the run in CI (``tests.servers._require.unavaila
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import os
 import shutil
@@ -13,6 +14,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +25,16 @@ from tests.servers._require import unavailable
 TOOLS_BUILD_TIMEOUT_S = 1500
 # The oldest Kubernetes the chart supports in practice and the newest with schemas at hand.
 OLDEST_KUBE = "1.30.0"
+
+
+def require_module(module: str, package: str) -> Any:
+    """Import a checking library (a dev dependency); missing, it fails in CI, skips loudly else."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        unavailable(package, f"python package {package!r} is not installed ({exc}); "
+                    "it is a dev dependency of the deploy checks")
+        raise  # unreachable: unavailable() raises
 
 
 def cache_root() -> Path:
@@ -114,11 +126,8 @@ def _prepare_schemas(src: Path, dest: Path) -> None:
 
 @pytest.fixture(scope="session")
 def kube_schemas() -> KubeSchemas:
-    try:
-        import kubernetes_validate
-    except ImportError:
-        unavailable("Kubernetes JSON schemas", "the kubernetes-validate package is not installed "
-                    "(it ships the schemas kubeconform validates against, offline)")
+    # kubernetes-validate ships the Kubernetes JSON schemas: kubeconform validates offline
+    kubernetes_validate = require_module("kubernetes_validate", "kubernetes-validate")
     pkg = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
     available = sorted((p.name.removesuffix("-local-strict").lstrip("v")
                         for p in pkg.glob("v*-local-strict")),

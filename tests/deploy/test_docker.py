@@ -9,21 +9,23 @@ import re
 import socket
 import subprocess
 import sys
+from typing import Any
 
-import dockerfile
 import pytest
 
 from libs.runtime import Readiness, UvicornServer, health_app
 from tests.deploy._paths import DOCKERFILE, ROOT
+from tests.deploy.conftest import require_module
 
 INSTALLER = ROOT / "deploy" / "docker" / "install-python-deps.sh"
 HEALTHCHECK = ROOT / "deploy" / "docker" / "healthcheck.py"
 CUDA_WHEELS = re.compile(r"^(nvidia-[a-z0-9-]+|cuda-[a-z0-9-]+|triton|torch)==")
 
 
-def stages() -> dict[str, list[dockerfile.Command]]:
+def stages() -> dict[str, list[Any]]:
     """Instructions per named stage (BuildKit's own parser, via the ``dockerfile`` package)."""
-    out: dict[str, list[dockerfile.Command]] = {}
+    dockerfile = require_module("dockerfile", "dockerfile")
+    out: dict[str, list[Any]] = {}
     current = "<global>"
     for cmd in dockerfile.parse_file(str(DOCKERFILE)):
         if cmd.cmd == "FROM":
@@ -33,7 +35,7 @@ def stages() -> dict[str, list[dockerfile.Command]]:
     return out
 
 
-def instr(stage: list[dockerfile.Command], name: str) -> list[dockerfile.Command]:
+def instr(stage: list[Any], name: str) -> list[Any]:
     return [c for c in stage if c.cmd == name]
 
 

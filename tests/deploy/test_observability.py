@@ -10,11 +10,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-import promql_parser
 import pytest
 from prometheus_client import REGISTRY
 
 from tests.deploy._paths import GRAFANA_DIR, PROMETHEUS_DIR, load_yaml
+from tests.deploy.conftest import require_module
 
 # Modules that register DatatoRAG metrics (importing them registers them).
 METRIC_MODULES = ("libs.metrics", "libs.gateway.metrics", "libs.retrieval.hybrid")
@@ -38,6 +38,7 @@ def exposed_series() -> set[str]:
 
 def selectors(expr: str) -> list[tuple[str, dict[str, str]]]:
     """Metric names (with their label matchers) an expression reads; raises on bad PromQL."""
+    promql_parser = require_module("promql_parser", "promql-parser")
     for var, value in GRAFANA_VARS.items():
         expr = expr.replace(var, value)
     found: list[tuple[str, dict[str, str]]] = []

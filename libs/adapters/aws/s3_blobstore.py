@@ -5,14 +5,16 @@
   key id), so objects are encrypted even in a bucket without default encryption.
 * User metadata (``x-amz-meta-*``) round-trips as given (the connector puts the content's
   SHA-256 there); botocore adds a CRC32 checksum to every upload, which S3 verifies.
-* ``put_stream`` keeps at most one part in memory: up to ``part_size`` (8 MiB) it is one
-  ``PutObject``, beyond it a multipart upload of ``part_size`` parts, aborted on any failure.
+* ``put_stream`` keeps at most two parts in memory: up to ``part_size`` (8 MiB) it is one
+  ``PutObject``, beyond it a multipart upload of ``part_size`` parts (one uploading while the
+  next is read), aborted on any failure so the old object stays.
 * ``open`` streams the body in ``chunk_size`` pieces; ``list`` pages through ``ListObjectsV2``
   (keys come back in UTF-8 binary order, which is lexicographic).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
@@ -55,6 +57,69 @@ def _check_key(key: str) -> str:
     return key
 
 
+class _MultipartUpload:
+    """One multipart upload: part N uploads while the caller reads part N+1 (two parts in
+    memory at most). Parts carry a CRC32 that S3 checks, and ``complete`` lists them."""
+
+    def __init__(self, store: S3BlobStore, s3: Any, key: str, upload_id: str) -> None:
+        self.store, self.s3, self.key, self.upload_id = store, s3, key, upload_id
+        self.parts: list[dict[str, Any]] = []
+        self._pending: asyncio.Task[dict[str, Any]] | None = None
+
+    @classmethod
+    async def start(cls, store: S3BlobStore, s3: Any, args: dict[str, Any]) -> _MultipartUpload:
+        async with aws_errors(store._what):
+            created = await s3.create_multipart_upload(ChecksumAlgorithm="CRC32", **args)
+        return cls(store, s3, args["Key"], created["UploadId"])
+
+    async def _upload(self, number: int, data: bytes) -> dict[str, Any]:
+        async with aws_errors(self.store._what):
+            resp = await self.s3.upload_part(
+                Bucket=self.store.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=data,
+                ChecksumAlgorithm="CRC32",
+            )
+        return {"PartNumber": number, "ETag": resp["ETag"], "ChecksumCRC32": resp["ChecksumCRC32"]}
+
+    async def _settle(self) -> None:
+        if self._pending is not None:
+            task, self._pending = self._pending, None
+            self.parts.append(await task)
+
+    async def add(self, data: bytes) -> None:
+        await self._settle()
+        number = len(self.parts) + 1
+        if number > MAX_PARTS:
+            raise ValueError(
+                f"object {self.key!r} exceeds {MAX_PARTS} parts of {self.store.part_size} bytes"
+            )
+        self._pending = asyncio.create_task(self._upload(number, data))
+
+    async def complete(self) -> None:
+        await self._settle()
+        async with aws_errors(self.store._what):
+            await self.s3.complete_multipart_upload(
+                Bucket=self.store.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": self.parts},
+            )
+
+    async def abort(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            with contextlib.suppress(BaseException):
+                await self._pending
+        # best effort: the bucket's lifecycle rule reaps what is left otherwise
+        with contextlib.suppress(Exception):
+            await self.s3.abort_multipart_upload(
+                Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id
+            )
+
+
 class S3BlobStore(BlobStore):
     def __init__(
         self,
@@ -64,6 +129,7 @@ class S3BlobStore(BlobStore):
         sse: str | None = "AES256",
         kms_key_id: str | None = None,
         part_size: int = PART_SIZE,
+        list_page_size: int = 1000,
     ) -> None:
         if not bucket:
             raise ValueError("S3 bucket name must not be empty")
@@ -71,6 +137,7 @@ class S3BlobStore(BlobStore):
             raise ValueError("part_size must be at least 5 MiB (S3 minimum part size)")
         self.bucket = bucket
         self.part_size = part_size
+        self.list_page_size = list_page_size  # keys per ListObjectsV2 call (S3 caps it at 1000)
         self._sse = sse_arguments(sse, kms_key_id)
         # shared clients are the caller's to close; a connection (or none) makes our own
         self._owns_clients = not isinstance(clients, AwsClients)
@@ -138,55 +205,31 @@ class S3BlobStore(BlobStore):
         _check_key(key)
         buf = bytearray()
         total = 0
-        upload_id: str | None = None
-        parts: list[dict[str, Any]] = []
+        upload: _MultipartUpload | None = None
         s3 = await self._s3()
         try:
             async for piece in stream:
                 buf += piece
                 total += len(piece)
                 while len(buf) >= self.part_size:
-                    if upload_id is None:
-                        async with aws_errors(self._what):
-                            created = await s3.create_multipart_upload(
-                                **self._put_args(key, meta, content_type)
-                            )
-                        upload_id = created["UploadId"]
+                    if upload is None:
+                        upload = await _MultipartUpload.start(
+                            self, s3, self._put_args(key, meta, content_type)
+                        )
                     part, buf = bytes(buf[: self.part_size]), buf[self.part_size :]
-                    parts.append(await self._upload_part(s3, key, upload_id, len(parts) + 1, part))
-            if upload_id is None:
+                    await upload.add(part)
+            if upload is None:  # small enough for one request
                 async with aws_errors(self._what):
                     await s3.put_object(Body=bytes(buf), **self._put_args(key, meta, content_type))
                 return total
             if buf:
-                parts.append(
-                    await self._upload_part(s3, key, upload_id, len(parts) + 1, bytes(buf))
-                )
-            async with aws_errors(self._what):
-                await s3.complete_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                )
+                await upload.add(bytes(buf))
+            await upload.complete()
             return total
         except BaseException:
-            if upload_id is not None:
-                # best effort: the bucket's lifecycle rule reaps what is left otherwise
-                with contextlib.suppress(Exception):
-                    await s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            if upload is not None:
+                await upload.abort()
             raise
-
-    async def _upload_part(
-        self, s3: Any, key: str, upload_id: str, number: int, data: bytes
-    ) -> dict[str, Any]:
-        if number > MAX_PARTS:
-            raise ValueError(f"object {key!r} exceeds {MAX_PARTS} parts of {self.part_size} bytes")
-        async with aws_errors(self._what):
-            resp = await s3.upload_part(
-                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
-            )
-        return {"PartNumber": number, "ETag": resp["ETag"]}
 
     async def get(self, key: str) -> bytes:
         s3 = await self._s3()
@@ -245,7 +288,11 @@ class S3BlobStore(BlobStore):
         s3 = await self._s3()
         paginator = s3.get_paginator("list_objects_v2")
         async with aws_errors(self._what):
-            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            async for page in paginator.paginate(
+                Bucket=self.bucket,
+                Prefix=prefix,
+                PaginationConfig={"PageSize": self.list_page_size},
+            ):
                 for item in page.get("Contents") or []:
                     yield item["Key"]
 

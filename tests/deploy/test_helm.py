@@ -286,7 +286,7 @@ def test_autoscaling(rendered: dict[str, Manifests]) -> None:
         assert so["spec"]["scaleTargetRef"]["name"] in of_kind(docs, "Deployment")
         (trigger,) = so["spec"]["triggers"]
         assert trigger["type"] == "aws-sqs-queue"
-        assert trigger["metadata"]["queueURL"] == queue
+        assert trigger["metadata"]["queueURL"] == f"https://sqs.eu-west-1.amazonaws.com/123456789012/{queue}"
         assert trigger["metadata"]["awsRegion"] == "eu-west-1"
         assert trigger["authenticationRef"]["name"] in auth
         assert "replicas" not in deployment(docs, s)["spec"]

@@ -20,6 +20,7 @@ class ModelSpec:
     document_prompt: str  # "{title}" and "{text}" are filled in
     is_gemma: bool
     max_seq_length: int | None = None  # the model's window, from sentence_bert_config.json
+    dim: int | None = None  # output dimension, read from the module configs (no weights loaded)
 
 
 def resolve_model(model: str) -> ModelSpec:
@@ -51,7 +52,21 @@ def resolve_model(model: str) -> ModelSpec:
     sbert = path / "sentence_bert_config.json"
     if sbert.is_file():
         max_seq = json.loads(sbert.read_text()).get("max_seq_length")
-    return ModelSpec(path, model_id, query_prompt, document_prompt, is_gemma, max_seq)
+    return ModelSpec(path, model_id, query_prompt, document_prompt, is_gemma, max_seq,
+                     _output_dim(path, config))
+
+
+def _output_dim(path: Path, config: dict) -> int | None:
+    """The last Dense module's out_features, else the transformer's hidden size."""
+    dim = config.get("hidden_size")
+    modules = path / "modules.json"
+    if modules.is_file():
+        for module in json.loads(modules.read_text()):
+            if module.get("type", "").endswith("Dense"):
+                cfg = path / module.get("path", "") / "config.json"
+                if cfg.is_file():
+                    dim = json.loads(cfg.read_text()).get("out_features", dim)
+    return int(dim) if dim else None
 
 
 def _st_prompts(path: Path) -> dict[str, str]:

@@ -32,7 +32,9 @@ def default_tenant(settings: Settings) -> str:
 
 async def run_up(settings: Settings, *, source_dir: Path | None, sync_interval_s: float,
                  progress: bool = True) -> None:
+    from libs.connectors.config import load_sources
     from libs.gateway.app import GatewayDeps, create_app
+    from libs.serve_connector import SingletonReaper, build_scheduler, folder_sources
 
     c = Components(settings)
     _say("starting: loading the embedding model and opening the stores...")
@@ -42,21 +44,34 @@ async def run_up(settings: Settings, *, source_dir: Path | None, sync_interval_s
     await check_all_or_exit(c.readiness, "datatorag up")
 
     tenant = default_tenant(settings)
-    scheduler = _FolderLoop(c, tenant, source_dir or SAMPLE_CORPUS, sync_interval_s)
+    if settings.sources_file:
+        config = load_sources(settings.sources_file)
+    else:
+        folder = source_dir or SAMPLE_CORPUS
+        config = folder_sources(tenant, folder, sync_interval_s,
+                                "samples" if folder == SAMPLE_CORPUS else "folder",
+                                exclude=["_src/*"] if folder == SAMPLE_CORPUS else None)
+    scheduler = await build_scheduler(c, config)
+    reaper = SingletonReaper(c, interval_s=max(30.0, settings.stalled_after_s / 2))
+
+    async def on_sync(tenant: str, source_id: str) -> dict:
+        return scheduler.trigger(tenant, source_id)
     app = create_app(GatewayDeps(
         settings=settings, index=index, embedder=embedder, registry=c.registry,
-        blobstore=c.blobstore, readiness=c.readiness, on_sync=scheduler.trigger_for_tenant,
+        blobstore=c.blobstore, readiness=c.readiness, on_sync=on_sync,
     ))
     http = UvicornServer(app, settings.gateway_host, settings.gateway_port)
     await http.start()
     for w in workers:
         w.start()
     await scheduler.start()
+    reaper.start()
     stop = asyncio.Event()
     install_stop_signals(stop)
     url = f"http://{settings.gateway_host}:{settings.gateway_port}"
     _say(f"DatatoRAG is up: gateway {url} (docs {url}/docs), data in {settings.data_dir.resolve()}")
-    _say(f"tenant {tenant!r}; sources: " + ", ".join(scheduler.describe()))
+    _say("sources: " + ", ".join(f"{s['tenant']}/{s['source']} ({s['kind']}, every {s['interval_s']:.0f}s)"
+                                 for s in scheduler.status()))
     reporter = asyncio.create_task(_report_progress(c, tenant, stop)) if progress else None
     try:
         await stop.wait()
@@ -64,6 +79,7 @@ async def run_up(settings: Settings, *, source_dir: Path | None, sync_interval_s
         _say("stopping: finishing in-flight work...")
         if reporter:
             reporter.cancel()
+        await reaper.stop()
         await scheduler.stop()
         await asyncio.gather(*(w.stop() for w in workers))
         await http.stop()
@@ -102,52 +118,3 @@ async def _report_progress(c: Components, tenant: str, stop: asyncio.Event) -> N
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
-
-class _FolderLoop:
-    """Interim: sync one folder source on an interval (replaced by the connector scheduler)."""
-
-    def __init__(self, c: Components, tenant: str, root: Path, interval_s: float) -> None:
-        from libs.connectors.folder import FolderSource
-
-        self.c = c
-        self.source = FolderSource("samples" if root == SAMPLE_CORPUS else "folder", tenant, root)
-        self.interval_s = interval_s
-        self._task: asyncio.Task | None = None
-        self._kick = asyncio.Event()
-
-    def describe(self) -> list[str]:
-        return [f"{self.source.id} (folder {self.source.root})"]
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._loop())
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def trigger_for_tenant(self, tenant: str, source_id: str) -> str:
-        from libs.errors import NotFound
-
-        if tenant != self.source.tenant or source_id != self.source.id:
-            raise NotFound(f"unknown source {source_id!r}")
-        self._kick.set()
-        return "sync scheduled"
-
-    async def _loop(self) -> None:
-        from libs.connectors.sync import SyncInProgress, sync_source
-
-        while True:
-            try:
-                run = await sync_source(self.source, registry=self.c.registry, blobstore=self.c.blobstore,
-                                        parse_queue=self.c.queue("parse"), settings=self.c.settings)
-                log.info("sync finished", source=self.source.id, status=run.status, counts=run.counts)
-            except SyncInProgress:
-                pass
-            except Exception:  # noqa: BLE001 - the next interval tries again
-                log.exception("sync failed", source=self.source.id)
-            try:
-                await asyncio.wait_for(self._kick.wait(), self.interval_s)
-            except TimeoutError:
-                pass
-            self._kick.clear()

@@ -1,0 +1,60 @@
+"""The query gateway as its own service (production shape).
+
+Query embeddings come from the embedder service over HTTP; on-demand syncs are forwarded to the
+connector service (``DATATORAG_CONNECTOR_URL``) with the tenant of the caller's API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import httpx
+
+from libs.assembly import Components
+from libs.config import Settings
+from libs.errors import NotFound, TransientError
+from libs.log import get_logger
+from libs.runtime import UvicornServer, check_all_or_exit, install_stop_signals
+
+log = get_logger(__name__)
+
+
+def connector_sync_hook(base_url: str):
+    client = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=10)
+
+    async def on_sync(tenant: str, source_id: str) -> dict:
+        try:
+            resp = await client.post(f"/internal/sources/{tenant}/{source_id}/sync")
+        except httpx.HTTPError as exc:
+            raise TransientError(f"connector service unreachable at {base_url}: {exc}") from exc
+        if resp.status_code == 404:
+            raise NotFound(f"no source {source_id!r}")
+        resp.raise_for_status()
+        return resp.json()
+
+    return on_sync, client
+
+
+async def serve_gateway(settings: Settings) -> None:
+    from libs.gateway.app import GatewayDeps, create_app
+
+    c = Components(settings)
+    index = await c.index()
+    embedder = await c.embedder()
+    connector_url = os.environ.get("DATATORAG_CONNECTOR_URL")
+    on_sync, client = connector_sync_hook(connector_url) if connector_url else (None, None)
+    await check_all_or_exit(c.readiness, "query-gateway")
+    app = create_app(GatewayDeps(settings=settings, index=index, embedder=embedder,
+                                 registry=c.registry, blobstore=c.blobstore,
+                                 readiness=c.readiness, on_sync=on_sync))
+    http = UvicornServer(app, settings.gateway_host, settings.gateway_port)
+    await http.start()
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    log.info("query gateway started", port=settings.gateway_port)
+    await stop.wait()
+    await http.stop()
+    if client is not None:
+        await client.aclose()
+    await c.close()

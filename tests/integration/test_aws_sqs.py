@@ -195,5 +195,8 @@ async def test_bad_arguments_are_refused(clients: AwsClients) -> None:
         await queue.receive(11)
     with pytest.raises(ValueError, match="delay_s"):
         await queue.send("x", delay_s=901)
+    with pytest.raises(ValueError, match="exceeds 262144"):
+        await queue.send_batch(["ok", "x" * 300_000])
+    assert await queue.depth() == 0  # nothing of a refused batch was sent
     with pytest.raises(ValueError):
         SqsQueue("")

@@ -19,6 +19,9 @@ Table schema (single-table design; on-demand capacity; created by ``provision.en
     GSI by_status   partition status (S), sort updated_at (S: ISO-8601 UTC, fixed width, so it
                     sorts by time); projection ALL. Only version items carry both attributes, so
                     it holds exactly the document versions: "FAILED in the last hour", "stalled".
+                    Six statuses make six GSI partitions: fine for document-registry write
+                    rates (on-demand GSI partitions take 1000 writes/s each); tenant and source
+                    are filters on it.
     LSI by_time     sort lsi1sk (S); projection ALL. Versions newest ``seq`` first, sync runs newest
                     first, without reading the whole item collection.
 

@@ -33,6 +33,7 @@ from libs.ports.queue import Queue, QueueMessage
 BATCH = 10  # SQS maximum entries per batch call and messages per receive
 MAX_WAIT_S = 20  # SQS maximum long-poll wait per call
 MAX_BATCH_BYTES = 256 * 1024  # payload cap of one SendMessageBatch call
+MAX_MESSAGE_BYTES = 256 * 1024  # messages carry keys, never payloads
 MAX_ATTRIBUTE_CHARS = 4096  # keep a long error reason well inside the message size cap
 # a stale or foreign receipt: SQS semantics say acknowledging it is not an error
 _STALE_RECEIPT = frozenset(
@@ -74,6 +75,7 @@ class SqsQueue(Queue):
         self.dlq_name = f"{name}{dlq_suffix}"
         self.visibility_timeout_s = visibility_timeout_s
         self.max_receives = max_receives
+        # the queue's default long poll (set by provisioning); each receive passes its own wait_s
         self.wait_time_s = wait_time_s
         # shared clients are the caller's to close; a connection (or none) makes our own
         self._owns_clients = not isinstance(clients, AwsClients)
@@ -135,6 +137,7 @@ class SqsQueue(Queue):
     # -- Queue ----------------------------------------------------------------------------------
 
     async def send(self, body: str, *, delay_s: int = 0) -> str:
+        _check_body(body)
         if not 0 <= delay_s <= 900:
             raise ValueError(f"delay_s must be within 0..900 for SQS, got {delay_s}")
         sqs, url = await self._sqs(), await self._url(self.name)
@@ -143,6 +146,8 @@ class SqsQueue(Queue):
         return str(resp["MessageId"])
 
     async def send_batch(self, bodies: Sequence[str]) -> list[str]:
+        for body in bodies:
+            _check_body(body)
         sqs, url = await self._sqs(), await self._url(self.name)
         ids: list[str] = []
         for chunk in _chunks_by_size(list(bodies)):
@@ -315,6 +320,12 @@ class SqsQueue(Queue):
     async def close(self) -> None:
         if self._owns_clients:
             await self._clients.close()
+
+
+def _check_body(body: str) -> None:
+    size = len(body.encode())
+    if size > MAX_MESSAGE_BYTES:
+        raise ValueError(f"SQS message of {size} bytes exceeds {MAX_MESSAGE_BYTES}")
 
 
 def _chunks_by_size(bodies: list[str]) -> list[list[str]]:

@@ -36,14 +36,26 @@ log = get_logger(__name__)
 
 
 def folder_sources(tenant: str, folder: Path, interval_s: float, source_id: str,
-                   exclude: list[str] | None = None) -> SourcesConfig:
-    """A one-folder configuration (``datatorag up`` without a sources file)."""
+                   exclude: list[str] | None = None,
+                   uploads: tuple[Path, list[str]] | None = None) -> SourcesConfig:
+    """``datatorag up`` without a sources file: one folder for ``tenant``, and, when ``uploads`` is
+    given as (landing root, tenants), each tenant's upload folder as its ``uploads`` source."""
     import json
 
-    doc = {"tenants": {tenant: {"sources": [{
+    from libs.uploads import UPLOADS_SOURCE
+
+    tenants: dict[str, list[dict]] = {tenant: [{
         "id": source_id, "type": "folder", "path": str(folder), "interval_s": interval_s,
         "exclude": exclude or [],
-    }]}}}
+    }]}
+    if uploads:
+        root, names = uploads
+        for name in names:
+            (root / name).mkdir(parents=True, exist_ok=True)
+            tenants.setdefault(name, []).append({
+                "id": UPLOADS_SOURCE, "type": "folder", "path": str(root / name),
+                "interval_s": max(interval_s, 300.0)})
+    doc = {"tenants": {t: {"sources": s} for t, s in tenants.items()}}
     return parse_sources(json.dumps(doc), origin=f"folder {folder}")
 
 

@@ -33,6 +33,8 @@ def default_tenant(settings: Settings) -> str:
 async def run_up(settings: Settings, *, source_dir: Path | None, sync_interval_s: float,
                  progress: bool = True) -> None:
     from libs.connectors.config import load_sources
+    from libs.connectors.landing import FolderLanding
+    from libs.uploads import upload_hook
     from libs.gateway.app import GatewayDeps, create_app
     from libs.serve_connector import SingletonReaper, build_scheduler, folder_sources
 
@@ -44,21 +46,26 @@ async def run_up(settings: Settings, *, source_dir: Path | None, sync_interval_s
     await check_all_or_exit(c.readiness, "datatorag up")
 
     tenant = default_tenant(settings)
+    landing_root = settings.data_dir / "landing"
     if settings.sources_file:
         config = load_sources(settings.sources_file)
     else:
         folder = source_dir or SAMPLE_CORPUS
         config = folder_sources(tenant, folder, sync_interval_s,
                                 "samples" if folder == SAMPLE_CORPUS else "folder",
-                                exclude=["_src/*"] if folder == SAMPLE_CORPUS else None)
+                                exclude=["_src/*"] if folder == SAMPLE_CORPUS else None,
+                                uploads=(landing_root, sorted(set(settings.tenant_for_key().values()))))
     scheduler = await build_scheduler(c, config)
     reaper = SingletonReaper(c, interval_s=max(30.0, settings.stalled_after_s / 2))
 
     async def on_sync(tenant: str, source_id: str) -> dict:
         return scheduler.trigger(tenant, source_id)
+
+    landing = FolderLanding(landing_root, max_bytes=settings.max_document_bytes)
     app = create_app(GatewayDeps(
         settings=settings, index=index, embedder=embedder, registry=c.registry,
         blobstore=c.blobstore, readiness=c.readiness, on_sync=on_sync,
+        on_upload=upload_hook(landing, on_sync),
     ))
     http = UvicornServer(app, settings.gateway_host, settings.gateway_port)
     await http.start()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Stack, index_chunk_ids, running
+from tests.e2e.conftest import API_KEY, Stack, index_chunk_ids, running
 from tests.fixtures import documents as docs
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -79,6 +79,20 @@ def test_good_and_bad_documents_end_in_the_right_state(tmp_path):
         # and for the Markdown document
         md = stack.search("parental leave", k=5)
         assert "policies/parental-leave.md" in {h["citation"]["path"] for h in md["hits"]}
+
+        # an upload through the gateway is indexed like any other document, for the caller's tenant
+        resp = stack.http.post("/v1/documents", headers={"X-API-Key": API_KEY}, files={
+            "file": ("relocation.md", b"# Relocation Policy\n\nMoving allowance is 4200 zorkmids.\n",
+                     "text/markdown")})
+        assert resp.status_code == 202, resp.text
+        stack.wait_until(lambda ds: any(d["path"].endswith("relocation.md") and d["status"] == "INDEXED"
+                                        for d in ds), 120, "the upload indexed")
+        hits = stack.search("moving allowance zorkmids", k=1, mode="bm25")["hits"]
+        assert hits and hits[0]["citation"]["source"] == "uploads"
+        bad = stack.http.post("/v1/documents", headers={"X-API-Key": API_KEY},
+                              files={"file": ("empty.pdf", b"", "application/pdf")})
+        assert bad.status_code == 400 and "empty" in bad.text
+        documents = stack.documents()
 
         # a second sync of an unchanged folder creates nothing new
         before = {(d["doc_id"], d["version"]) for d in documents}

@@ -103,14 +103,21 @@ class Worker:
         self.last_progress = time.time()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._sampler: asyncio.Task | None = None
+        self.depth_interval_s = 15.0
 
     # lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
         for i in range(self.loops):
             self._tasks.append(asyncio.create_task(self._loop(), name=f"{self.service}-loop-{i}"))
+        self._sampler = asyncio.create_task(self._sample_depth(), name=f"{self.service}-depth")
 
     async def stop(self) -> None:
         self._stopping.set()
+        if self._sampler is not None:
+            self._sampler.cancel()
+            await asyncio.gather(self._sampler, return_exceptions=True)
+            self._sampler = None
         if not self._tasks:
             return
         done, pending = await asyncio.wait(self._tasks, timeout=self.grace_s + self.wait_s + 1)
@@ -227,6 +234,17 @@ class Worker:
                 except Exception:  # noqa: BLE001 - worst case the message is redelivered
                     log.warning("visibility heartbeat failed", message_id=m.id)
             self._progress()
+
+    async def _sample_depth(self) -> None:
+        """Queue and DLQ depth for dashboards and the DLQ-not-empty alert."""
+        while True:
+            try:
+                metrics.QUEUE_DEPTH.labels(self.queue.name).set(await self.queue.depth())
+                dlq = getattr(self.queue, "dlq_name", f"{self.queue.name}-dlq")
+                metrics.QUEUE_DEPTH.labels(dlq).set(await self.queue.dlq_depth())
+            except Exception:  # noqa: BLE001 - metrics must never disturb the work
+                log.debug("queue depth sample failed", queue=self.queue.name)
+            await asyncio.sleep(self.depth_interval_s)
 
     async def _release_quietly(self, m: QueueMessage) -> None:
         try:

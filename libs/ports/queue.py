@@ -75,6 +75,10 @@ class Queue(abc.ABC):
         """Approximate number of messages waiting (visible + in flight), DLQ excluded."""
 
     @abc.abstractmethod
+    async def dlq_depth(self) -> int:
+        """Approximate number of messages in the DLQ (for metrics and alerts; changes nothing)."""
+
+    @abc.abstractmethod
     async def dlq_messages(self, max_messages: int = 10) -> list[QueueMessage]:
         """Peek at (receive from) the DLQ, for operators and tests."""
 

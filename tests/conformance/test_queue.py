@@ -242,6 +242,7 @@ async def test_dead_letter_moves_now_and_keeps_reason(queue: Queue) -> None:
     assert again.body == keep
     assert await queue.receive(10, wait_s=1) == []
     assert await queue.depth() == 1
+    assert await queue.dlq_depth() == 1
 
 
 async def test_dlq_is_empty_for_a_healthy_queue(queue: Queue) -> None:
@@ -249,3 +250,4 @@ async def test_dlq_is_empty_for_a_healthy_queue(queue: Queue) -> None:
     [m] = await _receive_n(queue, 1)
     await queue.ack(m)
     assert await queue.dlq_messages(10) == []
+    assert await queue.dlq_depth() == 0

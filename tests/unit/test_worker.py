@@ -159,3 +159,27 @@ async def test_shutdown_past_grace_releases_in_flight_message(q):
 def test_backoff_grows_and_is_capped():
     assert [backoff_s(n) for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
     assert backoff_s(50) == 300
+
+
+async def test_queue_and_dlq_depth_are_exported(q):
+    from prometheus_client import REGISTRY
+
+    async def ok(_):
+        return None
+
+    await q.send("{poison")
+    for d in ("a", "b"):
+        await q.send(_msg(d), delay_s=60)  # waiting, not yet visible
+    h = Recorder(ok)
+    w = Worker(q, h, wait_s=0.2)
+    w.depth_interval_s = 0.1
+    w.start()
+    try:
+        for _ in range(100):
+            if REGISTRY.get_sample_value("datatorag_queue_depth", {"queue": "work-dlq"}) == 1:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await w.stop()
+    assert REGISTRY.get_sample_value("datatorag_queue_depth", {"queue": "work-dlq"}) == 1
+    assert REGISTRY.get_sample_value("datatorag_queue_depth", {"queue": "work"}) == 2

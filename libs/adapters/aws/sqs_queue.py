@@ -289,6 +289,13 @@ class SqsQueue(Queue):
         attrs = resp.get("Attributes") or {}
         return sum(int(attrs.get(n, 0)) for n in names)
 
+    async def dlq_depth(self) -> int:
+        sqs, url = await self._sqs(), await self._url(self.dlq_name)
+        async with aws_errors(f"sqs queue {self.dlq_name}"):
+            resp = await sqs.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+        return int((resp.get("Attributes") or {}).get("ApproximateNumberOfMessages", 0))
+
     async def dlq_messages(self, max_messages: int = 10) -> list[QueueMessage]:
         # A peek: visibility 0 leaves them in the DLQ for the next look; a one-second long poll
         # asks every SQS server (a short poll only samples some).

@@ -258,6 +258,14 @@ class SqliteQueue(Queue):
         )
         return int(row[0])
 
+    async def dlq_depth(self) -> int:
+        row = await self._db.run(
+            lambda c: c.execute(
+                "SELECT count(*) FROM queue_messages WHERE queue = ? AND dlq = 1", (self.name,)
+            ).fetchone()
+        )
+        return int(row[0])
+
     async def dlq_messages(self, max_messages: int = 10) -> list[QueueMessage]:
         """Peek: DLQ messages are returned without changing them (oldest first)."""
         if max_messages < 1:

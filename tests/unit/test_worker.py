@@ -176,7 +176,8 @@ async def test_queue_and_dlq_depth_are_exported(q):
     w.start()
     try:
         for _ in range(100):
-            if REGISTRY.get_sample_value("datatorag_queue_depth", {"queue": "work-dlq"}) == 1:
+            if (REGISTRY.get_sample_value("datatorag_queue_depth", {"queue": "work-dlq"}) == 1
+                    and REGISTRY.get_sample_value("datatorag_queue_depth", {"queue": "work"}) == 2):
                 break
             await asyncio.sleep(0.05)
     finally:

@@ -34,29 +34,36 @@ def check_path(path: str) -> str:
     """
     if not path:
         raise UnsafePath("empty path", code="empty_path")
-    shown = display_path(path)
     if _SURROGATE.search(path):
-        raise UnsafePath(f"name is not valid UTF-8: {shown}", code="invalid_utf8")
+        raise UnsafePath(f"name is not valid UTF-8: {display_path(path)}", code="invalid_utf8")
     if _CONTROL.search(path):
         raise UnsafePath(
-            f"name contains a control character (NUL, newline, ...): {shown}", code="control_char"
+            f"name contains a control character (NUL, newline, ...): {display_path(path)}",
+            code="control_char",
         )
     if path.startswith("/"):
-        raise UnsafePath(f"absolute path: {shown}", code="absolute_path")
+        raise UnsafePath(f"absolute path: {display_path(path)}", code="absolute_path")
     parts = path.split("/")
     if ".." in parts:
-        raise UnsafePath(f"'..' component escapes the source root: {shown}", code="path_traversal")
-    if any(p in ("", ".") for p in parts) or "\\" in path:
-        raise UnsafePath(f"empty, '.' or backslash component: {shown}", code="bad_component")
-    if len(path.encode("utf-8")) > MAX_PATH_BYTES:
         raise UnsafePath(
-            f"path longer than {MAX_PATH_BYTES} bytes: {shown[:80]}...", code="name_too_long"
+            f"'..' component escapes the source root: {display_path(path)}", code="path_traversal"
         )
-    if any(len(p.encode("utf-8")) > MAX_COMPONENT_BYTES for p in parts):
+    if "" in parts or "." in parts or "\\" in path:
         raise UnsafePath(
-            f"a name is longer than {MAX_COMPONENT_BYTES} bytes: {shown[:80]}...",
-            code="name_too_long",
+            f"empty, '.' or backslash component: {display_path(path)}", code="bad_component"
         )
+    if len(path) > MAX_PATH_BYTES // 4 or any(len(p) > MAX_COMPONENT_BYTES // 4 for p in parts):
+        # only long names can break the byte limits; encode just those
+        if len(path.encode("utf-8")) > MAX_PATH_BYTES:
+            raise UnsafePath(
+                f"path longer than {MAX_PATH_BYTES} bytes: {display_path(path)[:80]}...",
+                code="name_too_long",
+            )
+        if any(len(p.encode("utf-8")) > MAX_COMPONENT_BYTES for p in parts):
+            raise UnsafePath(
+                f"a name is longer than {MAX_COMPONENT_BYTES} bytes: {display_path(path)[:80]}...",
+                code="name_too_long",
+            )
     return path
 
 

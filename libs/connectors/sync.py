@@ -315,6 +315,11 @@ class _SyncJob:
                             if doc_id in self.seen:
                                 continue  # a listing that repeats itself
                             self.seen.add(doc_id)
+                            if self._unchanged_fast(entry, doc_id):
+                                # the common case of an incremental sync: no task, no I/O
+                                self.counts["unchanged"] += 1
+                                await self._maybe_resend(self.known[doc_id])
+                                continue
                             await gate.acquire()
                             tg.create_task(guarded(entry, doc_id))
                 except (SourceError, PermanentError, TransientError, OSError, TimeoutError) as exc:
@@ -324,6 +329,15 @@ class _SyncJob:
         return list_error
 
     # -- one entry -----------------------------------------------------------------------------
+    def _unchanged_fast(self, entry: SourceEntry, doc_id: str) -> bool:
+        if entry.error_code is not None:
+            return False
+        try:
+            check_path(entry.path)
+        except UnsafePath:
+            return False
+        return self._hints_unchanged(entry, doc_id, self.known.get(doc_id))
+
     async def _entry(self, entry: SourceEntry, doc_id: str) -> None:
         current = self.known.get(doc_id)
         if entry.error_code is not None:

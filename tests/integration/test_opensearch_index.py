@@ -176,6 +176,15 @@ async def test_check_fails_on_a_dead_url() -> None:
         await index.close()
 
 
+async def test_upsert_before_ensure_fails_without_creating_a_stray_index(
+    make_index: MakeIndex,
+) -> None:
+    index = make_index(dim=8)
+    with pytest.raises(DependencyError):
+        await index.upsert(_records("t", _unit_rows(np.random.default_rng(2), 2, 8)))
+    assert not await index.client.indices.exists(index=index.alias)
+
+
 async def test_check_fails_without_the_alias_and_passes_after_ensure(
     make_index: MakeIndex,
 ) -> None:

@@ -86,10 +86,13 @@ class OpenSearchIndex(VectorIndex):
         refresh: bool = True,
         bulk_chunk_size: int = 500,
         bulk_max_bytes: int = 8 * 1024 * 1024,  # under the 10 MiB request cap of small AWS domains
+        bulk_concurrency: int = 2,
+        refresh_interval: str | None = None,
     ) -> None:
         """``target``: a concrete index to read/write instead of the alias (to fill a new revision
         before ``swap_alias``). ``refresh=False`` skips the refresh after ``upsert`` and
-        ``delete_document`` (bulk loads that refresh once at the end via ``refresh()``)."""
+        ``delete_document`` (bulk loads that refresh once at the end via ``refresh()``).
+        ``bulk_concurrency``: bulk requests in flight for one large ``upsert``."""
         self.settings = settings
         self.model_id = model_id
         self.dim = m._check_dim(dim)
@@ -105,11 +108,15 @@ class OpenSearchIndex(VectorIndex):
             m=settings.m,
             shards=shards,
             replicas=replicas,
+            refresh_interval=refresh_interval,
         )
         self._refresh = refresh
         self._group_refresh = _GroupRefresh(lambda: self._client.indices.refresh(index=self.target))
         self._chunk_size = bulk_chunk_size
         self._max_bytes = bulk_max_bytes
+        if bulk_chunk_size < 1 or bulk_concurrency < 1:
+            raise ValueError("bulk_chunk_size and bulk_concurrency must be >= 1")
+        self._concurrency = bulk_concurrency
         self._owns_client = client is None
         self._client = client if client is not None else make_client(settings)
 
@@ -268,19 +275,34 @@ class OpenSearchIndex(VectorIndex):
         if not records:
             return 0
         actions = self._actions(records)
+        # large upserts: a few bulk requests in flight keep the node's write threads busy
+        # while the client serializes the next request
+        parts = max(1, min(self._concurrency, -(-len(actions) // self._chunk_size)))
+        size = -(-len(actions) // parts)
         with translate_errors(self._what()):
-            await async_bulk(
-                self._client,
-                actions,
-                index=self.target,
-                chunk_size=self._chunk_size,
-                max_chunk_bytes=self._max_bytes,
-                max_retries=3,  # 429 (bulk queue full) is retried with backoff
-                initial_backoff=1,
+            results = await asyncio.gather(
+                *(self._bulk(actions[i : i + size]) for i in range(0, len(actions), size)),
+                return_exceptions=True,
             )
+            for result in results:  # every part ran to its end (they are idempotent)
+                if isinstance(result, BaseException):
+                    raise result
             if self._refresh:
                 await self._group_refresh()
         return len(actions)
+
+    async def _bulk(self, actions: list[dict[str, Any]]) -> None:
+        await async_bulk(
+            self._client,
+            actions,
+            index=self.target,
+            chunk_size=self._chunk_size,
+            max_chunk_bytes=self._max_bytes,
+            max_retries=3,  # 429 (bulk queue full) is retried with backoff
+            initial_backoff=1,
+            # never let a missing alias auto-create an index of that name with dynamic mapping
+            require_alias=self.target == self.alias,
+        )
 
     async def delete_document(
         self, tenant: str, doc_id: str, *, keep_version: str | None = None

@@ -7,8 +7,9 @@ embedder service over HTTP).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, File, Path, Query, UploadFile
@@ -38,6 +39,12 @@ Check = Callable[[], Awaitable[None]]
 MAX_JSON_BODY_BYTES = 1 << 20
 
 
+def default_index_limit() -> int:
+    """Two index queries per core: enough to keep every core busy, few enough that an embedded
+    index does not thrash (measured in bench/bench_query.py)."""
+    return 2 * (os.cpu_count() or 1)
+
+
 @dataclass
 class GatewayDeps:
     settings: Settings
@@ -52,6 +59,8 @@ class GatewayDeps:
     on_upload: UploadHook | None = None  # (tenant, filename, data, content_type) -> detail
     max_query_chars: int = 2000
     batch_queries: bool = True  # coalesce concurrent query embeddings into one forward pass
+    # index queries in flight at once (None: unbounded); excess requests wait their turn
+    max_concurrent_index_queries: int | None = field(default_factory=lambda: default_index_limit())
 
     def readiness_checks(self) -> Readiness:
         if isinstance(self.readiness, Readiness):

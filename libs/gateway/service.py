@@ -3,6 +3,7 @@ call these same methods, so both have the same semantics and the same errors (``
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,8 @@ class QueryService:
         self.deps = deps
         # concurrent queries share one forward pass (see libs.retrieval.batching)
         self.embedder: Embedder = QueryBatcher(deps.embedder) if deps.batch_queries else deps.embedder
+        limit = deps.max_concurrent_index_queries
+        self.limiter = asyncio.Semaphore(limit) if limit else None
 
     def _check_query(self, query: str) -> None:
         limit = self.deps.max_query_chars
@@ -55,6 +58,7 @@ class QueryService:
             req.k,
             req.filters.to_domain() if req.filters else None,
             mode=req.mode,
+            limiter=self.limiter,
         )
 
     async def search(self, tenant: str, req: SearchRequest) -> SearchResponse:

@@ -7,6 +7,7 @@ Works with any ``VectorIndex`` adapter; the tenant and filters are passed into e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Coroutine, Mapping, Sequence
 from enum import StrEnum
@@ -35,6 +36,9 @@ RETRIEVER_SECONDS = Histogram(
 QUERY_EMBED_SECONDS = Histogram(
     "datatorag_query_embed_seconds", "Query embedding time", buckets=_BUCKETS
 )
+
+
+_UNLIMITED = contextlib.nullcontext()
 
 
 class Mode(StrEnum):
@@ -77,12 +81,15 @@ async def search(
     query_vector: Sequence[float] | None = None,
     rrf_k: int = DEFAULT_RRF_K,
     weights: Mapping[str, float] | None = None,
+    limiter: asyncio.Semaphore | None = None,
 ) -> list[SearchHit]:
     """Top ``k`` chunks of ``tenant`` for ``query``.
 
     ``mode``: ``hybrid`` (k-NN and BM25 concurrently, ``candidates`` each, fused by RRF on chunk
     id), ``knn`` or ``bm25`` alone (their own scores). Every hit's ``ranks`` holds its 1-based rank
     per retriever. ``query_vector`` skips embedding (benchmarks, callers that embedded already).
+    ``limiter`` bounds how many index queries run at once (each retriever call takes a slot):
+    an embedded index thrashes under 100 concurrent scans, a queue in front of it does not.
     """
     mode = Mode(mode)
     if not tenant:
@@ -103,14 +110,16 @@ async def search(
             if query_vector is not None
             else await embed_query(embedder, query, dim)  # type: ignore[arg-type]
         )
-        started = time.perf_counter()
-        hits = await index.knn(tenant, vector, n, filters)
+        async with limiter or _UNLIMITED:
+            started = time.perf_counter()
+            hits = await index.knn(tenant, vector, n, filters)
         RETRIEVER_SECONDS.labels("knn").observe(time.perf_counter() - started)
         return hits
 
     async def bm25(n: int) -> list[SearchHit]:
-        started = time.perf_counter()
-        hits = await index.bm25(tenant, query, n, filters)
+        async with limiter or _UNLIMITED:
+            started = time.perf_counter()
+            hits = await index.bm25(tenant, query, n, filters)
         RETRIEVER_SECONDS.labels("bm25").observe(time.perf_counter() - started)
         return hits
 

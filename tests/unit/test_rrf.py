@@ -188,3 +188,27 @@ async def test_hybrid_argument_errors() -> None:
         await hybrid.search(index, None, "t", "q", 0, query_vector=VEC)
     with pytest.raises(ValueError):
         await hybrid.search(index, None, "t", "q", 1, mode="semantic", query_vector=VEC)
+
+
+async def test_limiter_bounds_index_queries_in_flight() -> None:
+    class Counting(FixedIndex):
+        in_flight = peak = 0
+
+        async def _meet(self, me: str, other: str) -> None:
+            Counting.in_flight += 1
+            Counting.peak = max(Counting.peak, Counting.in_flight)
+            await asyncio.sleep(0.01)
+            Counting.in_flight -= 1
+
+    index = Counting(["a", "b"], ["b", "a"])
+    limiter = asyncio.Semaphore(3)
+    results = await asyncio.gather(*(
+        hybrid.search(index, None, "t", "q", 2, query_vector=VEC, limiter=limiter)
+        for _ in range(8)
+    ))
+    assert Counting.peak == 3  # 16 index calls, never more than 3 at once
+    assert all(ids(r) == ["a", "b"] for r in results)
+    Counting.peak = 0
+    await asyncio.gather(*(hybrid.search(index, None, "t", "q", 2, query_vector=VEC)
+                           for _ in range(8)))
+    assert Counting.peak == 16  # unbounded without a limiter

@@ -52,7 +52,7 @@ class Stack:
         out = open(self.log, "ab")  # noqa: SIM115 - owned by the child process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "libs.cli", "up", "--source", str(self.source_dir),
-             "--sync-interval", "3"],
+             "--sync-interval", "5"],
             cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 300  # a loaded 2-core CI box is slow to import torch

@@ -96,7 +96,7 @@ def test_good_and_bad_documents_end_in_the_right_state(tmp_path):
 
         # a second sync of an unchanged folder creates nothing new
         before = {(d["doc_id"], d["version"]) for d in documents}
-        time.sleep(7)  # two more sync intervals of 3 s
+        time.sleep(11)  # two more sync intervals of 5 s
         after = {(d["doc_id"], d["version"]) for d in stack.documents()}
         assert after == before
 

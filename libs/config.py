@@ -108,8 +108,10 @@ class Settings(BaseSettings):
     embedder_port: int = 8081
     health_port: int | None = None  # workers expose /healthz,/readyz,/metrics here
 
-    # embedded-mode sample source (datatorag up)
+    # per-tenant sources YAML (libs/connectors/config.py); without it `up` ingests one folder
     sources_file: Path | None = None
+    # the connector service's HTTP port, where the gateway forwards POST /v1/sources/{id}/sync
+    connector_url: str | None = None
 
     queues: QueueNames = Field(default_factory=QueueNames)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)

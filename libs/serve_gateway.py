@@ -7,7 +7,6 @@ connector service (``DATATORAG_CONNECTOR_URL``) with the tenant of the caller's 
 from __future__ import annotations
 
 import asyncio
-import os
 
 import httpx
 
@@ -42,7 +41,7 @@ async def serve_gateway(settings: Settings) -> None:
     c = Components(settings)
     index = await c.index()
     embedder = await c.embedder()
-    connector_url = os.environ.get("DATATORAG_CONNECTOR_URL")
+    connector_url = settings.connector_url
     on_sync, client = connector_sync_hook(connector_url) if connector_url else (None, None)
     await check_all_or_exit(c.readiness, "query-gateway")
     app = create_app(GatewayDeps(settings=settings, index=index, embedder=embedder,

@@ -516,17 +516,20 @@ class _SyncJob:
             metadata=_hint_metadata(entry, content_type),
         )
         stored = await self.registry.put_version(record)
-        if not stored:
+        revival = 0
+        while not stored and revival < 100:
             # The bytes equal an older version of this document (a revert, or a file restored
-            # after deletion): the registry keeps versions by content, so it stays as it was;
-            # the message still carries a newer seq so the index gets the right content back.
-            log.warning(
-                "version_exists",
-                source=self.source.id,
-                doc_id=doc_id,
-                version=version,
-                path=display_path(entry.path),
-            )
+            # after deletion), and versions are immutable: store the content again as a new
+            # revival version, which becomes current through its higher seq.
+            revival += 1
+            record = record.model_copy(update={"version": f"{version}-r{revival}"})
+            stored = await self.registry.put_version(record)
+        if not stored:
+            raise PermanentError(f"{display_path(entry.path)}: too many revivals of one version",
+                                 code="version_exists")
+        if revival:
+            log.info("version_revived", source=self.source.id, doc_id=doc_id,
+                     version=record.version, path=display_path(entry.path))
         await self._send_fetched(record, content_type)
         self.known[doc_id] = record
         self.state.get("touched", {}).pop(doc_id, None)

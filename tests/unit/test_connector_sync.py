@@ -390,3 +390,35 @@ async def test_interrupted_run_is_closed_and_its_versions_resent(env: Env) -> No
     assert [(m.path, m.content_hash) for m in msgs] == [("a.txt", sha)]
     runs = {r.run_id: r for r in await env.registry.sync_runs("acme", "docs")}
     assert runs["crashed"].status == "failed" and "interrupted" in (runs["crashed"].error or "")
+
+
+async def test_reverted_and_restored_content_becomes_current_again(env: Env) -> None:
+    t0 = time.time() - 100
+    write(env.root, "policy.txt", b"version A", t0)
+    await env.sync(folder(env))
+    [first] = await env.drain()
+    write(env.root, "policy.txt", b"version B", t0 + 1)
+    await env.sync(folder(env))
+    await env.drain()
+
+    # revert to A: the old bytes come back as a new, current version
+    write(env.root, "policy.txt", b"version A", t0 + 2)
+    run = await env.sync(folder(env))
+    [reverted] = await env.drain()
+    assert run.counts["changed"] == 1
+    assert reverted.content_hash == first.content_hash and reverted.version == f"{first.version}-r1"
+    current = await env.registry.current("acme", first.doc_id)
+    assert current.version == reverted.version and current.status is DocumentStatus.FETCHED
+
+    # deleted (the indexer marks it DELETED), then restored with the same bytes
+    (env.root / "policy.txt").unlink()
+    await env.sync(folder(env))
+    [tomb] = await env.drain()
+    assert isinstance(tomb, DocumentDeleted)
+    await env.registry.advance("acme", first.doc_id, reverted.version, DocumentStatus.DELETED)
+    write(env.root, "policy.txt", b"version A", t0 + 3)
+    await env.sync(folder(env))
+    [restored] = await env.drain()
+    assert restored.version == f"{first.version}-r2"
+    current = await env.registry.current("acme", first.doc_id)
+    assert current.version == restored.version and current.status is DocumentStatus.FETCHED

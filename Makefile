@@ -1,6 +1,8 @@
 # DatatoRAG — everything a developer or CI runs. The venv lives outside the clone (scripts/venv.sh).
 SHELL := /bin/bash
 PY := .venv/bin/python
+# The shared venv holds dependencies only; this clone's code comes from its own root.
+export PYTHONPATH := $(CURDIR)
 PYTEST_ARGS ?=
 
 .PHONY: install run test test-fast bench bench-quick lint images opensearch-start opensearch-stop clean
@@ -9,7 +11,7 @@ install:            ## create/refresh the cached virtualenv and install the proj
 	@bash scripts/venv.sh >/dev/null
 
 run: install        ## the whole product on one machine: ingest the sample corpus, gateway on :8080
-	.venv/bin/datatorag up
+	bin/datatorag up
 
 test: install       ## every test; starts OpenSearch, moto, FTP/SFTP servers as local processes
 	.venv/bin/pytest -q -ra $(PYTEST_ARGS)

@@ -157,7 +157,7 @@ def init() -> None:
 
 def main() -> None:
     try:
-        app()
+        app(prog_name="datatorag")
     except KeyboardInterrupt:  # pragma: no cover
         sys.exit(130)
 

@@ -18,10 +18,12 @@ if [ ! -x "$venv/.complete" ]; then
   VIRTUAL_ENV="$venv" "$uv_bin" pip install -q -r "$root/requirements.lock" >&2
   printf '#!/bin/sh\nexit 0\n' > "$venv/.complete" && chmod +x "$venv/.complete"
 fi
-# The project itself is installed editable into whichever clone asks (cheap, no deps).
-if ! (cd / && "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(0 if 'file://$root' in (m.distribution('datatorag').read_text('direct_url.json') or '') else 1)") 2>/dev/null; then
+# The venv holds dependencies only: it is shared by every clone, so the project is never installed
+# into it (an editable install would point all clones at one of them). bin/datatorag, the Makefile
+# and pytest put the clone's own root on the path instead.
+if [ -f "$venv/.project-installed-cleanup" ] || "$venv/bin/python" -c "import importlib.metadata as m; m.distribution('datatorag')" 2>/dev/null; then
   uv_bin="$(command -v uv || echo "$HOME/.local/bin/uv")"
-  VIRTUAL_ENV="$venv" "$uv_bin" pip install -q --no-deps -e "$root" >&2
+  VIRTUAL_ENV="$venv" "$uv_bin" pip uninstall -q datatorag >&2 || true
 fi
 ln -sfn "$venv" "$root/.venv"
 echo "$venv"

@@ -116,17 +116,20 @@ class Node:
     def __enter__(self) -> str:
         if self.url:
             return self.url
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self._port = s.getsockname()[1]
         self._run = tempfile.TemporaryDirectory(prefix="bench-opensearch-")
-        out = subprocess.run(
-            ["bash", str(SCRIPT), "start", self._run.name],
-            env={**os.environ, "OPENSEARCH_PORT": str(self._port)},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        for _attempt in range(3):  # a free port can be taken before the node binds it
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                self._port = s.getsockname()[1]
+            out = subprocess.run(
+                ["bash", str(SCRIPT), "start", self._run.name],
+                env={**os.environ, "OPENSEARCH_PORT": str(self._port)},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if out.returncode == 0 or "Address already in use" not in out.stderr:
+                break
         if out.returncode != 0:
             raise SystemExit(f"could not start OpenSearch:\n{out.stderr[-3000:]}")
         self.url = out.stdout.strip().splitlines()[-1]

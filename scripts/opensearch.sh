@@ -100,8 +100,10 @@ cmd_install() {
   need unzip unzip
   mkdir -p "$CACHE" "$DL_DIR"
   # Serialise concurrent installs (parallel test sessions); the loser finds the marker.
-  exec 9>"$CACHE/opensearch-$VERSION.lock"
-  flock 9
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>"$CACHE/opensearch-$VERSION.lock"
+    flock 9
+  fi
   if [[ -f "$MARKER" ]]; then echo "$HOME_DIR"; return 0; fi
 
   local dist="$DL_DIR/opensearch-$VERSION.zip" knn="$DL_DIR/opensearch-knn-$KNN_VERSION.zip"
@@ -136,7 +138,11 @@ grant codeBase "${codebase.httpasyncclient}" { permission java.net.NetPermission
   echo "$HOME_DIR"
 }
 
-run_dir() { echo "${1:-$CACHE/run-$PORT}"; }
+run_dir() { # absolute, as OpenSearch reports its config path (pid_alive matches on it)
+  local dir="${1:-$CACHE/run-$PORT}"
+  [[ "$dir" == /* ]] || dir="$PWD/$dir"
+  echo "${dir%/}"
+}
 url() { echo "http://127.0.0.1:$PORT"; }
 
 health() { # prints the cluster status (green/yellow/red) or nothing
@@ -144,7 +150,11 @@ health() { # prints the cluster status (green/yellow/red) or nothing
     | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p' || true
 }
 
-pid_alive() { [[ -f "$1/opensearch.pid" ]] && kill -0 "$(cat "$1/opensearch.pid")" 2>/dev/null; }
+pid_alive() { # run_dir: its node runs (the pid is alive and is a node of this run dir)
+  local pid
+  pid="$(cat "$1/opensearch.pid" 2>/dev/null)" || return 1
+  [[ -n "$pid" ]] && ps -ww -p "$pid" -o args= 2>/dev/null | grep -qF -- "$1/config"
+}
 
 write_config() { # run_dir
   local run="$1" conf="$1/config"
@@ -177,7 +187,7 @@ cmd_start() {
   local run; run="$(run_dir "${1:-}")"
   if pid_alive "$run"; then wait_healthy "$run"; return; fi  # started earlier (maybe still booting)
   if [[ -n "$(health)" ]]; then die "port $PORT already serves another OpenSearch (not started from $run)"; fi
-  cmd_install >/dev/null
+  (cmd_install) >/dev/null  # a subshell: the node must not inherit the install lock's fd
   mkdir -p "$run"
   write_config "$run"
   rm -f "$run/opensearch.pid"
@@ -187,12 +197,15 @@ cmd_start() {
   if [[ "$(id -u)" == 0 ]]; then
     java_opts="$java_opts -Djna.nosys=true -Djna.nounpack=true -Djna.boot.library.path=/nonexistent"
   fi
+  # Foreground mode, backgrounded here: bin/opensearch execs java, so $! is the node's pid and a
+  # node that dies while booting (port taken, bad setting) is noticed at once.
   (
     cd "$run"
-    OPENSEARCH_PATH_CONF="$run/config" OPENSEARCH_TMPDIR="$run/tmp" \
-    OPENSEARCH_JAVA_OPTS="$java_opts ${OPENSEARCH_EXTRA_JAVA_OPTS:-}" \
-      "$HOME_DIR/bin/opensearch" -d -p "$run/opensearch.pid" >"$run/logs/stdout.log" 2>&1
-  ) || { tail -n 40 "$run/logs/stdout.log" >&2; die "OpenSearch failed to start (see $run/logs)"; }
+    export OPENSEARCH_PATH_CONF="$run/config" OPENSEARCH_TMPDIR="$run/tmp"
+    export OPENSEARCH_JAVA_OPTS="$java_opts ${OPENSEARCH_EXTRA_JAVA_OPTS:-}"
+    exec "$HOME_DIR/bin/opensearch" </dev/null >"$run/logs/stdout.log" 2>&1
+  ) &
+  echo $! >"$run/opensearch.pid"
 
   wait_healthy "$run"
 }
@@ -200,14 +213,14 @@ cmd_start() {
 wait_healthy() { # run_dir: wait for green/yellow, print the URL; on failure show logs, stop, fail
   local run="$1" deadline=$((SECONDS + START_TIMEOUT)) status=""
   while ((SECONDS < deadline)); do
+    kill -0 "$(cat "$run/opensearch.pid")" 2>/dev/null || break  # died while booting
     status="$(health)"
     if [[ "$status" == green || "$status" == yellow ]]; then url; return 0; fi
-    if [[ -f "$run/opensearch.pid" ]] && ! pid_alive "$run"; then break; fi
     sleep 1
   done
   tail -n 40 "$run/logs/datatorag-$PORT.log" "$run/logs/stdout.log" >&2 2>/dev/null || true
   cmd_stop "$run" >/dev/null 2>&1 || true
-  die "OpenSearch on port $PORT did not become healthy within ${START_TIMEOUT}s (see $run/logs)"
+  die "OpenSearch on port $PORT did not become healthy (see $run/logs)"
 }
 
 cmd_stop() {

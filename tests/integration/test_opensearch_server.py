@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -35,3 +36,22 @@ def test_owned_node_listens_on_loopback_with_small_heap(opensearch_server) -> No
     assert node["jvm"]["mem"]["heap_max_in_bytes"] == 512 * 1024 * 1024
     assert node["http"]["publish_address"].startswith("127.0.0.1:")
     assert node["settings"]["discovery"]["type"] == "single-node"
+
+
+def test_script_start_is_idempotent_and_status_reports_the_node(opensearch_server) -> None:
+    from tests.servers.opensearch import run_script
+
+    if opensearch_server.run_dir is None:
+        pytest.skip("node not started by scripts/opensearch.sh in this session")
+    port = urllib.parse.urlsplit(opensearch_server.url).port
+    assert port is not None
+    pid_file = opensearch_server.run_dir / "opensearch.pid"
+    pid = pid_file.read_text().strip()
+    again = run_script("start", opensearch_server.run_dir, port)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == opensearch_server.url
+    assert pid_file.read_text().strip() == pid  # running already: no second node
+    status = run_script("status", opensearch_server.run_dir, port)
+    assert status.returncode == 0
+    assert status.stdout.startswith(opensearch_server.url)
+    assert f"pid={pid}" in status.stdout

@@ -5,8 +5,8 @@ Where it comes from, in order:
 1. ``DATATORAG_TEST_OPENSEARCH_URL`` set: reuse that node (fast local loops:
    ``scripts/opensearch.sh start`` once, then export the URL it prints).
 2. Java and Maven (or an already cached install): ``scripts/opensearch.sh`` installs OpenSearch into
-   ``$DATATORAG_CACHE`` (once) and starts a node on a free port with its data under pytest's tmp dir;
-   it is stopped at the end of the session.
+   ``$DATATORAG_CACHE`` (once) and starts a node on a free port with its data in a temporary dir;
+   it is stopped (and the dir removed) at the end of the session.
 3. A Docker engine: testcontainers' OpenSearch container (needs the ``testcontainers`` package).
 4. Otherwise ``unavailable`` (a failure in CI).
 
@@ -20,6 +20,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import urllib.error
 import urllib.request
 import uuid
@@ -41,6 +42,7 @@ class OpenSearchServer:
     url: str
     owned: bool  # started by this session (and stopped at its end)
     engine: str = "lucene"  # the k-NN engine this node supports
+    run_dir: Path | None = None  # scripts/opensearch.sh's run dir, when it started the node
 
     def unique_prefix(self, name: str = "t") -> str:
         """An index prefix no other test (or concurrent session) uses."""
@@ -71,7 +73,7 @@ def _binaries_available() -> bool:
     return java and (installed or shutil.which("mvn") is not None)
 
 
-def _run_script(action: str, run_dir: Path, port: int) -> subprocess.CompletedProcess[str]:
+def run_script(action: str, run_dir: Path, port: int) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OPENSEARCH_PORT": str(port)}
     return subprocess.run(
         ["bash", str(SCRIPT), action, str(run_dir)],
@@ -84,20 +86,23 @@ def _run_script(action: str, run_dir: Path, port: int) -> subprocess.CompletedPr
 
 
 def _from_script(run_dir: Path) -> Iterator[OpenSearchServer]:
-    port = _free_port()
-    try:
-        started = _run_script("start", run_dir, port)
-    except subprocess.TimeoutExpired:
-        _run_script("stop", run_dir, port)
-        unavailable("OpenSearch", f"scripts/opensearch.sh start took over {START_TIMEOUT_S}s")
-        return
+    for _attempt in range(3):  # a free port can be taken before the node binds it: pick another
+        port = _free_port()
+        try:
+            started = run_script("start", run_dir, port)
+        except subprocess.TimeoutExpired:
+            run_script("stop", run_dir, port)
+            unavailable("OpenSearch", f"scripts/opensearch.sh start took over {START_TIMEOUT_S}s")
+            return
+        if started.returncode == 0 or "Address already in use" not in started.stderr:
+            break
     if started.returncode != 0:
         unavailable("OpenSearch", f"scripts/opensearch.sh start failed:\n{started.stderr[-3000:]}")
     url = started.stdout.strip().splitlines()[-1]
     try:
-        yield OpenSearchServer(url=url, owned=True)
+        yield OpenSearchServer(url=url, owned=True, run_dir=run_dir)
     finally:
-        _run_script("stop", run_dir, port)
+        run_script("stop", run_dir, port)
 
 
 def _from_container() -> Iterator[OpenSearchServer]:
@@ -114,7 +119,7 @@ def _from_container() -> Iterator[OpenSearchServer]:
 
 
 @pytest.fixture(scope="session")
-def opensearch_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenSearchServer]:
+def opensearch_server() -> Iterator[OpenSearchServer]:
     given = os.environ.get("DATATORAG_TEST_OPENSEARCH_URL")
     if given:
         url = given.rstrip("/")
@@ -122,7 +127,13 @@ def opensearch_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Open
             pytest.fail(f"DATATORAG_TEST_OPENSEARCH_URL={url} does not answer", pytrace=False)
         yield OpenSearchServer(url=url, owned=False)
     elif _binaries_available():
-        yield from _from_script(tmp_path_factory.mktemp("opensearch"))
+        # Not under pytest's basetemp: concurrent pytest sessions of the same user prune each
+        # other's old basetemps, which would pull the data dir from under a running node.
+        run_dir = Path(tempfile.mkdtemp(prefix="datatorag-opensearch-"))
+        try:
+            yield from _from_script(run_dir)
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
     elif docker_available():
         yield from _from_container()
     else:

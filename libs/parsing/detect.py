@@ -108,7 +108,7 @@ def detect_type(data: bytes, filename: str, content_type: str | None) -> str:
 def _zip_kind(data: bytes) -> str:
     try:
         names = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
-    except (zipfile.BadZipFile, ValueError):
+    except Exception:  # noqa: BLE001 - BadZipFile, NotImplementedError, struct errors...
         return "unreadable zip"
     if "word/document.xml" in names:
         return DOCX

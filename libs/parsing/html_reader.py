@@ -41,7 +41,7 @@ _LEAF_BLOCKS = {
     "td",
     "th",
 }
-_BREAKS = [
+_BREAKS = {
     "br",
     "p",
     "div",
@@ -64,7 +64,7 @@ _BREAKS = [
     "h4",
     "h5",
     "h6",
-]
+}
 _CONTAINERS = {
     "html",
     "body",
@@ -90,15 +90,16 @@ def parse_html(data: bytes, filename: str) -> ParsedDocument:
     title = clean_inline(title_tag.get_text(" ")) if title_tag else ""
     for tag in soup.find_all(_DROP):
         tag.decompose()
-    # text is read with get_text("") so inline markup joins as a browser shows it ("<b>a</b>,"
-    # -> "a,"); a newline after every block-level element keeps blocks apart
-    for tag in soup.find_all(_BREAKS):
-        tag.insert_after("\n")
     walker = _Walker()
     root = soup.body or soup
-    walker.walk(root)
-    walker.flush()
-    blocks = walker.blocks
+    try:
+        walker.walk(root)
+        walker.flush()
+        blocks = walker.blocks
+    except RecursionError:
+        # absurdly deep markup: keep the text, one paragraph per line, without structure
+        lines = (clean_paragraph(line) for line in root.get_text("\n").split("\n"))
+        blocks = [Block(line, None, None, "text") for line in lines if line]
     first_heading = next((b.text for b in blocks if b.kind == "heading"), None)
     if title and first_heading and title != first_heading and title.startswith(first_heading):
         title = first_heading  # "Expense Policy | Intranet" -> the page's own heading
@@ -129,7 +130,7 @@ class _Walker:
             name = child.name.lower()
             if name in _HEADINGS:
                 self.flush()
-                text = clean_inline(child.get_text(""))
+                text = clean_inline(_text(child))
                 if text:
                     self.section = text
                     self.blocks.append(Block(text, None, text, "heading"))
@@ -138,7 +139,7 @@ class _Walker:
                 self._table(child)
             elif name in _LEAF_BLOCKS and not child.find(["table", *_HEADINGS]):
                 self.flush()
-                text = clean_paragraph(child.get_text(""))
+                text = clean_paragraph(_text(child))
                 if text:
                     self.blocks.append(Block(text, None, self.section, "text"))
             elif name in _CONTAINERS or name in _LEAF_BLOCKS:
@@ -148,7 +149,7 @@ class _Walker:
                 if name not in ("span", "font"):
                     self.flush()
             else:  # inline markup (a, b, em, code, ...) and unknown tags: keep the text flowing
-                text = child.get_text("")
+                text = _text(child)
                 if text:
                     self.loose.append(text)
 
@@ -157,12 +158,34 @@ class _Walker:
         for tr in table.find_all("tr"):
             if tr.find_parent("table") is not table:
                 continue  # rows of a nested table are read with that table's cell
-            cells = [
-                clean_inline(td.get_text("")) for td in tr.find_all(["td", "th"], recursive=False)
-            ]
+            cells = [clean_inline(_text(td)) for td in tr.find_all(["td", "th"], recursive=False)]
             if any(cells):
                 rows.append(cells)
         if rows:
             self.blocks.append(
                 Block("\n".join(" | ".join(r) for r in rows), None, self.section, "table")
             )
+
+
+def _text(node: Tag) -> str:
+    """The text of ``node`` as a browser lays it out: inline markup joins without spaces
+    ("<b>a</b>," -> "a,"), block-level elements and <br> break lines. (bs4's ``get_text`` has
+    no notion of blocks, and inserting separators into the tree costs quadratic time on deep
+    markup.)"""
+    out: list[str] = []
+    _collect(node, out)
+    return "".join(out)
+
+
+def _collect(node: Tag, out: list[str]) -> None:
+    for child in node.children:
+        if isinstance(child, NavigableString):
+            if type(child) is NavigableString:
+                out.append(str(child))
+        elif isinstance(child, Tag):
+            block = child.name in _BREAKS
+            if block:
+                out.append("\n")
+            _collect(child, out)
+            if block:
+                out.append("\n")

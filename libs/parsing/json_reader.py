@@ -62,6 +62,10 @@ def parse_json(data: bytes, filename: str) -> ParsedDocument:
     text = decode_text(data, filename)
     try:
         value = json.loads(text)
+    except RecursionError:
+        raise PermanentError(
+            f"{filename!r}: JSON nested too deeply to read", code="json_invalid"
+        ) from None
     except json.JSONDecodeError as exc:
         raise PermanentError(
             f"{filename!r} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} "
@@ -69,6 +73,15 @@ def parse_json(data: bytes, filename: str) -> ParsedDocument:
             code="json_invalid",
         ) from None
     records, wrapper = _records(value, filename)
+    try:
+        return _document(records, wrapper, filename)
+    except RecursionError:
+        raise PermanentError(
+            f"{filename!r}: JSON nested too deeply to render", code="json_invalid"
+        ) from None
+
+
+def _document(records: list[Any], wrapper: dict | None, filename: str) -> ParsedDocument:
     blocks: list[Block] = []
     titles: list[str] = []
     for n, record in enumerate(records, 1):

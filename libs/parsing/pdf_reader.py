@@ -68,7 +68,7 @@ def parse_pdf(data: bytes, filename: str) -> ParsedDocument:
         pdf = _open(data, filename)
         try:
             title_meta = _meta_title(pdf)
-            page_list = [_read_page(pdf, i) for i in range(len(pdf))]
+            page_list = [_read_page(pdf, i, filename) for i in range(len(pdf))]
         finally:
             pdf.close()
     if not page_list:
@@ -117,9 +117,16 @@ def _meta_title(pdf: pdfium.PdfDocument) -> str | None:
     return title if len(title) >= 3 else None
 
 
-def _read_page(pdf: pdfium.PdfDocument, index: int) -> _Page:
+def _read_page(pdf: pdfium.PdfDocument, index: int, filename: str) -> _Page:
     """Lines of one page with position and font, and the ruled tables on it."""
-    page = pdf[index]
+    try:
+        page = pdf[index]
+    except pdfium.PdfiumError as exc:
+        raise PermanentError(
+            f"{filename!r}: page {index + 1} of {len(pdf)} cannot be read ({exc}); "
+            "the PDF is corrupt",
+            code="pdf_corrupt",
+        ) from None
     try:
         textpage = page.get_textpage()
         try:

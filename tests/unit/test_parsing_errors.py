@@ -115,3 +115,14 @@ def test_pdf_errors_have_their_own_codes() -> None:
     assert fail(docs.corrupt_pdf(), "a.pdf").code == "pdf_corrupt"
     assert fail(docs.encrypted_pdf(), "b.pdf").code == "pdf_encrypted"
     assert fail(docs.scanned_pdf(1), "c.pdf").code == "pdf_no_text_layer"
+
+
+@pytest.mark.parametrize("data", [b"[" * 100_000, b'{"a":' * 5000 + b"1" + b"}" * 5000])
+def test_json_nested_too_deeply(data: bytes) -> None:
+    err = fail(data, "deep.json")
+    assert err.code == "json_invalid" and "nested too deeply" in err.reason
+
+
+def test_absurdly_deep_html_still_gives_its_text() -> None:
+    doc = parse_document(b"<div>" * 50_000 + b"deep text", filename="deep.html")
+    assert [b.text for b in doc.blocks] == ["deep text"]

@@ -114,6 +114,12 @@ def test_magic_bytes_win_over_extension() -> None:
     assert doc.doc_type == "pdf"
 
 
+def test_unreadable_page_is_named() -> None:
+    with pytest.raises(PermanentError) as err:
+        parse_document(docs.corrupt_pdf("broken_page"), filename="broken.pdf")
+    assert err.value.code == "pdf_corrupt" and "page 2 of 3" in err.value.reason
+
+
 @pytest.mark.parametrize("kind", ["garbage", "truncated"])
 def test_corrupt_pdf(kind: str) -> None:
     with pytest.raises(PermanentError) as err:

@@ -4,10 +4,11 @@
   from an index template, behind the alias ``datatorag-chunks-<model>`` that every read and write
   goes through. A model or dimension change is a blue/green rebuild: ``create_index`` a new
   revision, fill it (an adapter with ``target=`` that index), then ``swap_alias`` atomically.
-* ``upsert`` is one ``async_bulk`` with deterministic ``_id`` (tenant + chunk id), so a
-  redelivered batch overwrites itself; then an explicit refresh, so "searchable when upsert
-  returns" holds. Concurrent upserts share refreshes (group commit: one refresh started after a
-  bulk finished covers every bulk finished before it), which keeps segments few and large.
+* ``upsert`` sends ``helpers.async_bulk`` requests (two in flight for large batches) with a
+  deterministic ``_id`` (tenant + chunk id), so a redelivered batch overwrites itself; then an
+  explicit refresh, so "searchable when upsert returns" holds. Concurrent upserts share
+  refreshes (group commit: one refresh started after a bulk finished covers every bulk finished
+  before it), which keeps refreshes and small segments few.
   ``refresh="wait_for"`` on each bulk request would instead wait up to ``refresh_interval``.
 * The tenant and ``SearchFilters`` go inside the ``knn`` clause's ``filter`` (efficient filtering:
   Lucene/Faiss search only matching documents), never in a ``post_filter``.
@@ -95,7 +96,7 @@ class OpenSearchIndex(VectorIndex):
         ``bulk_concurrency``: bulk requests in flight for one large ``upsert``."""
         self.settings = settings
         self.model_id = model_id
-        self.dim = m._check_dim(dim)
+        self.dim = m.check_dim(dim)
         self.alias = m.alias_name(settings.index_prefix, model_id)
         self.pattern_base = m.index_pattern_base(settings.index_prefix, model_id, dim)
         self.template_name = self.pattern_base.removesuffix("-v")

@@ -52,7 +52,7 @@ def index_name(prefix: str, model_id: str, dim: int, revision: int = 1) -> str:
 
 
 def index_pattern_base(prefix: str, model_id: str, dim: int) -> str:
-    return f"{alias_name(prefix, model_id)}-{_check_dim(dim)}-v"
+    return f"{alias_name(prefix, model_id)}-{check_dim(dim)}-v"
 
 
 def revision_of(index: str, prefix: str, model_id: str, dim: int) -> int | None:
@@ -69,7 +69,7 @@ def _prefix(prefix: str) -> str:
     return prefix
 
 
-def _check_dim(dim: int) -> int:
+def check_dim(dim: int) -> int:
     if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= 16_000:
         raise ValueError(f"dim must be an int within 1..16000, got {dim!r}")
     return dim
@@ -136,7 +136,7 @@ def index_body(
                 "updated_at": {"type": "date"},
                 VECTOR_FIELD: {
                     "type": "knn_vector",
-                    "dimension": _check_dim(dim),
+                    "dimension": check_dim(dim),
                     "method": {
                         "name": "hnsw",
                         "space_type": "cosinesimil",

@@ -3,8 +3,8 @@
 Blocks are cut into units (sentences of a paragraph, rows of a table, a heading), all units are
 tokenised in one batch call with offsets, and units are packed greedily into chunks of at most
 ``max_tokens`` tokens *including the model's special tokens* ([CLS]/[SEP], <bos>/<eos>):
-- a chunk never spans two sections, except that a section holding only its heading joins the
-  next one (a lone heading is not worth a chunk);
+- a chunk never spans two sections, except that a section holding only its heading, or only a
+  few tokens (a title and a byline), joins the next one: such a scrap is not worth a chunk;
 - a paragraph that does not fit the rest of a half-full chunk starts the next chunk whole;
 - a sentence longer than a chunk is cut at token boundaries (at word starts where possible);
 - consecutive chunks of one section share ``overlap_tokens`` tokens, starting at a word;
@@ -37,6 +37,8 @@ _SENT_SEP = " "
 _ROW_SEP = "\n"
 # a paragraph moves whole to the next chunk when the current one is at least this full
 _PARAGRAPH_MOVE_FILL = 0.5
+# a section this small (a title and a byline) runs on into the next section's chunk
+_SCRAP_TOKENS = 32
 
 
 @dataclass
@@ -241,6 +243,7 @@ class _Packer:
         self.used = 0
         self.section: str | None = None
         self.fresh = 0  # parts in self.parts that are new (not overlap from the previous chunk)
+        self.closed_in_section = False  # a chunk of the current section was already emitted
 
     def _cost(self, part: _Part) -> int:
         if not self.parts:
@@ -248,10 +251,17 @@ class _Packer:
         return part.tokens + (self.block_sep_cost if part.sep == _BLOCK_SEP else 0)
 
     def section_break(self, section: str | None) -> None:
-        # a chunk holding only headings so far runs on into the next section
-        if any(p.body for p in self.parts[len(self.parts) - self.fresh :]):
+        fresh = self.parts[len(self.parts) - self.fresh :]
+        # a scrap is a whole section that came out tiny, not the small tail of a long one
+        scrap = not self.closed_in_section and sum(p.tokens for p in fresh) < min(
+            _SCRAP_TOKENS, self.budget // 8
+        )
+        if any(p.body for p in fresh) and not scrap:
             self.close(keep_overlap=False)
+        elif not self.fresh:
+            self.parts, self.used = [], 0  # an overlap tail never crosses into a new section
         self.section = section
+        self.closed_in_section = False
 
     def block_start(self, block_tokens: int) -> None:
         """Move a whole paragraph to the next chunk when it would not fit the rest of this one."""
@@ -277,6 +287,7 @@ class _Packer:
             self.parts, self.used = [], 0
             return
         self.chunks.append((self.parts, self.section))
+        self.closed_in_section = True
         tail = self._tail() if keep_overlap and self.overlap else []
         self.parts = tail
         self.used = sum(p.tokens for p in tail) + self.block_sep_cost * sum(

@@ -143,6 +143,29 @@ def test_a_lone_heading_joins_the_next_section(tok) -> None:
     assert chunks[0].section == "Medical Plans"
 
 
+def test_a_scrap_section_joins_the_next_but_a_long_sections_tail_does_not(tok) -> None:
+    body = " ".join(docs.paragraphs(15, 1, 12))
+    doc = ParsedDocument(
+        "t",
+        "html",
+        None,
+        [
+            Block("Owner: People Team", None, None, "text"),  # byline before the first heading
+            Block("Travel", None, "Travel", "heading"),
+            Block(body, None, "Travel", "text"),
+            Block("Short tail.", None, "Travel", "text"),
+            Block("Meals", None, "Meals", "heading"),
+            Block("Meals are paid.", None, "Meals", "text"),
+        ],
+    )
+    chunks = chunk_document(doc, tok, max_tokens=128, overlap_tokens=0)
+    assert chunks[0].text.startswith("Owner: People Team\n\nTravel\n\n")
+    assert chunks[0].section == "Travel"
+    # the long section's small last chunk stays in its section; the last section stays alone
+    assert chunks[-2].section == "Travel" and chunks[-2].text.endswith("Short tail.")
+    assert (chunks[-1].section, chunks[-1].text) == ("Meals", "Meals\n\nMeals are paid.")
+
+
 def test_whole_paragraph_moves_to_next_chunk(tok) -> None:
     p1, p2 = docs.paragraphs(14, 2, 4)
     doc = ParsedDocument(

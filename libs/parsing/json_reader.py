@@ -109,7 +109,19 @@ def _document(records: list[Any], wrapper: dict | None, filename: str) -> Parsed
     return ParsedDocument(title=doc_title, doc_type="json", page_count=None, blocks=blocks)
 
 
+# The envelope our HR API connectors write around one record (libs/connectors/http_api.py).
+RECORD_SCHEMA = "datatorag.record/v1"
+
+
 def _records(value: Any, filename: str) -> tuple[list[Any], dict | None]:
+    if isinstance(value, dict) and value.get("schema") == RECORD_SCHEMA and isinstance(
+        value.get("record"), dict
+    ):
+        # Only the record is content; the envelope names its title.
+        record = dict(value["record"])
+        if value.get("title") and not _title_of(record):
+            record = {"title": value["title"], **record}
+        return [record], None
     if isinstance(value, list):
         return value, None
     if isinstance(value, dict):

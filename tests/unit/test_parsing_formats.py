@@ -185,3 +185,18 @@ def test_block_kind_is_checked() -> None:
 
     with pytest.raises(ValueError):
         Block("x", None, None, "image")
+
+
+def test_connector_record_envelope_yields_only_the_record() -> None:
+    import json
+
+    from libs.parsing import parse_document
+
+    envelope = {"schema": "datatorag.record/v1", "system": "rippling", "collection": "documents",
+                "id": "D-7", "title": "Travel Policy",
+                "record": {"Effective_Date": "2025-01-01", "Body": "Book travel through the portal."}}
+    doc = parse_document(json.dumps(envelope).encode(), filename="rippling/documents/D-7.json")
+    text = "\n".join(b.text for b in doc.blocks)
+    assert doc.title == "Travel Policy"
+    assert "Book travel through the portal." in text and "Effective Date: 2025-01-01" in text
+    assert "datatorag.record/v1" not in text and "rippling" not in text

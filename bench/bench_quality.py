@@ -62,8 +62,8 @@ QUICK_QUESTIONS = 20
 # Fusion diagnostics (not tuning: the question set is too small to tune on without overfitting):
 # how hybrid moves with each retriever's candidate depth, the RRF constant and a k-NN weight.
 SWEEP_CANDIDATES = (10, 20, 50)
-SWEEP_RRF_K = (10, 60)
-SWEEP_KNN_WEIGHT = (1.0, 2.0)
+SWEEP_RRF_K = (10, 30, 60)
+SWEEP_KNN_WEIGHT = (1.0, 1.5, 2.0, 3.0)
 
 
 # ---- corpus: half PDF, half Markdown ---------------------------------------------------------
@@ -338,31 +338,58 @@ def _describe(hit: SearchHit) -> str:
     return f"{hit.chunk.path} [{where[:40]}]"
 
 
+def split_of(position: int) -> str:
+    """Held-out protocol: fusion settings are chosen on the "dev" half of the questions (even
+    positions) and reported on the "test" half they were not chosen on (odd positions)."""
+    return "dev" if position % 2 == 0 else "test"
+
+
 async def fusion_sweep(
     index: VectorIndex, results: list[QuestionResult], ingested: Ingested,
     docs_by_id: dict[str, SourceDoc],
 ) -> list[dict[str, Any]]:
-    from libs.retrieval.hybrid import default_candidates, search
-    from libs.retrieval.rrf import DEFAULT_RRF_K
+    from libs.retrieval.hybrid import HYBRID_RRF_K, HYBRID_WEIGHTS, default_candidates, search
 
     corpus = ingested.corpus()
-    default = (default_candidates(NDCG_K), DEFAULT_RRF_K, 1.0)
+    default = (default_candidates(NDCG_K), HYBRID_RRF_K, HYBRID_WEIGHTS["knn"])
     rows = []
     for combo in itertools.product(SWEEP_CANDIDATES, SWEEP_RRF_K, SWEEP_KNN_WEIGHT):
         candidates, rrf_k, weight = combo
-        recall, ndcg = [], []
-        for r in results:
+        per: dict[str, dict[str, list[float]]] = {
+            sp: {"recall": [], "ndcg": []} for sp in ("all", "dev", "test")}
+        for pos, r in enumerate(results):
             hits = await search(index, None, TENANT, r.question.question, NDCG_K, mode="hybrid",
                                 candidates=candidates, query_vector=r.vector, rrf_k=rrf_k,
                                 weights={"knn": weight, "bm25": 1.0})
             got = _retrieved(hits, docs_by_id)
-            recall.append(recall_at_k(r.question, got, RECALL_K))
-            ndcg.append(ndcg_at_k(r.question, got, NDCG_K, corpus))
-        rows.append({"candidates": candidates, "rrf_k": rrf_k, "knn_weight": weight,
-                     "default": combo == default,
-                     f"recall@{RECALL_K}": round(fmean(recall), 4),
-                     f"ndcg@{NDCG_K}": round(fmean(ndcg), 4)})
+            rec = recall_at_k(r.question, got, RECALL_K)
+            nd = ndcg_at_k(r.question, got, NDCG_K, corpus)
+            for sp in ("all", split_of(pos)):
+                per[sp]["recall"].append(rec)
+                per[sp]["ndcg"].append(nd)
+        row = {"candidates": candidates, "rrf_k": rrf_k, "knn_weight": weight,
+               "default": combo == default}
+        for sp, m in per.items():
+            suffix = "" if sp == "all" else f"_{sp}"
+            row[f"recall@{RECALL_K}{suffix}"] = round(fmean(m["recall"]), 4)
+            row[f"ndcg@{NDCG_K}{suffix}"] = round(fmean(m["ndcg"]), 4)
+        rows.append(row)
     return rows
+
+
+def held_out_selection(rows: list[dict[str, Any]], results: list[QuestionResult]) -> dict[str, Any]:
+    """The setting best on the dev half, with its figures and k-NN's/BM25's on the test half."""
+    r_key, n_key = f"recall@{RECALL_K}", f"ndcg@{NDCG_K}"
+    best = max(rows, key=lambda x: (x[f"{n_key}_dev"], x[f"{r_key}_dev"], -x["candidates"]))
+    test = [r for pos, r in enumerate(results) if split_of(pos) == "test"]
+    single = {m: {r_key: round(fmean(r.recall[m] for r in test), 4),
+                  n_key: round(fmean(r.ndcg[m] for r in test), 4)} for m in ("knn", "bm25")}
+    chosen = {r_key: best[f"{r_key}_test"], n_key: best[f"{n_key}_test"]}
+    return {"chosen_on_dev": {k: best[k] for k in ("candidates", "rrf_k", "knn_weight")},
+            "test_questions": len(test), "test": {"hybrid": chosen, **single},
+            "hybrid_at_least_best_single_on_test": all(
+                chosen[key] >= max(single["knn"][key], single["bm25"][key]) - 1e-9
+                for key in (r_key, n_key))}
 
 
 # ---- running one configuration -----------------------------------------------------------------
@@ -400,6 +427,7 @@ async def run_config(
         corpus = ingested.corpus()
         missed = await misses(index, results, docs_by_id, corpus)
         swept = await fusion_sweep(index, results, ingested, docs_by_id) if sweep else []
+        selection = held_out_selection(swept, results) if swept else None
     finally:
         if args.index == "opensearch":
             await drop_opensearch(index)
@@ -414,6 +442,7 @@ async def run_config(
         "modes": summarise(results),
         "hybrid_misses": missed,
         "fusion_sweep": swept,
+        "fusion_selection": selection,
         "answers_not_in_any_chunk": lost,
         "per_question": {
             r.question.id: {m: [round(r.recall[m], 3), round(r.ndcg[m], 3)] for m in MODES}
@@ -444,6 +473,14 @@ def print_config(res: dict[str, Any], n_questions: int) -> None:
 def print_sweep(res: dict[str, Any]) -> None:
     if not res["fusion_sweep"]:
         return
+    sel = res.get("fusion_selection")
+    if sel:
+        r_key, n_key = f"recall@{RECALL_K}", f"ndcg@{NDCG_K}"
+        print(f"\nheld-out fusion check: chosen on the dev half {sel['chosen_on_dev']}; "
+              f"on the {sel['test_questions']} test questions:")
+        for mode, m in sel["test"].items():
+            print(f"  {mode:<8}{m[r_key]:>10.3f}{m[n_key]:>10.3f}")
+        print(f"  hybrid >= best single retriever on test: {sel['hybrid_at_least_best_single_on_test']}")
     r_key, n_key = f"recall@{RECALL_K}", f"ndcg@{NDCG_K}"
     print(f"\nhybrid fusion diagnostics (chunking {res['chunking']['asked']}; a guide for the "
           "fusion defaults, not a tuned result):")
@@ -572,6 +609,12 @@ def result_json(args: argparse.Namespace, main: dict[str, Any], runs: list[dict[
         f"hybrid {r_key} > {RELEVANCE_FLOOR} (BRIEF seed: relevance > 80%)": target(
             RELEVANCE_FLOOR, hybrid[r_key], hybrid[r_key] > RELEVANCE_FLOOR),
     }
+    sel = main.get("fusion_selection")
+    if sel:
+        t = sel["test"]
+        targets["held-out: fusion chosen on dev, hybrid >= max(knn, bm25) on test"] = target(
+            {key: max(t["knn"][key], t["bm25"][key]) for key in (r_key, n_key)},
+            t["hybrid"], sel["hybrid_at_least_best_single_on_test"])
     return {
         "metrics": {
             "index": args.index,
@@ -583,6 +626,7 @@ def result_json(args: argparse.Namespace, main: dict[str, Any], runs: list[dict[
             "hybrid": hybrid,
             "hybrid_misses": main["hybrid_misses"],
             "fusion_sweep": main["fusion_sweep"],
+            "fusion_selection": main.get("fusion_selection"),
             "answers_not_in_any_chunk": main["answers_not_in_any_chunk"],
             "per_question": main["per_question"],
             "other_chunkings": [

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from libs.models import SearchHit
 
-DEFAULT_RRF_K = 60
+DEFAULT_RRF_K = 60  # the constant of the original paper; the product's own is in hybrid.py
 
 
 def rrf_fuse(

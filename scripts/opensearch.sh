@@ -11,7 +11,7 @@
 #                       are on Maven Central)
 #   OPENSEARCH_PORT     HTTP port on 127.0.0.1 (default 9200)
 #   DATATORAG_CACHE     cache root (default ~/.cache/datatorag), kept outside the clone
-#   OPENSEARCH_START_TIMEOUT  seconds to wait for green/yellow health (default 180)
+#   OPENSEARCH_START_TIMEOUT  seconds to wait for green/yellow health (default 240)
 #
 # Maven Central carries only the minimal "integ-test" distribution: no modules besides
 # transport-netty4. Two modules are rebuilt from their published jars: lang-painless (the k-NN plugin
@@ -26,7 +26,7 @@ CACHE="${DATATORAG_CACHE:-$HOME/.cache/datatorag}"
 HOME_DIR="$CACHE/opensearch-$VERSION"
 DL_DIR="$CACHE/downloads"
 MARKER="$HOME_DIR/.datatorag-installed"
-START_TIMEOUT="${OPENSEARCH_START_TIMEOUT:-180}"
+START_TIMEOUT="${OPENSEARCH_START_TIMEOUT:-240}"
 
 # The integ-test zip bundles no JDK: use the system one (17+).
 if [[ -z "${OPENSEARCH_JAVA_HOME:-}" ]]; then

@@ -17,7 +17,8 @@ from libs.config import OpenSearchSettings
 from libs.errors import DependencyError, TransientError
 from libs.models import ChunkRecord, SearchFilters
 
-pytestmark = [pytest.mark.opensearch, pytest.mark.timeout(120)]
+# generous: the first test also pays for starting the session's node (install included, once)
+pytestmark = [pytest.mark.opensearch, pytest.mark.timeout(600)]
 
 MakeIndex = Callable[..., OpenSearchIndex]
 

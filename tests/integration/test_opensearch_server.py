@@ -8,7 +8,8 @@ import urllib.request
 
 import pytest
 
-pytestmark = pytest.mark.opensearch
+# generous: the first test also pays for starting the session's node (install included, once)
+pytestmark = [pytest.mark.opensearch, pytest.mark.timeout(600)]
 
 
 def _get(url: str) -> dict:

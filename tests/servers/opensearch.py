@@ -34,7 +34,7 @@ from tests.servers._require import docker_available, unavailable
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "opensearch.sh"
 VERSION = os.environ.get("OPENSEARCH_VERSION", "2.19.1")
-START_TIMEOUT_S = 300  # first run downloads ~60 MB through Maven; later starts take ~15 s
+START_TIMEOUT_S = 480  # first run downloads ~60 MB through Maven; later starts take 15-60 s
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,27 @@ from dataclasses import dataclass, field
 
 from libs.config import Mode, Settings
 from libs.embedding.model_dir import load_tokenizer, resolve_model
+from libs.errors import DependencyError
 from libs.factory import make_blobstore, make_embedder, make_queue, make_registry, make_vector_index
 from libs.pipeline.stages import EmbedStage, IndexStage, ParseStage, StageDeps
-from libs.pipeline.worker import Worker
+from libs.pipeline.worker import ReadyProbe, Worker
 from libs.ports import BlobStore, Embedder, Queue, Registry, VectorIndex
-from libs.runtime import Readiness
+from libs.runtime import Check, Readiness
+
+
+def _naming_the_resource(check: Check) -> Check:
+    """Readiness reports a ``DependencyError``'s detail under the check's name ("blobstore: does
+    not exist"); keep the resource in the detail, so the operator reads which bucket or table."""
+
+    async def run() -> None:
+        try:
+            await check()
+        except DependencyError as exc:
+            if exc.dependency in exc.detail:
+                raise
+            raise DependencyError(exc.dependency, str(exc)) from exc
+
+    return run
 
 
 @dataclass
@@ -29,27 +45,27 @@ class Components:
         if logical not in self._queues:
             q = make_queue(self.settings, logical)
             self._queues[logical] = q
-            self.readiness.add(f"queue:{q.name}", q.check)
+            self.readiness.add(f"queue:{q.name}", _naming_the_resource(q.check))
         return self._queues[logical]
 
     @property
     def registry(self) -> Registry:
         if self._registry is None:
             self._registry = make_registry(self.settings)
-            self.readiness.add("registry", self._registry.check)
+            self.readiness.add("registry", _naming_the_resource(self._registry.check))
         return self._registry
 
     @property
     def blobstore(self) -> BlobStore:
         if self._blobstore is None:
             self._blobstore = make_blobstore(self.settings)
-            self.readiness.add("blobstore", self._blobstore.check)
+            self.readiness.add("blobstore", _naming_the_resource(self._blobstore.check))
         return self._blobstore
 
     async def embedder(self, *, in_process: bool | None = None) -> Embedder:
         if self._embedder is None:
             self._embedder = await make_embedder(self.settings, in_process=in_process)
-            self.readiness.add("embedder", self._embedder.check)
+            self.readiness.add("embedder", _naming_the_resource(self._embedder.check))
         return self._embedder
 
     async def index(self) -> VectorIndex:
@@ -58,7 +74,7 @@ class Components:
             emb = await self.embedder()
             self._index = make_vector_index(self.settings, model_id=emb.model_id, dim=emb.dim)
             await self._index.ensure()
-            self.readiness.add("vector_index", self._index.check)
+            self.readiness.add("vector_index", _naming_the_resource(self._index.check))
         return self._index
 
     def stage_deps(self) -> StageDeps:
@@ -69,6 +85,19 @@ class Components:
                          self._embedder]:
             if closable is not None:
                 await closable.close()
+
+
+def _ready_probe(readiness: Readiness) -> ReadyProbe:
+    """Raises while any dependency of the service is not ready: a worker that failed in a
+    retryable way takes no new message until this passes (see ``Worker``)."""
+
+    async def probe() -> None:
+        results = await readiness.run()
+        bad = {name: why for name, why in results.items() if why != "ok"}
+        if bad:
+            raise DependencyError(", ".join(bad), "; ".join(f"{k}: {v}" for k, v in bad.items()))
+
+    return probe
 
 
 def _wait(settings: Settings) -> float:
@@ -86,15 +115,18 @@ async def parser_worker(c: Components) -> Worker:
         # a chunk must fit the model's window, or its tail would be silently truncated
         max_tokens=min(s.chunking.max_tokens, emb_max),
     )
-    return Worker(c.queue("parse"), stage, batch_size=1, wait_s=_wait(s))
+    return Worker(c.queue("parse"), stage, batch_size=1, wait_s=_wait(s),
+                  ready_probe=_ready_probe(c.readiness))
 
 
 async def embedder_worker(c: Components) -> Worker:
     stage = EmbedStage(c.stage_deps(), await c.embedder(in_process=True), out=c.queue("index"))
     # Up to 10 documents per receive, gathered briefly: one length-sorted encode across them.
-    return Worker(c.queue("embed"), stage, batch_size=10, wait_s=_wait(c.settings), gather_s=0.2)
+    return Worker(c.queue("embed"), stage, batch_size=10, wait_s=_wait(c.settings), gather_s=0.2,
+                  ready_probe=_ready_probe(c.readiness))
 
 
 async def indexer_worker(c: Components) -> Worker:
     stage = IndexStage(c.stage_deps(), await c.index())
-    return Worker(c.queue("index"), stage, batch_size=10, wait_s=_wait(c.settings))
+    return Worker(c.queue("index"), stage, batch_size=10, wait_s=_wait(c.settings),
+                  ready_probe=_ready_probe(c.readiness))

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from libs.assembly import Components, embedder_worker, indexer_worker, parser_worker
 from libs.config import Settings
+from libs.errors import DependencyError, TransientError
 from libs.log import configure, get_logger
 from libs.pipeline.worker import Worker
 from libs.runtime import (
@@ -26,6 +27,24 @@ WORKER_SERVICES: dict[str, Callable[[Components], Awaitable[Worker]]] = {
     "indexer": indexer_worker,
 }
 SERVICES = ("connector", "parser", "embedder", "indexer", "query-gateway")
+# The first dependency check also creates the clients (botocore loads its service models): on a
+# busy node that alone outlasts the readiness probe's timeout, so startup allows longer.
+STARTUP_CHECK_TIMEOUT_S = 30.0
+EMBED_KEEP_ALIVE_S = 65
+
+
+async def startup_check(c: Components, service: str) -> None:
+    """Fail fast, naming every missing dependency; a slow but present one is not missing."""
+    readiness = c.readiness
+    probe_timeout = readiness.timeout_s
+    readiness.timeout_s = max(probe_timeout, STARTUP_CHECK_TIMEOUT_S)
+    try:
+        await check_all_or_exit(readiness, service)
+    except SystemExit:
+        await c.close()
+        raise
+    finally:
+        readiness.timeout_s = probe_timeout
 
 
 def liveness_max_idle(settings: Settings) -> float:
@@ -36,8 +55,12 @@ def liveness_max_idle(settings: Settings) -> float:
 async def serve_worker(name: str, settings: Settings) -> None:
     """One pipeline worker service, as its own process (production shape)."""
     c = Components(settings)
-    worker = await WORKER_SERVICES[name](c)
-    await check_all_or_exit(c.readiness, name)
+    try:
+        worker = await WORKER_SERVICES[name](c)
+    except BaseException:
+        await c.close()
+        raise
+    await startup_check(c, name)
     stop = asyncio.Event()
     install_stop_signals(stop)
     liveness = worker_liveness([worker], liveness_max_idle(settings))
@@ -50,6 +73,10 @@ async def serve_worker(name: str, settings: Settings) -> None:
         app = create_embed_app(emb, settings.embedding.microbatch_wait_ms)
         add_health_routes(app, c.readiness, liveness)
         http = UvicornServer(app, settings.gateway_host, settings.embedder_port)
+        # Callers (HttpEmbedder) keep idle connections for httpx's 5 s; uvicorn's default keep-alive
+        # is also 5 s, so a request could meet a connection the server is just closing
+        # ("Server disconnected without sending a response"). The server must outlast the client.
+        http.server.config.timeout_keep_alive = EMBED_KEEP_ALIVE_S
     else:
         http = UvicornServer(health_app(c.readiness, liveness), settings.gateway_host,
                              settings.health_port or 9100)
@@ -67,6 +94,16 @@ async def serve_worker(name: str, settings: Settings) -> None:
 def run(name: str, settings: Settings | None = None) -> None:
     settings = settings or Settings()
     configure(settings.log_level, settings.log_format)
+    try:
+        _run(name, settings)
+    except (DependencyError, TransientError) as exc:
+        # Raised while the service builds its parts (an index of another dimension, an
+        # unreachable node): once running, workers handle these per message.
+        log.error("dependency not ready", service=name, detail=str(exc))
+        raise SystemExit(f"{name}: cannot start: {exc}") from None
+
+
+def _run(name: str, settings: Settings) -> None:
     if name in WORKER_SERVICES:
         asyncio.run(serve_worker(name, settings))
     elif name == "connector":

@@ -28,9 +28,9 @@ from libs.provisioning import index_shape
 from libs.runtime import (
     UvicornServer,
     add_health_routes,
-    check_all_or_exit,
     install_stop_signals,
 )
+from libs.serve import startup_check
 
 log = get_logger(__name__)
 
@@ -124,7 +124,7 @@ async def serve_connector(settings: Settings) -> None:
     config = load_sources(settings.sources_file)
     scheduler = await build_scheduler(c, config)
     reaper = SingletonReaper(c, interval_s=max(30.0, settings.stalled_after_s / 2))
-    await check_all_or_exit(c.readiness, "connector")
+    await startup_check(c, "connector")
     app = connector_app(scheduler)
     add_health_routes(app, c.readiness)
     http = UvicornServer(app, settings.gateway_host, settings.health_port or 9100)

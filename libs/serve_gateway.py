@@ -14,7 +14,8 @@ from libs.assembly import Components
 from libs.config import Settings
 from libs.errors import NotFound, TransientError
 from libs.log import get_logger
-from libs.runtime import UvicornServer, check_all_or_exit, install_stop_signals
+from libs.runtime import UvicornServer, install_stop_signals
+from libs.serve import startup_check
 
 log = get_logger(__name__)
 
@@ -39,13 +40,18 @@ async def serve_gateway(settings: Settings) -> None:
     from libs.gateway.app import GatewayDeps, create_app
 
     c = Components(settings)
-    index = await c.index()
-    embedder = await c.embedder()
+    try:
+        index = await c.index()
+        embedder = await c.embedder()
+    except BaseException:
+        await c.close()
+        raise
     connector_url = settings.connector_url
     on_sync, client = connector_sync_hook(connector_url) if connector_url else (None, None)
-    await check_all_or_exit(c.readiness, "query-gateway")
+    registry, blobstore = c.registry, c.blobstore  # built now, so the startup check covers them
+    await startup_check(c, "query-gateway")
     app = create_app(GatewayDeps(settings=settings, index=index, embedder=embedder,
-                                 registry=c.registry, blobstore=c.blobstore,
+                                 registry=registry, blobstore=blobstore,
                                  readiness=c.readiness, on_sync=on_sync))
     http = UvicornServer(app, settings.gateway_host, settings.gateway_port)
     await http.start()

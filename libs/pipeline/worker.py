@@ -8,6 +8,9 @@ At-least-once, done carefully:
 * anything else -> release with exponential backoff; on the last allowed receive the message is
   dead-lettered with the reason, which is also recorded against the document;
 * an unparseable body is poison: dead-lettered immediately;
+* after a retryable failure the worker asks ``ready_probe`` (the service's dependencies) and takes
+  no new message until it passes: during an outage (OpenSearch down) receiving would only spend
+  each message's receive count, and SQS dead-letters a message after maxReceiveCount receives;
 * on shutdown we stop receiving, give in-flight work ``grace_s`` to finish, and release the rest
   so another worker picks it up without waiting for the visibility timeout.
 """
@@ -31,6 +34,9 @@ log = get_logger(__name__)
 
 # Called with (message, reason) when a message is given up on, so the registry records why.
 GiveUpHook = Callable[[Message, str], Awaitable[None]]
+# Raises while a dependency the handler needs is down (missing or unreachable).
+ReadyProbe = Callable[[], Awaitable[None]]
+PROBE_MAX_INTERVAL_S = 5.0
 
 
 @dataclass
@@ -91,6 +97,7 @@ class Worker:
         wait_s: float = 10.0,
         grace_s: float = 25.0,
         gather_s: float = 0.0,
+        ready_probe: ReadyProbe | None = None,
     ) -> None:
         self.queue = queue
         self.handler = handler
@@ -100,6 +107,7 @@ class Worker:
         self.wait_s = wait_s
         self.grace_s = grace_s
         self.gather_s = gather_s  # extra time to fill a batch (embedder: cross-message batches)
+        self.ready_probe = ready_probe
         self.last_progress = time.time()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -150,8 +158,10 @@ class Worker:
             self._progress()
             if not raw:
                 continue
-            await self._process(raw)
+            retrying = await self._process(raw)
             self._progress()
+            if retrying and self.ready_probe is not None:
+                await self._wait_until_ready()
 
     async def _receive(self) -> list[QueueMessage]:
         wait = min(self.wait_s, 1.0) if self._stopping.is_set() else self.wait_s
@@ -165,7 +175,8 @@ class Worker:
                 got.extend(more)
         return got
 
-    async def _process(self, raw: list[QueueMessage]) -> None:
+    async def _process(self, raw: list[QueueMessage]) -> bool:
+        """Handle and settle ``raw``; True when a delivery was released for a retry."""
         deliveries: list[Delivery] = []
         for m in raw:
             try:
@@ -176,15 +187,16 @@ class Worker:
                 metrics.MESSAGES.labels(self.service, "dead_letter").inc()
                 await self.queue.dead_letter(m, reason)
         if not deliveries:
-            return
+            return False
         heartbeat = asyncio.create_task(self._heartbeat([d.raw for d in deliveries]))
         metrics.IN_FLIGHT.labels(self.service).inc(len(deliveries))
         started = time.perf_counter()
         settled: set[str] = set()
+        retrying = False
         try:
             results = await self.handler.handle_batch(deliveries)
             for d, result in zip(deliveries, results, strict=True):
-                await self._settle(d, result)
+                retrying |= await self._settle(d, result)
                 settled.add(d.raw.receipt)
         finally:
             heartbeat.cancel()
@@ -195,18 +207,20 @@ class Worker:
             for d in deliveries:
                 if d.raw.receipt not in settled:
                     await asyncio.shield(self._release_quietly(d.raw))
+        return retrying
 
-    async def _settle(self, d: Delivery, result: BaseException | None) -> None:
+    async def _settle(self, d: Delivery, result: BaseException | None) -> bool:
+        """Ack, dead-letter or release one delivery; True when it was released for a retry."""
         with bound(tenant=d.message.tenant, doc_id=d.message.doc_id, correlation_id=d.message.correlation_id):
             if result is None:
                 await self.queue.ack(d.raw)
                 metrics.MESSAGES.labels(self.service, "ok").inc()
-                return
+                return False
             if isinstance(result, PermanentError):
                 log.warning("permanent error; recorded and acknowledged", code=result.code, reason=result.reason)
                 await self.queue.ack(d.raw)
                 metrics.MESSAGES.labels(self.service, "permanent_error").inc()
-                return
+                return False
             reason = f"{type(result).__name__}: {result}"[:1000]
             if d.raw.receive_count >= self.queue.max_receives:
                 log.error("giving up after max receives; dead-lettered", reason=reason,
@@ -216,12 +230,37 @@ class Worker:
                 finally:
                     await self.queue.dead_letter(d.raw, reason)
                 metrics.MESSAGES.labels(self.service, "dead_letter").inc()
-                return
+                return False
             delay = backoff_s(d.raw.receive_count)
             log.warning("transient error; will retry", reason=reason, retry_in_s=delay,
                         receives=d.raw.receive_count, exc_info=result)
             await self.queue.release(d.raw, delay_s=delay)
             metrics.MESSAGES.labels(self.service, "retry").inc()
+            return True
+
+    async def _wait_until_ready(self) -> None:
+        """Take no new message while ``ready_probe`` fails (a dependency is down); probing counts
+        as progress, so liveness stays green: restarting the worker would not bring it back."""
+        assert self.ready_probe is not None
+        interval, paused_at = 0.5, None
+        while not self._stopping.is_set():
+            try:
+                await self.ready_probe()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+                if paused_at is None:
+                    paused_at = time.monotonic()
+                    log.warning("dependency down; receiving paused until it is back",
+                                service=self.service, detail=str(exc)[:500])
+                self._progress()
+                await self._sleep(interval)
+                interval = min(PROBE_MAX_INTERVAL_S, interval * 2)
+                continue
+            if paused_at is not None:
+                log.info("dependencies back; receiving again", service=self.service,
+                         paused_s=round(time.monotonic() - paused_at, 1))
+            return
 
     async def _heartbeat(self, messages: list[QueueMessage]) -> None:
         vt = self.queue.visibility_timeout_s

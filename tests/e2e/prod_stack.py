@@ -206,15 +206,18 @@ class ProdStack:
                        self.root / f"{name}{log_suffix}.log")
 
     def start(self, *names: str) -> None:
-        """Start ``names`` concurrently (the embedder first: others learn the model from it)."""
+        """Start ``names`` concurrently; the indexer and the gateway learn the model from the
+        embedder service at startup, so they wait for it."""
         names = names or self.SERVICES
-        if "embedder" in names:
-            self._run("embedder")
-            self.services["embedder"].wait_healthy()
-        rest = [n for n in names if n != "embedder"]
-        for n in rest:
+        needs_embedder = [n for n in names if n in ("indexer", "query-gateway")]
+        first = [n for n in names if n not in needs_embedder]
+        for n in first:
             self._run(n)
-        for n in rest:
+        if needs_embedder and "embedder" in first:
+            self.services["embedder"].wait_healthy()
+        for n in needs_embedder:
+            self._run(n)
+        for n in names:
             self.services[n].wait_healthy()
 
     def _run(self, name: str) -> None:

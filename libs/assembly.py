@@ -95,7 +95,7 @@ def _ready_probe(readiness: Readiness) -> ReadyProbe:
         results = await readiness.run()
         bad = {name: why for name, why in results.items() if why != "ok"}
         if bad:
-            raise DependencyError(", ".join(bad), "; ".join(f"{k}: {v}" for k, v in bad.items()))
+            raise DependencyError("dependencies", "; ".join(f"{k}: {v}" for k, v in bad.items()))
 
     return probe
 

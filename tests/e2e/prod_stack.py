@@ -182,6 +182,8 @@ class ProdStack:
         }
         self.services: dict[str, Service] = {}
         self.retired: list[Service] = []  # replaced processes, kept for their logs
+        self.startup_s = 0.0
+        self.init_output = ""
         self.gateway = httpx.Client(base_url=f"http://127.0.0.1:{self.ports['query-gateway']}",
                                     timeout=60, trust_env=False)
 

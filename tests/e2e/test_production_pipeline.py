@@ -51,11 +51,11 @@ def stack(moto_server, opensearch_server, tmp_path_factory) -> Iterator[ProdStac
     s = ProdStack(root, aws_endpoint=moto_server.endpoint_url, opensearch_url=opensearch_server.url,
                   sources=["docs", "redelivery", "outage"], visibility_timeout_s=VT_S,
                   max_receives=MAX_RECEIVES)
-    started = time.monotonic()
-    s.init()
-    s.start()
-    s.startup_s = time.monotonic() - started
     try:
+        started = time.monotonic()
+        s.init_output = s.init()
+        s.start()
+        s.startup_s = time.monotonic() - started
         yield s
     finally:
         s.stop()
@@ -78,6 +78,12 @@ def _write(folder: Path, files: dict[str, bytes]) -> None:
 @pytest.mark.timeout(600)
 def test_whole_pipeline_on_real_servers(stack: ProdStack) -> None:
     print(f"stack up in {stack.startup_s:.1f}s")
+    # `datatorag init` made every queue with its DLQ, the bucket, the table and the index
+    made = stack.init_output
+    for name in stack.queues.values():
+        assert f"created   sqs queue {name}\n" in made and f"sqs queue {name}-dlq" in made, made
+    assert f"s3 bucket {stack.bucket}" in made and f"dynamodb table {stack.table}" in made, made
+    assert "ready     vector index for all-minilm-l6-v2 (384-d)" in made, made
     # every service reports each dependency by name, all ready
     expect = {
         "connector": {f"queue:{stack.queues['parse']}", "registry", "blobstore"},

@@ -7,6 +7,7 @@ work too.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -265,9 +266,11 @@ async def test_lease_is_exclusive_renewable_and_released_by_owner_only(registry:
 
 async def test_expired_lease_can_be_taken_over(registry: Registry) -> None:
     name = f"lease-{uuid.uuid4().hex}"
-    assert await registry.acquire_lease(name, "worker-a", 1) is True
-    assert await registry.acquire_lease(name, "worker-b", 1) is False
-    await asyncio.sleep(1.3)
+    ttl = 4.0  # roomy: a loaded CI machine can take a second per call
+    taken = time.monotonic()
+    assert await registry.acquire_lease(name, "worker-a", ttl) is True
+    assert await registry.acquire_lease(name, "worker-b", ttl) is False
+    await asyncio.sleep(max(0.0, taken + ttl + 0.3 - time.monotonic()))
     assert await registry.acquire_lease(name, "worker-b", 30) is True
     assert await registry.acquire_lease(name, "worker-a", 30) is False
 

@@ -267,8 +267,8 @@ async def test_lease_is_exclusive_renewable_and_released_by_owner_only(registry:
 async def test_expired_lease_can_be_taken_over(registry: Registry) -> None:
     name = f"lease-{uuid.uuid4().hex}"
     ttl = 4.0  # roomy: a loaded CI machine can take a second per call
-    taken = time.monotonic()
     assert await registry.acquire_lease(name, "worker-a", ttl) is True
+    taken = time.monotonic()  # the lease expires no later than ttl after this
     assert await registry.acquire_lease(name, "worker-b", ttl) is False
     await asyncio.sleep(max(0.0, taken + ttl + 0.3 - time.monotonic()))
     assert await registry.acquire_lease(name, "worker-b", 30) is True

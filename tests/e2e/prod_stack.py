@@ -231,14 +231,34 @@ class ProdStack:
         if old is not None:
             assert not old.running, f"{name} still running"
             self.retired.append(old)
+        if new in self.retired:  # an extra process promoted to the stack's own
+            self.retired.remove(new)
         self.services[name] = new
         return new
 
+    def extra(self, svc: Service) -> Service:
+        """Track a process a test runs beside the stack: its log joins failure reports, and the
+        stack stops it at the end if the test could not."""
+        self.retired.append(svc)
+        return svc
+
+    def restore(self, name: str) -> Service:
+        """Make sure ``name`` runs with the stack's own settings again (a test swapped it)."""
+        current = self.services.get(name)
+        if current is not None and current.running and all(
+                current.env.get(k) == v for k, v in self.env.items()):
+            return current
+        if current is not None:
+            current.stop()
+        return self.replace(name, self.service(name).start()).wait_healthy()
+
     def stop(self) -> None:
-        # consumers first, so nothing is half-way when the producers go
-        for name in ("connector", "query-gateway", "parser", "indexer", "embedder"):
+        # producers first, so nothing new arrives while the consumers finish
+        for name in ("connector", "query-gateway", "parser", "embedder", "indexer"):
             if name in self.services:
                 self.services[name].stop()
+        for svc in self.retired:
+            svc.stop(10)
         self.gateway.close()
 
     def tails(self, n: int = 30) -> str:

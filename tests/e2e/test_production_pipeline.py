@@ -46,7 +46,8 @@ def _final(d: dict) -> bool:
 
 @pytest.fixture(scope="module")
 def stack(moto_server, opensearch_server, tmp_path_factory) -> Iterator[ProdStack]:
-    """One production stack for the tests of this module that share its queue settings."""
+    """One production stack shared by this module's tests (starting five services is the slow
+    part). A test that swaps a service for a variant of its own restores it when done."""
     root = tmp_path_factory.mktemp("prod-stack")
     s = ProdStack(root, aws_endpoint=moto_server.endpoint_url, opensearch_url=opensearch_server.url,
                   sources=["docs", "redelivery", "outage"], visibility_timeout_s=VT_S,
@@ -144,30 +145,33 @@ def test_indexer_killed_mid_message_redelivers_and_indexes_once(stack: ProdStack
     comes back after the visibility timeout, and the document ends up indexed exactly once."""
     folder = stack.folders["redelivery"]
     stack.services["indexer"].stop()
-    with HoldingProxy(stack.opensearch_url) as proxy:
-        held = stack.replace("indexer", stack.service(
-            "indexer", log_suffix="-held", DATATORAG_OPENSEARCH_URL=proxy.url).start())
-        held.wait_healthy()
-        proxy.hold.set()
-        _write(folder, {"handbook.pdf": docs.text_pdf(pages=4, seed=31, title="Handbook")})
-        assert stack.sync("redelivery").status_code == 202
-        if not proxy.bulk_forwarded.wait(240):
-            stack.fail("the indexer never sent its bulk request")
-        # mid-message: the chunks are in OpenSearch, the registry has not moved, no ack yet
-        doc = stack.by_path("redelivery")["handbook.pdf"]
-        assert doc["status"] == "EMBEDDED", doc
-        written = chunk_docs(stack.opensearch_url, stack.alias(), doc["doc_id"])
-        assert written, "the held bulk request wrote nothing"
+    try:
+        with HoldingProxy(stack.opensearch_url) as proxy:
+            held = stack.replace("indexer", stack.service(
+                "indexer", log_suffix="-held", DATATORAG_OPENSEARCH_URL=proxy.url).start())
+            held.wait_healthy()
+            proxy.hold.set()
+            _write(folder, {"handbook.pdf": docs.text_pdf(pages=4, seed=31, title="Handbook")})
+            assert stack.sync("redelivery").status_code == 202
+            if not proxy.bulk_forwarded.wait(240):
+                stack.fail("the indexer never sent its bulk request")
+            # mid-message: the chunks are in OpenSearch, the registry has not moved, no ack yet
+            doc = stack.by_path("redelivery")["handbook.pdf"]
+            assert doc["status"] == "EMBEDDED", doc
+            written = chunk_docs(stack.opensearch_url, stack.alias(), doc["doc_id"])
+            assert written, "the held bulk request wrote nothing"
 
-        # a healthy indexer waits on the queue; the message is invisible while held
-        fresh = stack.service("indexer", log_suffix="-fresh").start()
-        fresh.wait_healthy()
-        held.kill()
-        killed_at = time.monotonic()
-        stack.replace("indexer", fresh)
-        got = stack.wait_docs("redelivery", lambda ds: ds.get("handbook.pdf", {}).get("status")
-                              == "INDEXED", 120, "the redelivered message indexed")
-        waited = time.monotonic() - killed_at
+            # a healthy indexer waits on the queue; the message is invisible while held
+            fresh = stack.extra(stack.service("indexer", log_suffix="-fresh").start())
+            fresh.wait_healthy()
+            held.kill()
+            killed_at = time.monotonic()
+            stack.replace("indexer", fresh)
+            got = stack.wait_docs("redelivery", lambda ds: ds.get("handbook.pdf", {}).get(
+                "status") == "INDEXED", 120, "the redelivered message indexed")
+            waited = time.monotonic() - killed_at
+    finally:
+        stack.restore("indexer")
     print(f"indexed {waited:.1f}s after the SIGKILL (visibility timeout {VT_S}s)")
     # the heartbeat extends the timeout every VT/3 s: hidden for at least 2/3 VT after the kill
     assert waited >= VT_S * 2 / 3 - 0.5, waited
@@ -273,9 +277,8 @@ def test_opensearch_outage_during_ingestion_loses_nothing(stack: ProdStack, tmp_
                     if any(d["doc_id"] in m.body for d in got.values())]
         assert "transient error; will retry" in indexer.log_text()
     finally:
-        stack.services["indexer"].stop()
         node.stop()
-        stack.replace("indexer", stack.service("indexer").start()).wait_healthy()
+        stack.restore("indexer")
 
 
 @pytest.mark.timeout(400)
@@ -302,8 +305,8 @@ def test_services_refuse_to_start_without_their_dependencies(stack: ProdStack) -
     procs = []
     for i, (name, env, _) in enumerate(cases):
         port = {"DATATORAG_GATEWAY_PORT": str(free_port())}  # never the stack's own ports
-        procs.append(stack.service(name, log_suffix=f"-missing-{i}", **env, **port,
-                                   DATATORAG_HEALTH_PORT=str(free_port())).start())
+        procs.append(stack.extra(stack.service(name, log_suffix=f"-missing-{i}", **env, **port,
+                                               DATATORAG_HEALTH_PORT=str(free_port())).start()))
     try:
         for proc, (name, _, needles) in zip(procs, cases, strict=True):
             rc = proc.proc.wait(240)

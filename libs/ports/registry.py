@@ -10,6 +10,18 @@ from pydantic import BaseModel, Field
 
 from libs.models import DocumentRecord, DocumentStatus, utcnow
 
+# What ``advance`` may set besides the status: identity, ordering and timestamps are the registry's.
+ADVANCE_FIELDS = frozenset(DocumentRecord.model_fields) - {
+    "tenant", "doc_id", "version", "seq", "status", "created_at", "updated_at",
+}  # fmt: skip
+
+
+def check_advance_fields(fields: dict[str, object]) -> None:
+    """Every adapter refuses the same unknown fields with the same message."""
+    unknown = set(fields) - ADVANCE_FIELDS
+    if unknown:
+        raise ValueError(f"advance cannot set {sorted(unknown)}; allowed: {sorted(ADVANCE_FIELDS)}")
+
 
 class SyncRun(BaseModel):
     tenant: str
@@ -102,5 +114,5 @@ class Registry(abc.ABC):
     @abc.abstractmethod
     async def check(self) -> None: ...
 
-    async def close(self) -> None:  # noqa: B027
+    async def close(self) -> None:
         pass

@@ -54,16 +54,13 @@ from libs.adapters.aws.session import (
 from libs.config import AwsSettings, Settings
 from libs.errors import DependencyError
 from libs.models import DocumentRecord, DocumentStatus, utcnow
-from libs.ports.registry import Registry, SyncRun
+from libs.ports.registry import Registry, SyncRun, check_advance_fields
 
 STATUS_INDEX = "by_status"
 TIME_INDEX = "by_time"
 CURRENT_SK = "CURRENT"
 LEASE_SK = "LEASE"
 _PROMOTE_ATTEMPTS = 20
-# identity and bookkeeping: ``advance`` never sets these from ``fields``
-_FIXED = frozenset({"tenant", "doc_id", "version", "seq", "status", "created_at", "updated_at"})
-_ADVANCE_FIELDS = frozenset(DocumentRecord.model_fields) - _FIXED
 
 
 def table_definition() -> dict[str, Any]:
@@ -329,11 +326,7 @@ class DynamoDbRegistry(Registry):
         **fields: object,
     ) -> bool:
         status = DocumentStatus(status)
-        unknown = set(fields) - _ADVANCE_FIELDS
-        if unknown:
-            raise ValueError(
-                f"advance cannot set {sorted(unknown)}; allowed: {sorted(_ADVANCE_FIELDS)}"
-            )
+        check_advance_fields(fields)
         # validate the values against the record model before writing them
         DocumentRecord.model_validate(
             {

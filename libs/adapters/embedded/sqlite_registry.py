@@ -21,7 +21,7 @@ from pydantic import TypeAdapter
 
 from libs.adapters.embedded._sqlite import SqliteWorker
 from libs.models import DocumentRecord, DocumentStatus, utcnow
-from libs.ports.registry import Registry, SyncRun
+from libs.ports.registry import Registry, SyncRun, check_advance_fields
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS doc_versions (
@@ -77,9 +77,6 @@ _COLUMNS = [
     "created_at", "updated_at", "metadata",
 ]  # fmt: skip
 # Fields ``advance`` may set alongside the status; identity, ordering and timestamps are not.
-_ADVANCE_FIELDS = frozenset(DocumentRecord.model_fields) - {
-    "tenant", "doc_id", "version", "seq", "status", "created_at", "updated_at",
-}  # fmt: skip
 _NON_FINAL = [s.value for s in DocumentStatus if not s.is_final]
 _SELECT = "SELECT v.* FROM doc_versions v"
 _JOIN_CURRENT = (
@@ -161,11 +158,7 @@ class SqliteRegistry(Registry):
         **fields: object,
     ) -> bool:
         status = DocumentStatus(status)
-        unknown = set(fields) - _ADVANCE_FIELDS
-        if unknown:
-            raise ValueError(
-                f"advance cannot set {sorted(unknown)}; allowed: {sorted(_ADVANCE_FIELDS)}"
-            )
+        check_advance_fields(fields)
         sets = {"status": status.value, "rank": status.rank, "updated_at": _to_us(utcnow())}
         for name, value in fields.items():
             value = _field_adapter(name).validate_python(value)

@@ -105,6 +105,7 @@ class Settings(BaseSettings):
     api_keys: str = "dev-key=acme"
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
+    grpc_port: int | None = None  # the gateway's gRPC API (same semantics as REST) when set
     embedder_port: int = 8081
     health_port: int | None = None  # workers expose /healthz,/readyz,/metrics here
 

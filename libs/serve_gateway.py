@@ -55,11 +55,26 @@ async def serve_gateway(settings: Settings) -> None:
                                  readiness=c.readiness, on_sync=on_sync))
     http = UvicornServer(app, settings.gateway_host, settings.gateway_port)
     await http.start()
+    grpc_server = await start_grpc(app, settings)
     stop = asyncio.Event()
     install_stop_signals(stop)
     log.info("query gateway started", port=settings.gateway_port)
     await stop.wait()
+    if grpc_server is not None:
+        await grpc_server.stop(5)
     await http.stop()
     if client is not None:
         await client.aclose()
     await c.close()
+
+
+async def start_grpc(app, settings: Settings):
+    """gRPC next to REST, sharing its service, batcher and adapters (``DATATORAG_GRPC_PORT``)."""
+    if settings.grpc_port is None:
+        return None
+    from libs.gateway.grpc_server import grpc_server_for_app
+
+    server, port = grpc_server_for_app(app, f"{settings.gateway_host}:{settings.grpc_port}")
+    await server.start()
+    log.info("gRPC API started", port=port)
+    return server

@@ -37,6 +37,7 @@ async def run_up(settings: Settings, *, source_dir: Path | None, sync_interval_s
     from libs.uploads import upload_hook
     from libs.gateway.app import GatewayDeps, create_app
     from libs.serve_connector import SingletonReaper, build_scheduler, folder_sources
+    from libs.serve_gateway import start_grpc
 
     c = Components(settings)
     _say("starting: loading the embedding model and opening the stores...")
@@ -69,6 +70,7 @@ async def run_up(settings: Settings, *, source_dir: Path | None, sync_interval_s
     ))
     http = UvicornServer(app, settings.gateway_host, settings.gateway_port)
     await http.start()
+    grpc_server = await start_grpc(app, settings)
     for w in workers:
         w.start()
     await scheduler.start()
@@ -89,6 +91,8 @@ async def run_up(settings: Settings, *, source_dir: Path | None, sync_interval_s
         await reaper.stop()
         await scheduler.stop()
         await asyncio.gather(*(w.stop() for w in workers))
+        if grpc_server is not None:
+            await grpc_server.stop(5)
         await http.stop()
         await c.close()
         _say("stopped")

@@ -133,3 +133,16 @@ class Source(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={self.id!r}, tenant={self.tenant!r})"
+
+
+def unsafe_directory(rel: str) -> SourceEntry | None:
+    """A remote directory whose name is unsafe: reported as a failed entry, never descended into.
+    ``None`` when the name is safe."""
+    from libs.connectors.paths import UnsafePath, check_path
+
+    try:
+        check_path(rel)
+    except UnsafePath as exc:
+        return SourceEntry(path=rel, size=None, mtime=None, error_code=exc.code,
+                           error=f"directory not descended into: {exc.reason}")
+    return None

@@ -29,9 +29,15 @@ from typing import Any, Literal
 import aioftp
 from pydantic import SecretStr
 
-from libs.connectors.base import Source, SourceAuthError, SourceEntry, SourceUnavailable
+from libs.connectors.base import (
+    Source,
+    SourceAuthError,
+    SourceEntry,
+    SourceUnavailable,
+    unsafe_directory,
+)
 from libs.connectors.fairness import server_limit
-from libs.connectors.paths import UnsafePath, check_path, display_path, join, matches
+from libs.connectors.paths import check_path, display_path, join, matches
 from libs.connectors.retry import Backoff, is_network_error
 from libs.errors import PermanentError, TransientError
 from libs.log import get_logger
@@ -341,16 +347,8 @@ class FtpSource(Source):
                 name = name.rsplit("/", 1)[-1] if "/" in name and self._use_list else name
                 rel = f"{rel_dir}/{name}" if rel_dir else name
                 if kind == "dir":
-                    try:
-                        check_path(rel)
-                    except UnsafePath as exc:
-                        yield SourceEntry(
-                            path=rel,
-                            size=None,
-                            mtime=None,
-                            error_code=exc.code,
-                            error=f"directory not descended into: {exc.reason}",
-                        )
+                    if (bad := unsafe_directory(rel)) is not None:
+                        yield bad
                         continue
                     pending.append(rel)
                 elif kind == "file":

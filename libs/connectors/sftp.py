@@ -20,9 +20,15 @@ from dataclasses import dataclass, field
 import asyncssh
 from pydantic import SecretStr
 
-from libs.connectors.base import Source, SourceAuthError, SourceEntry, SourceUnavailable
+from libs.connectors.base import (
+    Source,
+    SourceAuthError,
+    SourceEntry,
+    SourceUnavailable,
+    unsafe_directory,
+)
 from libs.connectors.fairness import server_limit
-from libs.connectors.paths import UnsafePath, check_path, join, matches
+from libs.connectors.paths import check_path, join, matches
 from libs.connectors.retry import Backoff
 from libs.errors import PermanentError, TransientError
 from libs.log import get_logger
@@ -207,16 +213,8 @@ class SftpSource(Source):
                     continue
                 rel = f"{rel_dir}/{name}" if rel_dir else name
                 if _is_dir(item.attrs):
-                    try:
-                        check_path(rel)
-                    except UnsafePath as exc:
-                        yield SourceEntry(
-                            path=rel,
-                            size=None,
-                            mtime=None,
-                            error_code=exc.code,
-                            error=f"directory not descended into: {exc.reason}",
-                        )
+                    if (bad := unsafe_directory(rel)) is not None:
+                        yield bad
                         continue
                     pending.append(rel)
                 elif _is_file(item.attrs) and matches(

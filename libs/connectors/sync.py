@@ -32,6 +32,7 @@ two syncs of one source never overlap, across replicas too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import mimetypes
 import os
@@ -666,6 +667,7 @@ class _Outbox:
         self._buffer: list[str] = []
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
         self._error: BaseException | None = None
 
     def _raise(self) -> None:
@@ -682,7 +684,8 @@ class _Outbox:
             self._timer = asyncio.create_task(self._flush_later())
 
     async def _flush_later(self) -> None:
-        await asyncio.sleep(self.max_wait_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), self.max_wait_s)
         try:
             await self._flush()
         except Exception as exc:  # noqa: BLE001 - surfaced by the next put/close
@@ -697,8 +700,10 @@ class _Outbox:
                 self.sent += len(batch)
 
     async def close(self) -> None:
-        if self._timer is not None and not self._timer.done():
-            self._timer.cancel()
+        # Wake the timer rather than cancel it: cancelled mid-send, it would drop a batch that
+        # has already left the buffer, and the run would still be recorded "ok".
+        self._closing.set()
+        if self._timer is not None:
             await asyncio.gather(self._timer, return_exceptions=True)
         await self._flush()
         self._raise()

@@ -422,3 +422,31 @@ async def test_reverted_and_restored_content_becomes_current_again(env: Env) -> 
     assert restored.version == f"{first.version}-r2"
     current = await env.registry.current("acme", first.doc_id)
     assert current.version == restored.version and current.status is DocumentStatus.FETCHED
+
+
+async def test_outbox_close_never_drops_a_batch_that_is_being_sent(env: Env) -> None:
+    """close() arriving while the flush timer is mid-send must not cancel that send."""
+    from libs.connectors.sync import _Outbox
+
+    class SlowQueue:
+        def __getattr__(self, name: str):
+            return getattr(env.queue, name)
+
+        async def send_batch(self, bodies: list[str]) -> list[str]:
+            await asyncio.sleep(0.2)  # the timer's flush is in here when close() comes
+            return await env.queue.send_batch(bodies)
+
+    outbox = _Outbox(SlowQueue(), max_wait_s=0.01)  # type: ignore[arg-type]
+    bodies = [
+        DocumentFetched(
+            tenant="acme", doc_id=f"d{i}", version="v1", seq=1, source="docs", path=f"{i}.txt",
+            blob_key=f"raw/{i}", content_hash="h", size=1,
+        ).to_json()
+        for i in range(3)
+    ]
+    for body in bodies:
+        await outbox.put(body)
+    await asyncio.sleep(0.05)  # the timer fired and is sending
+    await outbox.close()
+    assert outbox.sent == 3
+    assert len(await env.drain()) == 3

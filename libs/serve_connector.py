@@ -96,7 +96,7 @@ class SingletonReaper:
             try:
                 if await self.c.registry.acquire_lease("stall-reaper", self.owner, self.interval_s * 2):
                     await self.reaper.sweep()
-            except Exception:  # noqa: BLE001 - next round tries again
+            except Exception:
                 log.exception("stall sweep failed")
 
 

@@ -34,10 +34,10 @@ async def run_up(settings: Settings, *, source_dir: Path | None, sync_interval_s
                  progress: bool = True) -> None:
     from libs.connectors.config import load_sources
     from libs.connectors.landing import FolderLanding
-    from libs.uploads import upload_hook
     from libs.gateway.app import GatewayDeps, create_app
     from libs.serve_connector import SingletonReaper, build_scheduler, folder_sources
     from libs.serve_gateway import start_grpc
+    from libs.uploads import upload_hook
 
     c = Components(settings)
     _say("starting: loading the embedding model and opening the stores...")
@@ -107,7 +107,7 @@ async def _report_progress(c: Components, tenant: str, stop: asyncio.Event) -> N
         await asyncio.sleep(1.0)
         try:
             records = await c.registry.find(tenant=tenant, limit=100_000)
-        except Exception:  # noqa: BLE001 - progress output must never take the process down
+        except Exception:  # noqa: BLE001, S112 - progress output must never take the process down
             continue
         counts = Counter(r.status.value for r in records)
         line = ", ".join(f"{s.value.lower()} {counts[s.value]}" for s in DocumentStatus if counts[s.value])

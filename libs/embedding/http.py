@@ -6,7 +6,12 @@ from collections.abc import Sequence
 
 import httpx
 import numpy as np
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from libs.errors import DependencyError, TransientError
 from libs.ports.embedder import Embedder

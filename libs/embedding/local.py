@@ -40,7 +40,7 @@ class LocalEmbedder(Embedder):
     async def check(self) -> None:
         try:
             vec = await self.embed_queries(["readiness probe"])
-        except Exception as exc:  # noqa: BLE001 - report any model failure as a dependency error
+        except Exception as exc:
             raise DependencyError("embedder", f"model {self.model_id} failed: {exc}") from exc
         if vec.shape != (1, self.dim):
             raise DependencyError("embedder", f"unexpected output shape {vec.shape}")

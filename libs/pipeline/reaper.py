@@ -48,7 +48,7 @@ class StallReaper:
             try:
                 if await self._redrive(rec):
                     counts[rec.status.value] = counts.get(rec.status.value, 0) + 1
-            except Exception:  # noqa: BLE001 - one bad record must not stop the sweep
+            except Exception:
                 log.exception("redrive failed", tenant=rec.tenant, doc_id=rec.doc_id, version=rec.version)
         if counts:
             log.warning("re-drove stalled documents", counts=counts)
@@ -92,5 +92,5 @@ class StallReaper:
             await asyncio.sleep(interval_s)
             try:
                 await self.sweep()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("stall sweep failed")

@@ -53,7 +53,7 @@ class BatchHandler:
     async def handle_batch(self, deliveries: Sequence[Delivery]) -> list[BaseException | None]:
         raise NotImplementedError
 
-    async def on_give_up(self, message: Message, reason: str) -> None:  # noqa: B027
+    async def on_give_up(self, message: Message, reason: str) -> None:
         """Record a message that will not be retried (dead-lettered)."""
 
 
@@ -128,7 +128,7 @@ class Worker:
             self._sampler = None
         if not self._tasks:
             return
-        done, pending = await asyncio.wait(self._tasks, timeout=self.grace_s + self.wait_s + 1)
+        _, pending = await asyncio.wait(self._tasks, timeout=self.grace_s + self.wait_s + 1)
         for t in pending:  # the loop's own finally-block releases the messages it holds
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -151,7 +151,7 @@ class Worker:
                 raw = await self._receive()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a flaky queue must not kill the worker
+            except Exception:
                 log.exception("receive failed; backing off", service=self.service)
                 await self._sleep(2.0)
                 continue

@@ -70,5 +70,5 @@ class BlobStore(abc.ABC):
     async def check(self) -> None:
         """Raise ``DependencyError`` when the bucket/dir is missing or unreachable."""
 
-    async def close(self) -> None:  # noqa: B027
+    async def close(self) -> None:
         pass

@@ -32,5 +32,5 @@ class Embedder(abc.ABC):
     @abc.abstractmethod
     async def check(self) -> None: ...
 
-    async def close(self) -> None:  # noqa: B027
+    async def close(self) -> None:
         pass

@@ -59,5 +59,5 @@ class VectorIndex(abc.ABC):
     @abc.abstractmethod
     async def check(self) -> None: ...
 
-    async def close(self) -> None:  # noqa: B027
+    async def close(self) -> None:
         pass

@@ -24,7 +24,7 @@ def shared_local_embedder() -> LocalEmbedder:
 
 
 class _Unclosable(LocalEmbedder):
-    def __init__(self, inner: LocalEmbedder) -> None:  # noqa: D107 - share the engine
+    def __init__(self, inner: LocalEmbedder) -> None:
         self.__dict__.update(inner.__dict__)
 
     async def close(self) -> None:  # the shared engine outlives each test

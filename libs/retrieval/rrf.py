@@ -58,8 +58,8 @@ def rrf_fuse(
     def order(cid: str) -> tuple[float, int, str]:
         return (-scores[cid], min(ranks[cid].values()), cid)
 
-    fused = [
+    ordered = sorted(scores, key=order)
+    return [  # only the hits returned are built
         SearchHit(chunk=first[cid].chunk, score=scores[cid], ranks=ranks[cid])
-        for cid in sorted(scores, key=order)
+        for cid in (ordered if limit is None else ordered[:limit])
     ]
-    return fused if limit is None else fused[:limit]

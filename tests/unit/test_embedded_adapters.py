@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -289,7 +290,7 @@ async def test_lancedb_ann_index_keeps_k_hits_under_a_narrow_filter(tmp_path: Pa
         dim=DIM,
         ann_min_rows=1000,
         nprobes=1,
-        ann_partitions=16,
+        ann_partition_rows=75,  # 16 partitions
         optimize_every_rows=10**9,
     )
     try:
@@ -321,5 +322,66 @@ async def test_lancedb_ann_index_keeps_k_hits_under_a_narrow_filter(tmp_path: Pa
         got = await index.knn("big", query, 5)
         assert got[0].chunk.id == big[0].id
         assert abs(got[0].score - 1.0) < 1e-5  # cosine similarity of the vector with itself
+    finally:
+        await index.close()
+
+
+async def test_lancedb_retrains_the_ann_index_instead_of_piling_up_segments(
+    tmp_path: Path,
+) -> None:
+    # Every optimize folds new rows in as one more index segment, and every segment is probed
+    # on every query: past max_ann_segments the index is retrained whole, with ~sqrt(n) parts.
+    index = LanceDbIndex(
+        tmp_path / "ldb", dim=DIM, ann_min_rows=400, max_ann_segments=1,
+        optimize_every_rows=10**9,
+    )
+    try:
+        segments = []
+        for b in range(6):
+            await index.upsert(_cluster(f"d{b}", "acme", b % DIM, 200))
+            await index.optimize()
+            table = await index._tbl()
+            stats = await table.index_stats("vector_idx")
+            segments.append(stats.num_indices if stats else 0)
+        # none below 400 rows, then always one (Lance alone would be at 3 segments by 1200 rows)
+        assert segments == [0, 1, 1, 1, 1, 1]
+        assert (await table.index_stats("vector_idx")).num_unindexed_rows == 0
+        # the partition size survives optimize (given a partition count instead, Lance
+        # re-partitions to ~10k-row partitions, i.e. one here, and every probe scans everything)
+        plan = await (
+            table.query().nearest_to(_cluster("q", "acme", 0, 1)[0].vector)
+            .maximum_nprobes(0).minimum_nprobes(10_000).limit(1).analyze_plan()
+        )
+        ranked = [int(n) for n in re.findall(r"partitions_ranked=(\d+)", plan)]
+        assert ranked and min(ranked) >= 4, plan  # 1200 rows in partitions of 256 rows
+        hits = await index.knn("acme", _cluster("d5", "acme", 5, 1)[0].vector, 5)
+        assert {h.chunk.doc_id for h in hits} == {"d5"}
+    finally:
+        await index.close()
+
+
+async def test_lancedb_migrates_a_table_written_without_the_payload_column(
+    tmp_path: Path,
+) -> None:
+    import lancedb
+
+    chunks = _chunks("old", 4, "wombat burrow")
+    current = LanceDbIndex(tmp_path / "scratch", dim=DIM)._to_arrow(chunks)
+    old = current.drop_columns(["payload"])  # the layout before the payload column
+    db = await lancedb.connect_async(str(tmp_path / "ldb"))
+    await db.create_table("chunks", old)
+    db.close()
+
+    index = LanceDbIndex(tmp_path / "ldb", dim=DIM)
+    try:
+        table = await index._tbl()
+        assert "payload" in (await table.schema()).names
+        assert await index.count("acme") == 4
+        got = await index.get_chunks("acme", "old")
+        assert [c.model_dump(exclude={"vector"}) for c in got] == [
+            c.model_dump(exclude={"vector"}) for c in chunks
+        ]
+        assert len(await index.bm25("acme", "wombat", 10)) == 4  # full text rebuilt
+        assert (await index.knn("acme", chunks[2].vector, 1))[0].chunk.id == chunks[2].id
     finally:
         await index.close()

@@ -36,6 +36,7 @@ def up(
     sync_interval: Annotated[float, typer.Option(help="seconds between syncs of each source")] = 60.0,
 ) -> None:
     """Run everything in one process on the embedded adapters and ingest the sample corpus."""
+    from libs.runtime import run_service
     from libs.up import run_up
 
     settings = _settings()
@@ -46,7 +47,7 @@ def up(
     fmt = settings.log_format if "DATATORAG_LOG_FORMAT" in os.environ else (
         "console" if sys.stderr.isatty() else "json")
     configure(level, fmt)
-    asyncio.run(run_up(settings, source_dir=source, sync_interval_s=sync_interval))
+    run_service(run_up(settings, source_dir=source, sync_interval_s=sync_interval))
 
 
 @app.command()

@@ -16,6 +16,7 @@ from libs.runtime import (
     check_all_or_exit,
     health_app,
     install_stop_signals,
+    run_service,
     worker_liveness,
 )
 
@@ -105,14 +106,14 @@ def run(name: str, settings: Settings | None = None) -> None:
 
 def _run(name: str, settings: Settings) -> None:
     if name in WORKER_SERVICES:
-        asyncio.run(serve_worker(name, settings))
+        run_service(serve_worker(name, settings))
     elif name == "connector":
         from libs.serve_connector import serve_connector
 
-        asyncio.run(serve_connector(settings))
+        run_service(serve_connector(settings))
     elif name in ("query-gateway", "query_gateway", "gateway"):
         from libs.serve_gateway import serve_gateway
 
-        asyncio.run(serve_gateway(settings))
+        run_service(serve_gateway(settings))
     else:
         raise SystemExit(f"unknown service {name!r}; choose one of {', '.join(SERVICES)}")

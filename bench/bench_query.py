@@ -217,7 +217,7 @@ def serve(args: argparse.Namespace) -> None:
     from libs.adapters.embedded.sqlite_registry import SqliteRegistry
     from libs.gateway import GatewayDeps, create_app
     from libs.log import configure
-    from libs.runtime import UvicornServer, install_stop_signals, run_service
+    from libs.runtime import UvicornServer, freeze_heap, install_stop_signals, run_service
 
     settings = make_settings(args)
     configure("INFO", "json")  # as in production: one access line per request
@@ -235,6 +235,7 @@ def serve(args: argparse.Namespace) -> None:
     async def main() -> None:  # the server and event loop of libs/serve_gateway.py
         http = UvicornServer(create_app(deps), "127.0.0.1", args.port)
         await http.start()
+        freeze_heap()
         stop = asyncio.Event()
         install_stop_signals(stop)
         await stop.wait()

@@ -7,6 +7,7 @@ Every worker exposes ``/healthz`` (liveness: its loops are alive and made progre
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -25,6 +26,17 @@ log = get_logger(__name__)
 
 Check = Callable[[], Awaitable[None]]
 T = TypeVar("T")
+
+
+def freeze_heap() -> None:
+    """Put everything allocated during start-up out of the cyclic GC's reach (``gc.freeze``).
+
+    A started gateway holds ~150k long-lived objects (~570k with torch loaded) and every full
+    collection walks all of them: 40-330 ms with the event loop, and every request in flight,
+    stopped. Frozen, a collection walks only what was allocated since (bench/bench_query.py).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def run_service(main: Coroutine[Any, Any, T]) -> T:

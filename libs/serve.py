@@ -14,6 +14,7 @@ from libs.runtime import (
     UvicornServer,
     add_health_routes,
     check_all_or_exit,
+    freeze_heap,
     health_app,
     install_stop_signals,
     run_service,
@@ -83,6 +84,7 @@ async def serve_worker(name: str, settings: Settings) -> None:
                              settings.health_port or 9100)
     await http.start()
     worker.start()
+    freeze_heap()
     log.info("service started", service=name)
     await stop.wait()
     log.info("stopping: finishing or releasing in-flight messages", service=name)

@@ -28,6 +28,7 @@ from libs.provisioning import index_shape
 from libs.runtime import (
     UvicornServer,
     add_health_routes,
+    freeze_heap,
     install_stop_signals,
 )
 from libs.serve import startup_check
@@ -131,6 +132,7 @@ async def serve_connector(settings: Settings) -> None:
     await http.start()
     await scheduler.start()
     reaper.start()
+    freeze_heap()
     stop = asyncio.Event()
     install_stop_signals(stop)
     log.info("connector started", sources=[f"{s['tenant']}/{s['source']}" for s in scheduler.status()])

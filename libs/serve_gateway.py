@@ -14,7 +14,7 @@ from libs.assembly import Components
 from libs.config import Settings
 from libs.errors import NotFound, TransientError
 from libs.log import get_logger
-from libs.runtime import UvicornServer, install_stop_signals
+from libs.runtime import UvicornServer, freeze_heap, install_stop_signals
 from libs.serve import startup_check
 
 log = get_logger(__name__)
@@ -56,6 +56,7 @@ async def serve_gateway(settings: Settings) -> None:
     http = UvicornServer(app, settings.gateway_host, settings.gateway_port)
     await http.start()
     grpc_server = await start_grpc(app, settings)
+    freeze_heap()
     stop = asyncio.Event()
     install_stop_signals(stop)
     log.info("query gateway started", port=settings.gateway_port)

@@ -18,7 +18,7 @@ from libs.assembly import Components, embedder_worker, indexer_worker, parser_wo
 from libs.config import Settings
 from libs.log import get_logger
 from libs.models import DocumentStatus
-from libs.runtime import UvicornServer, check_all_or_exit, install_stop_signals
+from libs.runtime import UvicornServer, check_all_or_exit, freeze_heap, install_stop_signals
 
 log = get_logger(__name__)
 
@@ -71,6 +71,7 @@ async def run_up(settings: Settings, *, source_dir: Path | None, sync_interval_s
     http = UvicornServer(app, settings.gateway_host, settings.gateway_port)
     await http.start()
     grpc_server = await start_grpc(app, settings)
+    freeze_heap()
     for w in workers:
         w.start()
     await scheduler.start()

@@ -148,10 +148,12 @@ def make_index(args: argparse.Namespace):
     return make_vector_index(make_settings(args), model_id=MODEL_ID, dim=DIM)
 
 
-async def build(args: argparse.Namespace, index, n: int) -> dict[str, Any]:
-    """Fill the index with ``n`` chunks unless it already holds them (cached between runs)."""
+async def build(args: argparse.Namespace, index, chunks: np.ndarray) -> dict[str, Any]:
+    """Fill the index with ``chunks`` (their vectors) unless it already holds them (cached
+    between runs)."""
     from libs.models import ChunkRecord
 
+    n = len(chunks)
     await index.ensure()
     have = await index.count()
     if have == n:
@@ -167,10 +169,9 @@ async def build(args: argparse.Namespace, index, n: int) -> dict[str, Any]:
     started = time.perf_counter()
     batch = 5000
     per_doc = PER_DOC
-    all_vectors = chunk_vectors(n)
     for lo in range(0, n, batch):
         m = min(batch, n - lo)
-        vectors = all_vectors[lo : lo + m]
+        vectors = chunks[lo : lo + m]
         texts = zipf_texts(rng, vocab, m, args.words)
         records = []
         for j in range(m):
@@ -347,7 +348,8 @@ async def gateway_run(
     levels: list[int], requests: dict[int, int],
 ) -> dict[str, Any]:
     """The load generator is aiohttp: it shares the 2 cores with the gateway, and per request it
-    costs 0.4 ms of CPU where httpx costs 1.9 ms (measured), CPU the gateway would lose."""
+    costs 0.4-0.7 ms of CPU where httpx costs 1.9 ms (measured; recorded per run as
+    client_cpu_ms_per_request), CPU the gateway would lose."""
     import aiohttp
 
     proc, url = await start_gateway(args, embedder, queries_file)
@@ -455,8 +457,8 @@ async def run(args: argparse.Namespace) -> None:
 
     index = make_index(args)
     print(f"store: {args.index}, {n} chunks in {args.data_dir}", flush=True)
-    data = await build(args, index, n)
     chunks = chunk_vectors(n)
+    data = await build(args, index, chunks)
     queries, vectors = make_queries(vocabulary(), 500, chunks)
     queries_file = Path(args.data_dir) / "queries.json"
     queries_file.write_text(json.dumps({"queries": queries, "vectors": vectors.tolist()}))

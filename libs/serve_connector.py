@@ -97,7 +97,7 @@ class SingletonReaper:
             try:
                 if await self.c.registry.acquire_lease("stall-reaper", self.owner, self.interval_s * 2):
                     await self.reaper.sweep()
-            except Exception:
+            except Exception:  # the next round tries again
                 log.exception("stall sweep failed")
 
 

@@ -40,7 +40,7 @@ class LocalEmbedder(Embedder):
     async def check(self) -> None:
         try:
             vec = await self.embed_queries(["readiness probe"])
-        except Exception as exc:
+        except Exception as exc:  # any model failure is a dependency error
             raise DependencyError("embedder", f"model {self.model_id} failed: {exc}") from exc
         if vec.shape != (1, self.dim):
             raise DependencyError("embedder", f"unexpected output shape {vec.shape}")

@@ -48,7 +48,7 @@ class StallReaper:
             try:
                 if await self._redrive(rec):
                     counts[rec.status.value] = counts.get(rec.status.value, 0) + 1
-            except Exception:
+            except Exception:  # one bad record must not stop the sweep
                 log.exception("redrive failed", tenant=rec.tenant, doc_id=rec.doc_id, version=rec.version)
         if counts:
             log.warning("re-drove stalled documents", counts=counts)

@@ -151,7 +151,7 @@ class Worker:
                 raw = await self._receive()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception:  # a flaky queue must not kill the worker
                 log.exception("receive failed; backing off", service=self.service)
                 await self._sleep(2.0)
                 continue

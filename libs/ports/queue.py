@@ -86,5 +86,5 @@ class Queue(abc.ABC):
     async def check(self) -> None:
         """Raise ``DependencyError`` when the queue (or its DLQ) is missing or unreachable."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # optional hook
         pass

@@ -30,7 +30,6 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv venv /opt/venv --python /usr/local/bin/python3.11 \
  && TORCH_CPU_INDEX="${TORCH_CPU_INDEX}" install-python-deps "${TORCH}" requirements.lock /opt/venv/bin/python
 COPY libs ./libs
-COPY services ./services
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv pip install --python /opt/venv/bin/python --no-deps . \
  && /opt/venv/bin/datatorag --help >/dev/null
@@ -47,7 +46,6 @@ RUN --mount=type=cache,target=/root/.cache/uv \
  && uv venv /opt/venv --python 3.11 \
  && install-python-deps locked requirements.lock /opt/venv/bin/python
 COPY libs ./libs
-COPY services ./services
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv pip install --python /opt/venv/bin/python --no-deps . \
  && /opt/venv/bin/datatorag --help >/dev/null

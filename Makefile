@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 # The shared venv holds dependencies only; this clone's code comes from its own root.
-export PYTHONPATH := $(CURDIR)
+export PYTHONPATH := $(CURDIR)/libs:$(CURDIR)
 PYTEST_ARGS ?=
 
 .PHONY: install run test test-fast bench bench-quick lint images opensearch-start opensearch-stop clean

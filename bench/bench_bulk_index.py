@@ -35,13 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from datatorag.adapters.opensearch import OpenSearchIndex
+from datatorag.config import OpenSearchSettings
+from datatorag.domain.models import ChunkRecord
 from opensearchpy import AsyncOpenSearch
 from opensearchpy.helpers import async_bulk
 
 from bench._common import target, write_result
-from libs.adapters.opensearch import OpenSearchIndex
-from libs.config import OpenSearchSettings
-from libs.models import ChunkRecord
 
 NAME = "bulk_index"
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "opensearch.sh"

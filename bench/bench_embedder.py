@@ -24,9 +24,9 @@ def corpus_dir() -> Path:
 
 
 def load_chunks(n: int) -> list[str]:
-    from libs.chunking import chunk_document
-    from libs.embedding.model_dir import load_tokenizer
-    from libs.parsing import parse_document
+    from datatorag.chunking import chunk_document
+    from datatorag.embedding.model_dir import load_tokenizer
+    from datatorag.parsing import parse_document
 
     tok = load_tokenizer()
     texts: list[str] = []
@@ -53,10 +53,9 @@ def main() -> None:
     rounds = args.rounds or (2 if args.quick else 4)
 
     import torch
+    from datatorag.config import EmbeddingSettings
+    from datatorag.embedding.engine import EmbeddingEngine
     from sentence_transformers import SentenceTransformer
-
-    from libs.config import EmbeddingSettings
-    from libs.embedding.engine import EmbeddingEngine
 
     texts = load_chunks(n)
     engine = EmbeddingEngine(EmbeddingSettings())

@@ -28,16 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import aioftp
+from datatorag.adapters.embedded.local_blobstore import LocalBlobStore
+from datatorag.adapters.embedded.sqlite_queue import SqliteQueue
+from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
+from datatorag.config import Settings
+from datatorag.connectors.ftp import FtpSettings, FtpSource
+from datatorag.connectors.sync import SyncOptions, sync_source
+from datatorag.observability.log import configure
 from pydantic import SecretStr
 
 from bench._common import target, write_result
-from libs.adapters.embedded.local_blobstore import LocalBlobStore
-from libs.adapters.embedded.sqlite_queue import SqliteQueue
-from libs.adapters.embedded.sqlite_registry import SqliteRegistry
-from libs.config import Settings
-from libs.connectors.ftp import FtpSettings, FtpSource
-from libs.connectors.sync import SyncOptions, sync_source
-from libs.log import configure
 
 USER, PASSWORD = "bench", "bench-pass"
 

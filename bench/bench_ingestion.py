@@ -15,12 +15,18 @@ from bench._common import target, write_result
 
 
 async def run(n_docs: int, pages: int) -> dict:
-    from libs.assembly import Components, embedder_worker, indexer_worker, parser_worker
-    from libs.config import Settings
-    from libs.connectors.folder import FolderSource
-    from libs.connectors.sync import sync_source
-    from libs.log import configure
-    from libs.models import DocumentStatus
+    from datatorag.bootstrap.components import (
+        Components,
+        embedder_worker,
+        indexer_worker,
+        parser_worker,
+    )
+    from datatorag.config import Settings
+    from datatorag.connectors.folder import FolderSource
+    from datatorag.connectors.sync import sync_source
+    from datatorag.domain.models import DocumentStatus
+    from datatorag.observability.log import configure
+
     from tests.fixtures.documents import text_pdf
 
     configure("WARNING")

@@ -20,9 +20,10 @@ import time
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # before tokenizers is imported
 os.environ.setdefault("RAYON_NUM_THREADS", "1")
 
+from datatorag.chunking import chunk_document, load_chunk_tokenizer
+from datatorag.parsing import parse_document
+
 from bench._common import target, write_result
-from libs.chunking import chunk_document, load_chunk_tokenizer
-from libs.parsing import parse_document
 from tests.fixtures.documents import text_pdf
 
 TARGET_PAGES_PER_S_PER_CORE = 100.0

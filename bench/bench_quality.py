@@ -7,7 +7,7 @@ the rest stay Markdown. Every file goes through the product's own path:
 settings, capped at the model's window exactly as the parser worker does) -> the in-process
 MiniLM embedder -> the embedded LanceDB store (or OpenSearch with ``--index opensearch``). The
 labelled questions in ``bench/quality/questions.yaml`` are then asked in three modes: k-NN
-alone and BM25 alone (the baselines) and hybrid (RRF fusion, ``libs.retrieval.hybrid.search``).
+alone and BM25 alone (the baselines) and hybrid (RRF fusion, ``datatorag.retrieval.hybrid.search``).
 Metric definitions: ``bench/quality/metrics.py``.
 
     .venv/bin/python -m bench.bench_quality            # settings chunking + 256/32 + 128/16
@@ -33,6 +33,10 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
+from datatorag.config import OpenSearchSettings, Settings
+from datatorag.domain.models import Chunk, ChunkRecord, SearchHit
+from datatorag.ports import Embedder, VectorIndex
+
 from bench._common import target, write_result
 from bench.quality import corpus_dir, corpus_documents, load_questions
 from bench.quality.metrics import (
@@ -43,9 +47,6 @@ from bench.quality.metrics import (
     recall_at_k,
     unanswerable,
 )
-from libs.config import OpenSearchSettings, Settings
-from libs.models import Chunk, ChunkRecord, SearchHit
-from libs.ports import Embedder, VectorIndex
 
 # The LanceDB adapter's queries log a Rust deprecation warning each; keep the summary readable.
 os.environ.setdefault("LANCEDB_LOG", "error")
@@ -174,8 +175,8 @@ class Ingested:
 
 
 def parse_and_chunk(docs: list[SourceDoc], tokenizer: Any, chunking: Chunking) -> Ingested:
-    from libs.chunking import chunk_document
-    from libs.parsing import parse_document
+    from datatorag.chunking import chunk_document
+    from datatorag.parsing import parse_document
 
     started = time.perf_counter()
     out: list[tuple[SourceDoc, Chunk]] = []
@@ -244,7 +245,7 @@ async def evaluate(
     index: VectorIndex, embedder: Embedder, questions: list[Question], ingested: Ingested,
     docs_by_id: dict[str, SourceDoc],
 ) -> tuple[list[QuestionResult], float]:
-    from libs.retrieval.hybrid import search
+    from datatorag.retrieval.hybrid import search
 
     corpus = ingested.corpus()
     vectors = await embedder.embed_queries([q.question for q in questions])
@@ -294,7 +295,7 @@ async def misses(
 ) -> list[dict[str, Any]]:
     """Hybrid's misses at recall@5, with where each retriever ranked the answer (depth 50).
     Hybrid's deep list fuses the same candidate lists as the measured top-10 query."""
-    from libs.retrieval.hybrid import default_candidates, search
+    from datatorag.retrieval.hybrid import default_candidates, search
 
     fused_from = default_candidates(NDCG_K)
 
@@ -348,7 +349,7 @@ async def fusion_sweep(
     index: VectorIndex, results: list[QuestionResult], ingested: Ingested,
     docs_by_id: dict[str, SourceDoc],
 ) -> list[dict[str, Any]]:
-    from libs.retrieval.hybrid import HYBRID_RRF_K, HYBRID_WEIGHTS, default_candidates, search
+    from datatorag.retrieval.hybrid import HYBRID_RRF_K, HYBRID_WEIGHTS, default_candidates, search
 
     corpus = ingested.corpus()
     default = (default_candidates(NDCG_K), HYBRID_RRF_K, HYBRID_WEIGHTS["knn"])
@@ -398,13 +399,13 @@ def held_out_selection(rows: list[dict[str, Any]], results: list[QuestionResult]
 async def open_index(args: argparse.Namespace, settings: Settings, model_id: str, dim: int,
                      workdir: Path, tag: str) -> VectorIndex:
     if args.index == "opensearch":
-        from libs.adapters.opensearch.index import OpenSearchIndex
+        from datatorag.adapters.opensearch.index import OpenSearchIndex
 
         os_settings = settings.opensearch.model_copy(
             update={"index_prefix": f"datatorag-bench-quality-{tag}"})
         return OpenSearchIndex.from_settings(settings.model_copy(update={"opensearch": os_settings}),
                                              model_id=model_id, dim=dim)
-    from libs.adapters.embedded.lancedb_index import LanceDbIndex
+    from datatorag.adapters.embedded.lancedb_index import LanceDbIndex
 
     return LanceDbIndex(workdir / f"lancedb-{tag}", dim=dim, table=f"chunks_{tag}")
 
@@ -544,8 +545,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def amain(argv: list[str] | None = None) -> dict[str, Any]:
-    from libs.embedding.local import LocalEmbedder
-    from libs.embedding.model_dir import load_tokenizer
+    from datatorag.embedding.local import LocalEmbedder
+    from datatorag.embedding.model_dir import load_tokenizer
 
     args = _args(argv)
     settings = Settings(opensearch=OpenSearchSettings(url=args.opensearch_url)) \

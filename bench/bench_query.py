@@ -132,7 +132,7 @@ def make_queries(
 
 
 def make_settings(args: argparse.Namespace):
-    from libs.config import Mode, OpenSearchSettings, Settings
+    from datatorag.config import Mode, OpenSearchSettings, Settings
 
     if args.index == "opensearch":
         return Settings(
@@ -143,7 +143,7 @@ def make_settings(args: argparse.Namespace):
 
 
 def make_index(args: argparse.Namespace):
-    from libs.factory import make_vector_index
+    from datatorag.bootstrap.factory import make_vector_index
 
     return make_vector_index(make_settings(args), model_id=MODEL_ID, dim=DIM)
 
@@ -151,7 +151,7 @@ def make_index(args: argparse.Namespace):
 async def build(args: argparse.Namespace, index, chunks: np.ndarray) -> dict[str, Any]:
     """Fill the index with ``chunks`` (their vectors) unless it already holds them (cached
     between runs)."""
-    from libs.models import ChunkRecord
+    from datatorag.domain.models import ChunkRecord
 
     n = len(chunks)
     await index.ensure()
@@ -219,15 +219,15 @@ class PrecomputedEmbedder:
 
 def serve(args: argparse.Namespace) -> None:
     """Child process: the gateway app on uvicorn (``--serve``)."""
-    from libs.adapters.embedded.sqlite_registry import SqliteRegistry
-    from libs.gateway import GatewayDeps, create_app
-    from libs.log import configure
-    from libs.runtime import UvicornServer, freeze_heap, install_stop_signals, run_service
+    from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
+    from datatorag.gateway import GatewayDeps, create_app
+    from datatorag.observability.log import configure
+    from datatorag.runtime import UvicornServer, freeze_heap, install_stop_signals, run_service
 
     settings = make_settings(args)
     configure("INFO", "json")  # as in production: one access line per request
     if args.embedder.startswith("minilm"):
-        from libs.embedding.local import LocalEmbedder
+        from datatorag.embedding.local import LocalEmbedder
 
         embedder = LocalEmbedder(settings.embedding)
     else:
@@ -237,7 +237,7 @@ def serve(args: argparse.Namespace) -> None:
         settings=settings, index=make_index(args), embedder=embedder,  # type: ignore[arg-type]
         registry=SqliteRegistry(Path(args.data_dir) / "bench-registry.sqlite3"),
     )
-    async def main() -> None:  # the server and event loop of libs/serve_gateway.py
+    async def main() -> None:  # the server and event loop of libs/datatorag/entrypoints/serve_gateway.py
         http = UvicornServer(create_app(deps), "127.0.0.1", args.port)
         await http.start()
         freeze_heap()
@@ -265,7 +265,7 @@ async def start_gateway(args: argparse.Namespace, embedder: str, queries_file: P
         "--opensearch-url", args.opensearch_url, "--data-dir", args.data_dir,
         "--port", str(port), "--embedder", embedder, "--queries-file", str(queries_file),
     ]
-    env = dict(os.environ)  # (libs.embedding sets OMP_WAIT_POLICY=PASSIVE for the model)
+    env = dict(os.environ)  # (datatorag.embedding sets OMP_WAIT_POLICY=PASSIVE for the model)
     with log.open("wb") as err:
         proc = await asyncio.create_subprocess_exec(
             *cmd, stdout=subprocess.DEVNULL, stderr=err, env=env
@@ -464,7 +464,7 @@ async def run(args: argparse.Namespace) -> None:
     queries_file.write_text(json.dumps({"queries": queries, "vectors": vectors.tolist()}))
 
     metrics: dict[str, Any] = {}
-    from libs.gateway.app import default_index_limit
+    from datatorag.gateway.app import default_index_limit
 
     limit = default_index_limit()
     knn_recall = await ann_recall(index, chunks, vectors[:100])
@@ -554,7 +554,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.serve:
         serve(args)
     else:
-        from libs.runtime import run_service
+        from datatorag.runtime import run_service
 
         # the event loop the gateway runs on (uvloop): the bare-store baseline gets the same, and
         # the load generator's own CPU, taken from the same two cores, stays small

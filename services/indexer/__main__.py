@@ -1,4 +1,4 @@
-from libs.serve import run
+from datatorag.entrypoints.serve import run
 
 if __name__ == "__main__":
     run("indexer")

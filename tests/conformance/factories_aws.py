@@ -11,13 +11,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from libs.adapters.aws.dynamodb_registry import DynamoDbRegistry
-from libs.adapters.aws.provision import ensure_bucket, ensure_queue, ensure_table
-from libs.adapters.aws.s3_blobstore import S3BlobStore
-from libs.adapters.aws.session import AwsClients, AwsConnection
-from libs.adapters.aws.sqs_queue import SqsQueue
-from libs.ports import BlobStore, Queue, Registry
+from datatorag.adapters.aws.dynamodb_registry import DynamoDbRegistry
+from datatorag.adapters.aws.provision import ensure_bucket, ensure_queue, ensure_table
+from datatorag.adapters.aws.s3_blobstore import S3BlobStore
+from datatorag.adapters.aws.session import AwsClients, AwsConnection
+from datatorag.adapters.aws.sqs_queue import SqsQueue
+from datatorag.ports import BlobStore, Queue, Registry
 
 # Small enough for fast tests, the same as the embedded queue's factory.
 VISIBILITY_TIMEOUT_S = 2

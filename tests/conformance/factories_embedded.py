@@ -7,11 +7,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from libs.adapters.embedded.local_blobstore import LocalBlobStore
-from libs.adapters.embedded.sqlite_queue import SqliteQueue
-from libs.adapters.embedded.sqlite_registry import SqliteRegistry
-from libs.ports import BlobStore, Queue, Registry, VectorIndex
+from datatorag.adapters.embedded.local_blobstore import LocalBlobStore
+from datatorag.adapters.embedded.sqlite_queue import SqliteQueue
+from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
+from datatorag.ports import BlobStore, Queue, Registry, VectorIndex
 
 VECTOR_DIM = 8  # the conformance suite builds its own small vectors
 
@@ -35,7 +34,7 @@ async def make_registry(request: pytest.FixtureRequest, tmp_path: Path) -> Regis
 
 
 async def make_vector_index(request: pytest.FixtureRequest, tmp_path: Path) -> VectorIndex:
-    from libs.adapters.embedded.lancedb_index import LanceDbIndex  # heavy import, only here
+    from datatorag.adapters.embedded.lancedb_index import LanceDbIndex  # heavy import, only here
 
     index = LanceDbIndex(tmp_path / "lancedb", dim=VECTOR_DIM)
     await index.ensure()

@@ -5,12 +5,11 @@ from __future__ import annotations
 import socket
 
 import pytest
-
-from libs.config import EmbeddingSettings
-from libs.embedding.http import HttpEmbedder
-from libs.embedding.local import LocalEmbedder
-from libs.embedding.service import create_embed_app
-from libs.runtime import UvicornServer
+from datatorag.config import EmbeddingSettings
+from datatorag.embedding.http import HttpEmbedder
+from datatorag.embedding.local import LocalEmbedder
+from datatorag.embedding.service import create_embed_app
+from datatorag.runtime import UvicornServer
 
 _local: LocalEmbedder | None = None
 

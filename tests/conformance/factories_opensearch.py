@@ -13,10 +13,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from libs.adapters.opensearch import OpenSearchIndex
-from libs.config import OpenSearchSettings
-from libs.ports import VectorIndex
+from datatorag.adapters.opensearch import OpenSearchIndex
+from datatorag.config import OpenSearchSettings
+from datatorag.ports import VectorIndex
 
 VECTOR_DIM = 8  # the conformance suite builds its own small vectors
 MODEL_ID = "conformance-model"

@@ -1,4 +1,4 @@
-"""Blob store contract (``libs/ports/blobstore.py``), run against every adapter.
+"""Blob store contract (``libs/datatorag/ports/blobstore.py``), run against every adapter.
 
 Every test writes under its own random prefix, so adapters backed by a shared bucket work too.
 """
@@ -11,9 +11,8 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-
-from libs.errors import NotFound
-from libs.ports import BlobStore
+from datatorag.domain.errors import NotFound
+from datatorag.ports import BlobStore
 
 pytestmark = pytest.mark.timeout(60)
 

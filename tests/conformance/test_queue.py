@@ -1,4 +1,4 @@
-"""Queue contract (``libs/ports/queue.py``), run against every adapter.
+"""Queue contract (``libs/datatorag/ports/queue.py``), run against every adapter.
 
 Adapter-agnostic: receives loop until the expected messages arrive (SQS may return fewer than
 are visible), visibility timeouts are whole seconds, and the DLQ is read by accumulating what
@@ -12,8 +12,7 @@ import time
 import uuid
 
 import pytest
-
-from libs.ports import Queue, QueueMessage
+from datatorag.ports import Queue, QueueMessage
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,4 +1,4 @@
-"""Registry contract (``libs/ports/registry.py``), run against every adapter.
+"""Registry contract (``libs/datatorag/ports/registry.py``), run against every adapter.
 
 Each test uses its own random tenant (and lease names), so adapters backed by one shared table
 work too.
@@ -12,10 +12,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from libs.models import DocumentRecord
-from libs.models import DocumentStatus as S
-from libs.ports import Registry, SyncRun
+from datatorag.domain.models import DocumentRecord
+from datatorag.domain.models import DocumentStatus as S
+from datatorag.ports import Registry, SyncRun
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,4 +1,4 @@
-"""Vector index contract (``libs/ports/vector_index.py``), run against every adapter.
+"""Vector index contract (``libs/datatorag/ports/vector_index.py``), run against every adapter.
 
 Each test works in its own random tenants, so adapters backed by one shared index work too.
 Vectors are built for ``vector_index.dim`` (any dimension >= 4).
@@ -12,9 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-
-from libs.models import ChunkRecord, SearchFilters
-from libs.ports import VectorIndex
+from datatorag.domain.models import ChunkRecord, SearchFilters
+from datatorag.ports import VectorIndex
 
 pytestmark = pytest.mark.timeout(120)
 

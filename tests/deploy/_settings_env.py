@@ -1,4 +1,4 @@
-"""Which environment variables ``libs.config.Settings`` understands, and building Settings
+"""Which environment variables ``datatorag.config.Settings`` understands, and building Settings
 from a given environment: deployment files must only set variables the code reads."""
 
 from __future__ import annotations
@@ -7,9 +7,8 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+from datatorag.config import Settings
 from pydantic_settings import BaseSettings
-
-from libs.config import Settings
 
 
 def known_env_names() -> set[str]:

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from datatorag.adapters.aws.dynamodb_registry import table_definition
+from datatorag.adapters.aws.provision import DLQ_RETENTION_S
+from datatorag.config import QueueNames
 
-from libs.adapters.aws.dynamodb_registry import table_definition
-from libs.adapters.aws.provision import DLQ_RETENTION_S
-from libs.config import QueueNames
 from tests.deploy._paths import CFN_DIR, CHART, load_cfn, load_yaml
 
 TEMPLATES = sorted(CFN_DIR.glob("*.yaml"))

@@ -7,8 +7,8 @@ import re
 from typing import Any
 
 import pytest
+from datatorag.entrypoints.serve import SERVICES as SERVE_NAMES
 
-from libs.serve import SERVICES as SERVE_NAMES
 from tests.deploy._paths import COMPOSE_FILE, GRAFANA_DIR, PROMETHEUS_DIR, ROOT, SERVICES, load_yaml
 from tests.deploy._settings_env import settings_from, unknown_datatorag_vars
 

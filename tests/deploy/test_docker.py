@@ -12,8 +12,8 @@ import sys
 from typing import Any
 
 import pytest
+from datatorag.runtime import Readiness, UvicornServer, health_app
 
-from libs.runtime import Readiness, UvicornServer, health_app
 from tests.deploy._paths import DOCKERFILE, ROOT
 from tests.deploy.conftest import require_module
 
@@ -122,7 +122,7 @@ def test_build_context_holds_what_copy_needs_and_nothing_else() -> None:
             for src in c.value[:-1]:
                 assert (ROOT / src).exists(), src
                 assert in_context(src), f"{src} is excluded by .dockerignore"
-    for needed in ("libs/config.py", "services/parser/__main__.py", "requirements.lock"):
+    for needed in ("libs/datatorag/config.py", "services/parser/__main__.py", "requirements.lock"):
         assert in_context(needed)
     for left_out in (".venv/bin/python", ".git/HEAD", "tests/deploy/test_docker.py", "data/x.db",
                      "libs/__pycache__/config.cpython-311.pyc", "bench/bench_quality.py"):

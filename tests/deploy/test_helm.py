@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
+from datatorag.pipeline.worker import Worker
 
-from libs.pipeline.worker import Worker
 from tests.deploy._paths import CHART, SERVICES, WORKERS
 from tests.deploy._settings_env import settings_from, unknown_datatorag_vars
 from tests.deploy.conftest import DeployTools, KubeSchemas
@@ -346,7 +346,7 @@ def test_environment_is_what_the_code_reads(rendered: dict[str, Manifests], valu
     docs = rendered[values]
     for s in SERVICES:
         env = container_env(docs, s)
-        assert unknown_datatorag_vars(env) == [], f"{s}: variables libs.config ignores"
+        assert unknown_datatorag_vars(env) == [], f"{s}: variables datatorag.config ignores"
         plain = {k: v for k, v in env.items() if isinstance(v, str)}
         settings = settings_from(plain)  # raises on a value Settings refuses
         assert settings.mode.value == "production"

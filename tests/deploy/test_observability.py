@@ -17,7 +17,7 @@ from tests.deploy._paths import GRAFANA_DIR, PROMETHEUS_DIR, load_yaml
 from tests.deploy.conftest import require_module
 
 # Modules that register DatatoRAG metrics (importing them registers them).
-METRIC_MODULES = ("libs.metrics", "libs.gateway.metrics", "libs.retrieval.hybrid")
+METRIC_MODULES = ("datatorag.observability.metrics", "datatorag.gateway.metrics", "datatorag.retrieval.hybrid")
 DASHBOARDS = sorted(GRAFANA_DIR.glob("*.json"))
 # Grafana variables, replaced by what Grafana would put there before PromQL sees the query.
 GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h"}
@@ -105,7 +105,7 @@ def test_the_check_catches_a_renamed_metric() -> None:
 
 
 def test_label_values_match_what_the_code_emits() -> None:
-    outcomes = {"ok", "permanent_error", "retry", "dead_letter"}  # libs.pipeline.worker
+    outcomes = {"ok", "permanent_error", "retry", "dead_letter"}  # datatorag.pipeline.worker
     for where, expr in ALL_EXPRS:
         for name, labels in selectors(expr):
             if name == "datatorag_messages_total" and "outcome" in labels:

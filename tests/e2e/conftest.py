@@ -51,7 +51,7 @@ class Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         out = open(self.log, "ab")  # noqa: SIM115 - owned by the child process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "libs.cli", "up", "--source", str(self.source_dir),
+            [sys.executable, "-m", "datatorag.entrypoints.cli", "up", "--source", str(self.source_dir),
              "--sync-interval", "5"],
             cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT,
         )
@@ -126,9 +126,9 @@ def running(stack: Stack) -> Iterator[Stack]:
 
 def index_chunk_ids(data_dir: Path, doc_ids: list[str]) -> dict[str, list[str]]:
     """Chunk ids per document in the embedded index, read after the stack has stopped."""
-    from libs.config import Settings
-    from libs.embedding.model_dir import resolve_model
-    from libs.factory import make_vector_index
+    from datatorag.bootstrap.factory import make_vector_index
+    from datatorag.config import Settings
+    from datatorag.embedding.model_dir import resolve_model
 
     settings = Settings(data_dir=data_dir)
     spec = resolve_model(settings.embedding.model)

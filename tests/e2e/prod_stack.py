@@ -58,7 +58,7 @@ class Service:
         out.write(f"\n===== start {time.strftime('%H:%M:%S')} =====\n".encode())
         out.flush()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "libs.cli", "serve", self.name],
+            [sys.executable, "-m", "datatorag.entrypoints.cli", "serve", self.name],
             cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT,
         )
         out.close()
@@ -190,7 +190,7 @@ class ProdStack:
     # -- lifecycle ------------------------------------------------------------------------------
     def run_cli(self, *args: str, env: dict[str, str] | None = None,
                 timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "libs.cli", *args], cwd=REPO,
+        return subprocess.run([sys.executable, "-m", "datatorag.entrypoints.cli", *args], cwd=REPO,
                               env={**self.env, **(env or {})}, capture_output=True, text=True,
                               timeout=timeout, check=False)
 
@@ -308,8 +308,8 @@ class ProdStack:
 
     # -- looking inside -------------------------------------------------------------------------
     def sqs_queue(self, logical: str, **kwargs: Any):  # -> SqsQueue
-        from libs.adapters.aws.session import AwsConnection
-        from libs.adapters.aws.sqs_queue import SqsQueue
+        from datatorag.adapters.aws.session import AwsConnection
+        from datatorag.adapters.aws.sqs_queue import SqsQueue
 
         conn = AwsConnection(endpoint_url=self.aws_endpoint, access_key_id="testing",
                              secret_access_key="testing")
@@ -318,15 +318,15 @@ class ProdStack:
                         max_receives=self.max_receives, **kwargs)
 
     def registry(self):  # -> DynamoDbRegistry
-        from libs.adapters.aws.dynamodb_registry import DynamoDbRegistry
-        from libs.adapters.aws.session import AwsConnection
+        from datatorag.adapters.aws.dynamodb_registry import DynamoDbRegistry
+        from datatorag.adapters.aws.session import AwsConnection
 
         return DynamoDbRegistry(self.table, clients=AwsConnection(
             endpoint_url=self.aws_endpoint, access_key_id="testing", secret_access_key="testing"))
 
     def alias(self) -> str:
-        from libs.adapters.opensearch.mapping import alias_name
-        from libs.embedding.model_dir import resolve_model
+        from datatorag.adapters.opensearch.mapping import alias_name
+        from datatorag.embedding.model_dir import resolve_model
 
         return alias_name(self.index_prefix, resolve_model("minilm").model_id)
 

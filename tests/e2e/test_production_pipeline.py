@@ -188,9 +188,9 @@ def test_indexer_killed_mid_message_redelivers_and_indexes_once(stack: ProdStack
 
 @pytest.mark.timeout(300)
 def test_poison_and_repeatedly_failing_messages_reach_the_dlq(stack: ProdStack) -> None:
-    from libs.contracts import ChunksEmbedded
-    from libs.keys import records_key
-    from libs.models import DocumentRecord, DocumentStatus
+    from datatorag.domain.contracts import ChunksEmbedded
+    from datatorag.domain.keys import records_key
+    from datatorag.domain.models import DocumentRecord, DocumentStatus
 
     # 1. bodies that are no message at all: dead-lettered at once with the reason
     garbage = ["{not json", '{"type": "document.fetched", "tenant": "acme"}']
@@ -283,8 +283,8 @@ def test_opensearch_outage_during_ingestion_loses_nothing(stack: ProdStack, tmp_
 
 @pytest.mark.timeout(400)
 def test_services_refuse_to_start_without_their_dependencies(stack: ProdStack) -> None:
-    from libs.adapters.opensearch.index import OpenSearchIndex
-    from libs.config import OpenSearchSettings
+    from datatorag.adapters.opensearch.index import OpenSearchIndex
+    from datatorag.config import OpenSearchSettings
 
     # an index of the right name but another model's dimension
     wrong = f"{stack.index_prefix}-wrongdim"

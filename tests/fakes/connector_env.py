@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from libs.adapters.embedded.local_blobstore import LocalBlobStore
-from libs.adapters.embedded.sqlite_queue import SqliteQueue
-from libs.adapters.embedded.sqlite_registry import SqliteRegistry
-from libs.config import Settings
-from libs.connectors.base import Source
-from libs.connectors.sync import SyncOptions, sync_source
-from libs.contracts import DocumentDeleted, DocumentFetched, parse_message
-from libs.ports.registry import SyncRun
+from datatorag.adapters.embedded.local_blobstore import LocalBlobStore
+from datatorag.adapters.embedded.sqlite_queue import SqliteQueue
+from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
+from datatorag.config import Settings
+from datatorag.connectors.base import Source
+from datatorag.connectors.sync import SyncOptions, sync_source
+from datatorag.domain.contracts import DocumentDeleted, DocumentFetched, parse_message
+from datatorag.ports.registry import SyncRun
 
 
 @dataclass

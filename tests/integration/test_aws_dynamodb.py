@@ -10,18 +10,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-
-from libs.adapters.aws.dynamodb_registry import (
+from datatorag.adapters.aws.dynamodb_registry import (
     STATUS_INDEX,
     TIME_INDEX,
     DynamoDbRegistry,
     _record_item,
 )
-from libs.adapters.aws.provision import ensure_table
-from libs.adapters.aws.session import AwsClients
-from libs.errors import DependencyError
-from libs.models import DocumentRecord
-from libs.models import DocumentStatus as S
+from datatorag.adapters.aws.provision import ensure_table
+from datatorag.adapters.aws.session import AwsClients
+from datatorag.domain.errors import DependencyError
+from datatorag.domain.models import DocumentRecord
+from datatorag.domain.models import DocumentStatus as S
 
 pytestmark = [pytest.mark.aws, pytest.mark.timeout(90)]
 

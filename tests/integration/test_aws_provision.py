@@ -8,14 +8,13 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-
-from libs.adapters.aws.dynamodb_registry import STATUS_INDEX, DynamoDbRegistry
-from libs.adapters.aws.provision import provision_aws
-from libs.adapters.aws.s3_blobstore import S3BlobStore
-from libs.adapters.aws.session import AwsClients
-from libs.adapters.aws.sqs_queue import SqsQueue
-from libs.config import AwsSettings, QueueNames, Settings
-from libs.models import DocumentRecord
+from datatorag.adapters.aws.dynamodb_registry import STATUS_INDEX, DynamoDbRegistry
+from datatorag.adapters.aws.provision import provision_aws
+from datatorag.adapters.aws.s3_blobstore import S3BlobStore
+from datatorag.adapters.aws.session import AwsClients
+from datatorag.adapters.aws.sqs_queue import SqsQueue
+from datatorag.config import AwsSettings, QueueNames, Settings
+from datatorag.domain.models import DocumentRecord
 
 pytestmark = [pytest.mark.aws, pytest.mark.timeout(90)]
 

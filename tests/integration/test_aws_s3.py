@@ -10,11 +10,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-
-from libs.adapters.aws.provision import ensure_bucket
-from libs.adapters.aws.s3_blobstore import S3BlobStore
-from libs.adapters.aws.session import AwsClients
-from libs.errors import DependencyError, NotFound
+from datatorag.adapters.aws.provision import ensure_bucket
+from datatorag.adapters.aws.s3_blobstore import S3BlobStore
+from datatorag.adapters.aws.session import AwsClients
+from datatorag.domain.errors import DependencyError, NotFound
 
 pytestmark = [pytest.mark.aws, pytest.mark.timeout(90)]
 

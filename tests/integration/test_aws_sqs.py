@@ -9,12 +9,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-
-from libs.adapters.aws.provision import ensure_queue
-from libs.adapters.aws.session import AwsClients
-from libs.adapters.aws.sqs_queue import SqsQueue
-from libs.errors import DependencyError
-from libs.ports import QueueMessage
+from datatorag.adapters.aws.provision import ensure_queue
+from datatorag.adapters.aws.session import AwsClients
+from datatorag.adapters.aws.sqs_queue import SqsQueue
+from datatorag.domain.errors import DependencyError
+from datatorag.ports import QueueMessage
 
 pytestmark = [pytest.mark.aws, pytest.mark.timeout(60)]
 

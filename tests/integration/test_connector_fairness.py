@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from datatorag.connectors.ftp import FtpSettings, FtpSource
+from datatorag.connectors.scheduler import ScheduledSource, Scheduler
+from datatorag.domain.contracts import parse_message
 from pydantic import SecretStr
 
-from libs.connectors.ftp import FtpSettings, FtpSource
-from libs.connectors.scheduler import ScheduledSource, Scheduler
-from libs.contracts import parse_message
 from tests.fakes.connector_env import ConnectorEnv
 from tests.servers.ftp import FileServer
 

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import asyncssh
 import pytest
+from datatorag.connectors.base import Source
+from datatorag.connectors.fairness import server_limit
+from datatorag.connectors.ftp import FtpSettings, FtpSource
+from datatorag.connectors.retry import Backoff
+from datatorag.connectors.sftp import SftpSettings, SftpSource
+from datatorag.domain.models import DocumentStatus
 from pydantic import SecretStr
 
-from libs.connectors.base import Source
-from libs.connectors.fairness import server_limit
-from libs.connectors.ftp import FtpSettings, FtpSource
-from libs.connectors.retry import Backoff
-from libs.connectors.sftp import SftpSettings, SftpSource
-from libs.models import DocumentStatus
 from tests.fakes.connector_env import ConnectorEnv
 from tests.servers.ftp import FileServer
 

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from datatorag.connectors.s3 import S3Settings, S3Source
+from datatorag.connectors.secrets import SecretError, SecretResolver
 
-from libs.connectors.s3 import S3Settings, S3Source
-from libs.connectors.secrets import SecretError, SecretResolver
 from tests.fakes.connector_env import ConnectorEnv
 
 pytestmark = [pytest.mark.aws, pytest.mark.timeout(90)]

@@ -7,18 +7,18 @@ from datetime import UTC, datetime
 
 import grpc
 import pytest
+from datatorag.adapters.embedded.lancedb_index import LanceDbIndex
+from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
+from datatorag.config import EmbeddingSettings, Settings
+from datatorag.domain.errors import DependencyError
+from datatorag.embedding.local import LocalEmbedder
+from datatorag.gateway import GatewayDeps, create_app
+from datatorag.gateway.grpc_gen import gateway_pb2 as pb
+from datatorag.gateway.grpc_gen import gateway_pb2_grpc as pb_grpc
+from datatorag.gateway.grpc_server import grpc_server_for_app
+from datatorag.gateway.metrics import REQUESTS
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from libs.adapters.embedded.lancedb_index import LanceDbIndex
-from libs.adapters.embedded.sqlite_registry import SqliteRegistry
-from libs.config import EmbeddingSettings, Settings
-from libs.embedding.local import LocalEmbedder
-from libs.errors import DependencyError
-from libs.gateway import GatewayDeps, create_app
-from libs.gateway.grpc_gen import gateway_pb2 as pb
-from libs.gateway.grpc_gen import gateway_pb2_grpc as pb_grpc
-from libs.gateway.grpc_server import grpc_server_for_app
-from libs.gateway.metrics import REQUESTS
 from tests.integration.test_gateway_rest import KEY_A, KEY_B, _ingest
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -10,15 +10,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from datatorag.adapters.embedded.lancedb_index import LanceDbIndex
+from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
+from datatorag.config import EmbeddingSettings, Settings
+from datatorag.domain.errors import DependencyError, NotFound
+from datatorag.domain.models import ChunkRecord, DocumentRecord, DocumentStatus
+from datatorag.embedding.local import LocalEmbedder
+from datatorag.gateway import GatewayDeps, create_app
 from prometheus_client.parser import text_string_to_metric_families
-
-from libs.adapters.embedded.lancedb_index import LanceDbIndex
-from libs.adapters.embedded.sqlite_registry import SqliteRegistry
-from libs.config import EmbeddingSettings, Settings
-from libs.embedding.local import LocalEmbedder
-from libs.errors import DependencyError, NotFound
-from libs.gateway import GatewayDeps, create_app
-from libs.models import ChunkRecord, DocumentRecord, DocumentStatus
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -508,8 +507,7 @@ async def test_unexpected_and_dependency_errors(stack, embedder) -> None:
 
 async def test_query_batcher_shares_forward_passes_and_keeps_rows(embedder) -> None:
     import numpy as np
-
-    from libs.retrieval.batching import QueryBatcher
+    from datatorag.retrieval.batching import QueryBatcher
 
     batcher = QueryBatcher(embedder)
     texts = [f"question {i}: how much parental leave?" for i in range(16)]

@@ -10,12 +10,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from libs.adapters.opensearch import OpenSearchIndex
-from libs.adapters.opensearch import mapping as m
-from libs.config import OpenSearchSettings
-from libs.errors import DependencyError, TransientError
-from libs.models import ChunkRecord, SearchFilters
+from datatorag.adapters.opensearch import OpenSearchIndex
+from datatorag.adapters.opensearch import mapping as m
+from datatorag.config import OpenSearchSettings
+from datatorag.domain.errors import DependencyError, TransientError
+from datatorag.domain.models import ChunkRecord, SearchFilters
 
 # generous: the first test also pays for starting the session's node (install included, once)
 pytestmark = [pytest.mark.opensearch, pytest.mark.timeout(600)]
@@ -349,8 +348,7 @@ async def test_deterministic_ids_keep_tenants_apart(make_index: MakeIndex) -> No
 async def test_sigv4_auth_signs_every_request_for_the_configured_service() -> None:
     from aiohttp import web
     from botocore.credentials import Credentials
-
-    from libs.adapters.opensearch.client import make_client
+    from datatorag.adapters.opensearch.client import make_client
 
     seen: list[dict[str, str]] = []
 
@@ -383,8 +381,7 @@ async def test_sigv4_auth_signs_every_request_for_the_configured_service() -> No
 
 def test_auth_settings_are_validated() -> None:
     from botocore.credentials import Credentials
-
-    from libs.adapters.opensearch.client import http_auth, sigv4_auth
+    from datatorag.adapters.opensearch.client import http_auth, sigv4_auth
 
     sigv4 = OpenSearchSettings(auth="sigv4", region="eu-west-1", service="es")
     assert sigv4_auth(sigv4, Credentials("a", "b")).signer.service == "es"
@@ -401,7 +398,7 @@ def test_auth_settings_are_validated() -> None:
 
 
 def test_sigv4_auth_reads_the_default_credential_chain(monkeypatch: pytest.MonkeyPatch) -> None:
-    from libs.adapters.opensearch.client import sigv4_auth
+    from datatorag.adapters.opensearch.client import sigv4_auth
 
     key = f"AKID{uuid.uuid4().hex[:12].upper()}"
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
@@ -417,7 +414,7 @@ def test_sigv4_auth_reads_the_default_credential_chain(monkeypatch: pytest.Monke
 
 # -- refresh after upsert -----------------------------------------------------------------------
 async def test_group_refresh_shares_one_refresh_among_callers_who_queue_meanwhile() -> None:
-    from libs.adapters.opensearch.index import _GroupRefresh
+    from datatorag.adapters.opensearch.index import _GroupRefresh
 
     started: list[int] = []
     release = asyncio.Event()
@@ -439,7 +436,7 @@ async def test_group_refresh_shares_one_refresh_among_callers_who_queue_meanwhil
 
 
 async def test_group_refresh_hands_a_failure_to_its_waiters() -> None:
-    from libs.adapters.opensearch.index import _GroupRefresh
+    from datatorag.adapters.opensearch.index import _GroupRefresh
 
     async def refresh() -> None:
         raise RuntimeError("node gone")

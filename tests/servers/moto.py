@@ -40,8 +40,8 @@ class MotoServer:
     access_key_id: str = "testing"
     secret_access_key: str = "testing"
 
-    def connection(self, **overrides):  # -> libs.adapters.aws.session.AwsConnection
-        from libs.adapters.aws.session import AwsConnection
+    def connection(self, **overrides):  # -> datatorag.adapters.aws.session.AwsConnection
+        from datatorag.adapters.aws.session import AwsConnection
 
         options = {
             "region": self.region,
@@ -52,8 +52,8 @@ class MotoServer:
         }
         return AwsConnection(**options)
 
-    def clients(self, **overrides):  # -> libs.adapters.aws.session.AwsClients
-        from libs.adapters.aws.session import AwsClients
+    def clients(self, **overrides):  # -> datatorag.adapters.aws.session.AwsClients
+        from datatorag.adapters.aws.session import AwsClients
 
         return AwsClients(self.connection(**overrides))
 

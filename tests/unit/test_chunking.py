@@ -5,10 +5,10 @@ from __future__ import annotations
 from itertools import pairwise
 
 import pytest
+from datatorag.chunking import chunk_document, load_chunk_tokenizer
+from datatorag.embedding.model_dir import load_tokenizer
+from datatorag.parsing import Block, ParsedDocument, parse_document
 
-from libs.chunking import chunk_document, load_chunk_tokenizer
-from libs.embedding.model_dir import load_tokenizer
-from libs.parsing import Block, ParsedDocument, parse_document
 from tests.fixtures import documents as docs
 
 
@@ -238,9 +238,8 @@ def test_hf_tokenizer_and_tokenizer_json_agree(handbook) -> None:
 
 def test_non_additive_tokenizer_is_recounted(handbook) -> None:
     """A pre-tokenizer the chunker cannot prove additive: counts come from a re-tokenisation."""
+    from datatorag.chunking import _adapter, _recut
     from tokenizers import Tokenizer, pre_tokenizers
-
-    from libs.chunking import _adapter, _recut
 
     raw = Tokenizer.from_str(load_chunk_tokenizer().to_str())
     raw.pre_tokenizer = pre_tokenizers.Sequence(

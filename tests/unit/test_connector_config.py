@@ -5,15 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from libs.connectors.builder import BrokenSource, build_schedules
-from libs.connectors.config import ConfigError, load_sources, parse_sources
-from libs.connectors.folder import FolderSource
-from libs.connectors.ftp import FtpSource
-from libs.connectors.rippling import RipplingSource
-from libs.connectors.secrets import SecretError, SecretResolver
-from libs.connectors.sftp import SftpSource
-from libs.connectors.workday import WorkdaySource
+from datatorag.connectors.builder import BrokenSource, build_schedules
+from datatorag.connectors.config import ConfigError, load_sources, parse_sources
+from datatorag.connectors.folder import FolderSource
+from datatorag.connectors.ftp import FtpSource
+from datatorag.connectors.rippling import RipplingSource
+from datatorag.connectors.secrets import SecretError, SecretResolver
+from datatorag.connectors.sftp import SftpSource
+from datatorag.connectors.workday import WorkdaySource
 
 GOOD = """
 tenants:

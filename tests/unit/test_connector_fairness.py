@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from libs.connectors.fairness import FairLimiter
+from datatorag.connectors.fairness import FairLimiter
 
 
 async def test_round_robin_between_keys() -> None:

@@ -9,19 +9,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-from libs.adapters.embedded.local_blobstore import LocalBlobStore
-from libs.adapters.embedded.sqlite_queue import SqliteQueue
-from libs.adapters.embedded.sqlite_registry import SqliteRegistry
-from libs.config import Settings
-from libs.connectors.config import parse_sources
-from libs.connectors.folder import FolderSource
-from libs.connectors.landing import DOCX, FolderLanding, safe_filename, sniff_content_type
-from libs.connectors.s3_events import parse_s3_events, pump_s3_events, routes_from_config
-from libs.connectors.scheduler import Scheduler
-from libs.connectors.sync import SyncOptions, sync_source
-from libs.contracts import parse_message
-from libs.errors import PermanentError
+from datatorag.adapters.embedded.local_blobstore import LocalBlobStore
+from datatorag.adapters.embedded.sqlite_queue import SqliteQueue
+from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
+from datatorag.config import Settings
+from datatorag.connectors.config import parse_sources
+from datatorag.connectors.folder import FolderSource
+from datatorag.connectors.landing import DOCX, FolderLanding, safe_filename, sniff_content_type
+from datatorag.connectors.s3_events import parse_s3_events, pump_s3_events, routes_from_config
+from datatorag.connectors.scheduler import Scheduler
+from datatorag.connectors.sync import SyncOptions, sync_source
+from datatorag.domain.contracts import parse_message
+from datatorag.domain.errors import PermanentError
 
 pytestmark = pytest.mark.timeout(60)
 

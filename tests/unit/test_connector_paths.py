@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from libs.connectors.paths import UnsafePath, check_path, display_path, matches
+from datatorag.connectors.paths import UnsafePath, check_path, display_path, matches
 
 
 @pytest.mark.parametrize(

@@ -7,17 +7,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-from libs.adapters.embedded.local_blobstore import LocalBlobStore
-from libs.adapters.embedded.sqlite_queue import SqliteQueue
-from libs.adapters.embedded.sqlite_registry import SqliteRegistry
-from libs.config import Settings
-from libs.connectors.base import Source, SourceEntry
-from libs.connectors.folder import FolderSource
-from libs.connectors.scheduler import ScheduledSource, Scheduler
-from libs.connectors.sync import SyncOptions
-from libs.contracts import parse_message
-from libs.errors import NotFound
+from datatorag.adapters.embedded.local_blobstore import LocalBlobStore
+from datatorag.adapters.embedded.sqlite_queue import SqliteQueue
+from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
+from datatorag.config import Settings
+from datatorag.connectors.base import Source, SourceEntry
+from datatorag.connectors.folder import FolderSource
+from datatorag.connectors.scheduler import ScheduledSource, Scheduler
+from datatorag.connectors.sync import SyncOptions
+from datatorag.domain.contracts import parse_message
+from datatorag.domain.errors import NotFound
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,19 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from datatorag.adapters.embedded.local_blobstore import LocalBlobStore
+from datatorag.adapters.embedded.sqlite_queue import SqliteQueue
+from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
+from datatorag.config import Settings
+from datatorag.connectors.base import Source, SourceEntry, SourceUnavailable
+from datatorag.connectors.cursor import BlobCursorStore
+from datatorag.connectors.folder import FolderSource
+from datatorag.connectors.sync import SyncInProgress, SyncOptions, lease_name, sync_source
+from datatorag.domain.contracts import DocumentDeleted, DocumentFetched, parse_message
+from datatorag.domain.keys import doc_id_for, raw_key
+from datatorag.domain.models import DocumentStatus
 from prometheus_client import REGISTRY
-
-from libs.adapters.embedded.local_blobstore import LocalBlobStore
-from libs.adapters.embedded.sqlite_queue import SqliteQueue
-from libs.adapters.embedded.sqlite_registry import SqliteRegistry
-from libs.config import Settings
-from libs.connectors.base import Source, SourceEntry, SourceUnavailable
-from libs.connectors.cursor import BlobCursorStore
-from libs.connectors.folder import FolderSource
-from libs.connectors.sync import SyncInProgress, SyncOptions, lease_name, sync_source
-from libs.contracts import DocumentDeleted, DocumentFetched, parse_message
-from libs.keys import doc_id_for, raw_key
-from libs.models import DocumentStatus
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -355,7 +354,7 @@ async def test_concurrent_syncs_of_one_source_do_not_overlap(env: Env) -> None:
 
 async def test_interrupted_run_is_closed_and_its_versions_resent(env: Env) -> None:
     """A process killed between the registry write and the send leaves a "running" run."""
-    from libs.ports.registry import SyncRun
+    from datatorag.ports.registry import SyncRun
 
     write(env.root, "a.txt", b"a")
     await env.sync(folder(env))
@@ -366,7 +365,7 @@ async def test_interrupted_run_is_closed_and_its_versions_resent(env: Env) -> No
     # what the crashed run got done: blob + registry, no message
     sha = hashlib.sha256(b"a2").hexdigest()
     doc_id = doc_id_for("docs", "a.txt")
-    from libs.models import DocumentRecord
+    from datatorag.domain.models import DocumentRecord
 
     st = (env.root / "a.txt").stat()
     await env.blobstore.put(raw_key("acme", "docs", doc_id, sha), b"a2")
@@ -426,7 +425,7 @@ async def test_reverted_and_restored_content_becomes_current_again(env: Env) -> 
 
 async def test_outbox_close_never_drops_a_batch_that_is_being_sent(env: Env) -> None:
     """close() arriving while the flush timer is mid-send must not cancel that send."""
-    from libs.connectors.sync import _Outbox
+    from datatorag.connectors.sync import _Outbox
 
     class SlowQueue:
         def __getattr__(self, name: str):

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from libs.adapters.embedded.lancedb_index import LanceDbIndex
-from libs.adapters.embedded.local_blobstore import LocalBlobStore, validate_key
-from libs.adapters.embedded.sqlite_registry import SqliteRegistry
-from libs.errors import DependencyError
-from libs.models import ChunkRecord, DocumentRecord, DocumentStatus
+from datatorag.adapters.embedded.lancedb_index import LanceDbIndex
+from datatorag.adapters.embedded.local_blobstore import LocalBlobStore, validate_key
+from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
+from datatorag.domain.errors import DependencyError
+from datatorag.domain.models import ChunkRecord, DocumentRecord, DocumentStatus
 
 pytestmark = pytest.mark.timeout(90)
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,8 +129,8 @@ async def test_registry_conditional_updates_hold_across_processes(tmp_path: Path
     script = textwrap.dedent(
         """
         import asyncio, json, sys
-        from libs.adapters.embedded.sqlite_registry import SqliteRegistry
-        from libs.models import DocumentStatus
+        from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
+        from datatorag.domain.models import DocumentStatus
         async def main():
             reg = SqliteRegistry(sys.argv[1])
             parsed = await reg.advance("acme", "d", "v1", DocumentStatus.PARSED)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from datatorag.config import Settings
+from datatorag.gateway.auth import ApiKeys, AuthError
+from datatorag.gateway.errors import validation_details
+from datatorag.gateway.schemas import Filters, SearchRequest
 from pydantic import ValidationError
-
-from libs.config import Settings
-from libs.gateway.auth import ApiKeys, AuthError
-from libs.gateway.errors import validation_details
-from libs.gateway.schemas import Filters, SearchRequest
 
 KEYS = ApiKeys({"k-a": "acme", "k-b": "globex"})
 

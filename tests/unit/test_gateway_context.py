@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from libs.models import ChunkRecord, SearchHit
-from libs.retrieval.context import build_context
+from datatorag.domain.models import ChunkRecord, SearchHit
+from datatorag.retrieval.context import build_context
 
 
 def chunk_hit(

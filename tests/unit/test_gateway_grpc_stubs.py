@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from libs.gateway import grpc_codegen
+from datatorag.gateway import grpc_codegen
 
 
 def test_committed_stubs_are_current(capsys) -> None:
@@ -10,7 +10,7 @@ def test_committed_stubs_are_current(capsys) -> None:
 
 
 def test_proto_has_no_tenant_field() -> None:
-    from libs.gateway.grpc_gen import gateway_pb2 as pb
+    from datatorag.gateway.grpc_gen import gateway_pb2 as pb
 
     for message in pb.DESCRIPTOR.message_types_by_name.values():
         assert "tenant" not in message.fields_by_name, message.name

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 import structlog
-
-from libs.log import bound, configure, get_logger
+from datatorag.observability.log import bound, configure, get_logger
 
 
 @pytest.fixture(autouse=True)

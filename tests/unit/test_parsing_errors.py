@@ -6,9 +6,9 @@ import io
 import zipfile
 
 import pytest
+from datatorag.domain.errors import PermanentError
+from datatorag.parsing import ERROR_CODES, parse_document
 
-from libs.errors import PermanentError
-from libs.parsing import ERROR_CODES, parse_document
 from tests.fixtures import documents as docs
 
 

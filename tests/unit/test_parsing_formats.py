@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from libs.parsing import Block, ParsedDocument, parse_document
-from libs.parsing.cleaning import clean_paragraph
+from datatorag.parsing import Block, ParsedDocument, parse_document
+from datatorag.parsing.cleaning import clean_paragraph
+
 from tests.fixtures import documents as docs
 
 TABLE_TEXT = "\n".join(" | ".join(r) for r in docs.TABLE_ROWS)
@@ -190,7 +191,7 @@ def test_block_kind_is_checked() -> None:
 def test_connector_record_envelope_yields_only_the_record() -> None:
     import json
 
-    from libs.parsing import parse_document
+    from datatorag.parsing import parse_document
 
     envelope = {"schema": "datatorag.record/v1", "system": "rippling", "collection": "documents",
                 "id": "D-7", "title": "Travel Policy",

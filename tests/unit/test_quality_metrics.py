@@ -211,8 +211,9 @@ def test_questions_are_not_copied_from_the_handbook(handbook: Path) -> None:
 
 
 def test_markdown_rendered_as_pdf_parses_back_with_heading_table_and_phrase() -> None:
+    from datatorag.parsing import parse_document
+
     from bench.bench_quality import markdown_to_pdf
-    from libs.parsing import parse_document
 
     md = (
         "# Leave Policy\n\n## Sabbatical\n\nEvery three years you may take a 6\u2011week paid "

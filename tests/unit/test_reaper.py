@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from datatorag.adapters.embedded.local_blobstore import LocalBlobStore
+from datatorag.adapters.embedded.sqlite_queue import SqliteQueue
+from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
+from datatorag.domain.contracts import parse_message
+from datatorag.domain.keys import chunks_key, records_key
+from datatorag.domain.models import DocumentRecord, DocumentStatus
+from datatorag.pipeline.reaper import StallReaper
 from prometheus_client import REGISTRY
-
-from libs.adapters.embedded.local_blobstore import LocalBlobStore
-from libs.adapters.embedded.sqlite_queue import SqliteQueue
-from libs.adapters.embedded.sqlite_registry import SqliteRegistry
-from libs.contracts import parse_message
-from libs.keys import chunks_key, records_key
-from libs.models import DocumentRecord, DocumentStatus
-from libs.pipeline.reaper import StallReaper
 
 
 async def test_each_stalled_state_is_redriven_from_its_durable_output(tmp_path):

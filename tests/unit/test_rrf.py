@@ -11,11 +11,10 @@ import asyncio
 from collections.abc import Sequence
 
 import pytest
-
-from libs.models import ChunkRecord, SearchFilters, SearchHit
-from libs.ports import VectorIndex
-from libs.retrieval import hybrid
-from libs.retrieval.rrf import rrf_fuse
+from datatorag.domain.models import ChunkRecord, SearchFilters, SearchHit
+from datatorag.ports import VectorIndex
+from datatorag.retrieval import hybrid
+from datatorag.retrieval.rrf import rrf_fuse
 
 
 def hit(cid: str, score: float = 1.0) -> SearchHit:

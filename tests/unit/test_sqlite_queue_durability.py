@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from libs.adapters.embedded.sqlite_queue import SqliteQueue
+from datatorag.adapters.embedded.sqlite_queue import SqliteQueue
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -24,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 _PRELUDE = """
 import asyncio, json, os, sys, time
-from libs.adapters.embedded.sqlite_queue import SqliteQueue
+from datatorag.adapters.embedded.sqlite_queue import SqliteQueue
 db, name = sys.argv[1], sys.argv[2]
 """
 

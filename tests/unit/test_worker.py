@@ -7,13 +7,12 @@ import json
 import time
 
 import pytest
-
-from libs.adapters.embedded.sqlite_queue import SqliteQueue
-from libs.adapters.embedded.sqlite_registry import SqliteRegistry
-from libs.contracts import ChunksReady
-from libs.errors import PermanentError
-from libs.models import DocumentRecord, DocumentStatus
-from libs.pipeline.worker import OneByOneHandler, Worker, backoff_s
+from datatorag.adapters.embedded.sqlite_queue import SqliteQueue
+from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
+from datatorag.domain.contracts import ChunksReady
+from datatorag.domain.errors import PermanentError
+from datatorag.domain.models import DocumentRecord, DocumentStatus
+from datatorag.pipeline.worker import OneByOneHandler, Worker, backoff_s
 
 
 def _msg(doc: str) -> str:

@@ -1,1 +1,0 @@
-"""Adapters: implementations of ``libs.ports`` (``embedded`` for one machine, production for AWS)."""

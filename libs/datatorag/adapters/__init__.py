@@ -1,0 +1,1 @@
+"""Adapters: implementations of ``datatorag.ports`` (``embedded`` for one machine, production for AWS)."""

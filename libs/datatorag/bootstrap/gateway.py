@@ -1,0 +1,91 @@
+"""The query gateway's parts: one ``QueryService`` that the REST app and the gRPC server share
+(one query batcher, one index limiter, one set of adapters), and the hooks that connect it to the
+connector (on-demand sync) and to the landing zone (uploads)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import httpx
+from fastapi import FastAPI
+
+from datatorag.config import Settings
+from datatorag.connectors.landing import LandingZone
+from datatorag.domain.errors import NotFound, PermanentError, TransientError
+from datatorag.gateway.app import create_app
+from datatorag.gateway.auth import ApiKeys
+from datatorag.gateway.deps import GatewayDeps, SyncHook, UploadHook
+from datatorag.gateway.errors import ApiError
+from datatorag.gateway.service import QueryService
+
+UPLOADS_SOURCE = "uploads"
+_STATUS = {"too_large": 413, "empty_file": 400, "unsupported_type": 415, "bad_filename": 400}
+
+Trigger = Callable[[str, str], Awaitable[Any]]
+
+
+def upload_hook(landing: LandingZone, trigger: Trigger) -> UploadHook:
+    """``POST /v1/documents``: an upload lands where the tenant's ``uploads`` source picks it up,
+    and that source is synced at once, so an upload is indexed exactly like a file on the FTP
+    server."""
+
+    async def on_upload(tenant: str, filename: str, data: bytes, content_type: str | None) -> dict:
+        async def body() -> AsyncIterator[bytes]:
+            yield data
+
+        try:
+            landed = await landing.receive(tenant, filename, body())
+        except PermanentError as exc:
+            raise ApiError(_STATUS.get(exc.code, 400), exc.reason, code=exc.code) from exc
+        await trigger(tenant, UPLOADS_SOURCE)
+        return {"key": landed.key, "filename": landed.filename, "size": landed.size,
+                "sha256": landed.sha256, "content_type": landed.content_type,
+                "source": UPLOADS_SOURCE}
+
+    return on_upload
+
+
+def connector_sync_hook(base_url: str) -> tuple[SyncHook, httpx.AsyncClient]:
+    """On-demand syncs forwarded to the connector service, with the tenant of the caller's key."""
+    client = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=10)
+
+    async def on_sync(tenant: str, source_id: str) -> dict:
+        try:
+            resp = await client.post(f"/internal/sources/{tenant}/{source_id}/sync")
+        except httpx.HTTPError as exc:
+            raise TransientError(f"connector service unreachable at {base_url}: {exc}") from exc
+        if resp.status_code == 404:
+            raise NotFound(f"no source {source_id!r}")
+        resp.raise_for_status()
+        body: dict = resp.json()
+        return body
+
+    return on_sync, client
+
+
+@dataclass
+class Gateway:
+    """What a gateway process serves: REST always, gRPC when ``DATATORAG_GRPC_PORT`` is set."""
+
+    deps: GatewayDeps
+    service: QueryService
+    app: FastAPI
+    grpc_server: grpc.aio.Server | None = None
+    grpc_port: int | None = None
+
+
+def build_gateway(deps: GatewayDeps) -> Gateway:
+    from datatorag.gateway.grpc_server import create_grpc_server
+
+    settings: Settings = deps.settings
+    service = QueryService(deps)
+    app = create_app(deps, service)
+    gw = Gateway(deps=deps, service=service, app=app)
+    if settings.grpc_port is not None:
+        gw.grpc_server, gw.grpc_port = create_grpc_server(
+            service, ApiKeys.from_settings(settings), f"{settings.gateway_host}:{settings.grpc_port}"
+        )
+    return gw

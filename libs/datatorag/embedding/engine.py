@@ -1,0 +1,138 @@
+"""The embedding engine: a sentence-transformers model driven with our own batching.
+
+Why not just ``SentenceTransformer.encode``: we tokenise once, sort by length and form batches by a
+*token budget* (short chunks go in big batches, long ones in small), so padding stays low and
+memory flat; we run under ``torch.inference_mode`` in bf16 on GPU (EmbeddingGemma overflows in
+fp16) and fp32 on CPU. The model modules (Transformer -> Pooling -> Dense... -> Normalize) are the
+model's own, so EmbeddingGemma and MiniLM go through the same code.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from datatorag.config import EmbeddingSettings
+from datatorag.embedding.model_dir import ModelSpec, resolve_model
+from datatorag.observability import metrics
+from datatorag.observability.log import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class EncodeStats:
+    texts: int
+    tokens: int
+    padded_tokens: int
+    batches: int
+    seconds: float
+
+
+class EmbeddingEngine:
+    """Thread-safe (one forward at a time) synchronous encoder."""
+
+    def __init__(self, settings: EmbeddingSettings) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        self.settings = settings
+        self.spec: ModelSpec = resolve_model(settings.model)
+        device = settings.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = device
+        dtype = settings.dtype
+        if dtype == "auto":
+            dtype = "bfloat16" if device.startswith("cuda") else "float32"
+        if dtype == "float16" and self.spec.is_gemma:
+            raise ValueError("EmbeddingGemma overflows in float16; use bfloat16 or float32")
+        self.dtype = getattr(torch, dtype)
+        started = time.perf_counter()
+        self.model = SentenceTransformer(
+            str(self.spec.path),
+            device=device,
+            local_files_only=True,
+            truncate_dim=settings.truncate_dim,
+            model_kwargs={"torch_dtype": self.dtype},
+        )
+        self.model.eval()
+        self.tokenizer = self.model.tokenizer
+        self.max_seq = min(settings.max_seq_tokens, self.model.max_seq_length or settings.max_seq_tokens)
+        self.dim = int(
+            settings.truncate_dim or self.model.get_embedding_dimension() or 0
+        )
+        self.model_id = self.spec.model_id
+        self._lock = threading.Lock()
+        self._torch = torch
+        log.info(
+            "embedding model loaded",
+            model=self.model_id,
+            device=device,
+            dtype=dtype,
+            dim=self.dim,
+            max_seq=self.max_seq,
+            seconds=round(time.perf_counter() - started, 2),
+        )
+
+    # prompts ---------------------------------------------------------------------------------
+    def document_inputs(self, texts: Sequence[str], titles: Sequence[str | None] | None) -> list[str]:
+        tmpl = self.spec.document_prompt
+        if tmpl == "{text}":
+            return list(texts)
+        titles = titles or [None] * len(texts)
+        return [tmpl.format(title=t or "none", text=x) for x, t in zip(texts, titles, strict=True)]
+
+    def query_inputs(self, texts: Sequence[str]) -> list[str]:
+        return [self.spec.query_prompt + t for t in texts]
+
+    # encoding --------------------------------------------------------------------------------
+    def encode(self, inputs: Sequence[str]) -> tuple[np.ndarray, EncodeStats]:
+        """Encode prompt-formatted inputs; rows come back in input order, L2-normalised."""
+        started = time.perf_counter()
+        n = len(inputs)
+        if n == 0:
+            return np.zeros((0, self.dim), dtype=np.float32), EncodeStats(0, 0, 0, 0, 0.0)
+        enc = self.tokenizer(
+            list(inputs),
+            truncation=True,
+            max_length=self.max_seq,
+            padding=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        ids: list[list[int]] = enc["input_ids"]
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
+        order = np.argsort(-lengths, kind="stable")  # longest first: OOM shows up on batch one
+        out = np.empty((n, self.dim), dtype=np.float32)
+        budget = self.settings.batch_size * min(self.max_seq, 128)  # tokens per batch
+        padded = batches = 0
+        torch = self._torch
+        with self._lock, torch.inference_mode():
+            i = 0
+            while i < n:
+                longest = int(lengths[order[i]])
+                size = max(1, min(self.settings.batch_size * 4, budget // max(longest, 1)))
+                idx = order[i : i + size]
+                batch = self.tokenizer.pad(
+                    {"input_ids": [ids[j] for j in idx]}, padding=True, return_tensors="pt"
+                )
+                features = {k: v.to(self.device) for k, v in batch.items()}
+                t0 = time.perf_counter()
+                emb = self.model.forward(features)["sentence_embedding"]
+                if self.settings.truncate_dim:
+                    emb = emb[:, : self.settings.truncate_dim]
+                emb = torch.nn.functional.normalize(emb.float(), p=2, dim=1)
+                out[idx] = emb.cpu().numpy()
+                metrics.EMBED_BATCH_SECONDS.observe(time.perf_counter() - t0)
+                padded += longest * len(idx)
+                batches += 1
+                i += size
+        tokens = int(lengths.sum())
+        metrics.CHUNKS_EMBEDDED.inc(n)
+        metrics.TOKENS_EMBEDDED.inc(tokens)
+        return out, EncodeStats(n, tokens, padded, batches, time.perf_counter() - started)

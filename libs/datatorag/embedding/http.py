@@ -1,0 +1,77 @@
+"""Embedder adapter that calls the embedder service over HTTP (production)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import httpx
+import numpy as np
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from datatorag.domain.errors import DependencyError, TransientError
+from datatorag.ports.embedder import Embedder
+
+_BATCH = 512  # texts per request; the service re-batches by tokens
+
+
+class HttpEmbedder(Embedder):
+    def __init__(self, base_url: str, *, timeout_s: float = 120.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s)
+        self.model_id = ""
+        self.dim = 0
+
+    async def connect(self) -> HttpEmbedder:
+        """Learn model id and dimension from the service (the index dimension follows the model)."""
+        try:
+            resp = await self._client.get("/v1/model")
+            resp.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise DependencyError("embedder", f"{self.base_url} unreachable: {exc}") from exc
+        info = resp.json()
+        self.model_id, self.dim = info["model"], int(info["dim"])
+        return self
+
+    async def _embed(self, kind: str, texts: Sequence[str], titles=None) -> np.ndarray:
+        if not self.dim:
+            await self.connect()
+        out = []
+        for i in range(0, len(texts), _BATCH):
+            body: dict = {"kind": kind, "texts": list(texts[i : i + _BATCH])}
+            if titles is not None:
+                body["titles"] = list(titles[i : i + _BATCH])
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(TransientError),
+                wait=wait_exponential_jitter(multiplier=0.2, max=5),
+                stop=stop_after_attempt(5),
+                reraise=True,
+            ):
+                with attempt:
+                    try:
+                        resp = await self._client.post("/v1/embed", json=body)
+                    except httpx.TransportError as exc:
+                        raise TransientError(f"embedder unreachable: {exc}") from exc
+                    if resp.status_code >= 500 or resp.status_code == 429:
+                        raise TransientError(f"embedder returned {resp.status_code}")
+                    resp.raise_for_status()
+            out.append(np.asarray(resp.json()["vectors"], dtype=np.float32))
+        if not out:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.concatenate(out)
+
+    async def embed_documents(self, texts, titles=None) -> np.ndarray:
+        return await self._embed("document", texts, titles)
+
+    async def embed_queries(self, texts) -> np.ndarray:
+        return await self._embed("query", texts)
+
+    async def check(self) -> None:
+        await self.connect()
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,167 @@
+"""The ``datatorag`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+
+from datatorag.config import Settings
+from datatorag.observability.log import configure
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="DatatoRAG: documents in, cited answers out.")
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _gateway_url(settings: Settings, url: str | None) -> str:
+    return url or f"http://{settings.gateway_host}:{settings.gateway_port}"
+
+
+def _api_key(settings: Settings, key: str | None) -> str:
+    return key or next(iter(settings.tenant_for_key()))
+
+
+@app.command()
+def up(
+    source: Annotated[Path | None, typer.Option(help="folder to ingest (default: the sample corpus)")] = None,
+    sync_interval: Annotated[float, typer.Option(help="seconds between syncs of each source")] = 60.0,
+) -> None:
+    """Run everything in one process on the embedded adapters and ingest the sample corpus."""
+    from datatorag.entrypoints.up import run_up
+    from datatorag.runtime import run_service
+
+    settings = _settings()
+    # The progress lines are the interface of `up`; logs only speak up for warnings unless asked.
+    import os
+
+    level = settings.log_level if "DATATORAG_LOG_LEVEL" in os.environ else "WARNING"
+    fmt = settings.log_format if "DATATORAG_LOG_FORMAT" in os.environ else (
+        "console" if sys.stderr.isatty() else "json")
+    configure(level, fmt)
+    run_service(run_up(settings, source_dir=source, sync_interval_s=sync_interval))
+
+
+@app.command()
+def serve(service: Annotated[str, typer.Argument(help="connector | parser | embedder | indexer | query-gateway")]) -> None:
+    """Run one service as a long-running worker."""
+    from datatorag.entrypoints.serve import run
+
+    run(service, _settings())
+
+
+@app.command()
+def query(
+    text: Annotated[str, typer.Argument(help="your question")],
+    k: Annotated[int, typer.Option(help="how many chunks")] = 5,
+    mode: Annotated[str, typer.Option(help="hybrid | knn | bm25")] = "hybrid",
+    url: Annotated[str | None, typer.Option(help="gateway URL")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="DATATORAG_API_KEY")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the raw response")] = False,
+) -> None:
+    """Ask the running gateway; prints the top chunks with citations."""
+    settings = _settings()
+    try:
+        resp = httpx.post(
+            f"{_gateway_url(settings, url)}/v1/search",
+            json={"query": text, "k": k, "mode": mode},
+            headers={"Authorization": f"Bearer {_api_key(settings, api_key)}"},
+            timeout=60,
+        )
+    except httpx.HTTPError as exc:
+        typer.echo(f"cannot reach the gateway: {exc} (is `datatorag up` running?)", err=True)
+        raise typer.Exit(2) from exc
+    if resp.status_code != 200:
+        typer.echo(f"error {resp.status_code}: {resp.text}", err=True)
+        raise typer.Exit(1)
+    body = resp.json()
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+        return
+    for n, hit in enumerate(body.get("hits", []), 1):
+        c = hit.get("citation", {})
+        ps, pe = c.get("page_start"), c.get("page_end")
+        pages = "" if ps is None else (f"p. {ps}" if ps == pe or pe is None else f"pp. {ps}-{pe}")
+        typer.echo(f"[{n}] {c.get('title') or c.get('path')}  {pages}  (score {hit.get('score', 0):.4f})")
+        typer.echo(f"    {c.get('path')}  doc {c.get('doc_id')} chunk {c.get('chunk_index')}")
+        snippet = " ".join(hit.get("text", "").split())
+        typer.echo(f"    {snippet[:300]}{'…' if len(snippet) > 300 else ''}\n")
+
+
+@app.command()
+def status(
+    state: Annotated[str | None, typer.Option("--status", help="FETCHED|PARSED|EMBEDDED|INDEXED|FAILED|DELETED|stalled")] = None,
+    tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Per-document state from the registry, with failure reasons."""
+    from datatorag.bootstrap.factory import make_registry
+    from datatorag.domain.models import DocumentStatus
+
+    settings = _settings()
+
+    async def run():
+        reg = make_registry(settings)
+        try:
+            if state == "stalled":
+                return await reg.stalled(settings.stalled_after_s, tenant=tenant)
+            st = DocumentStatus(state.upper()) if state else None
+            return await reg.find(tenant=tenant, status=st, limit=100_000)
+        finally:
+            await reg.close()
+
+    records = asyncio.run(run())
+    if as_json:
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        return
+    if not records:
+        typer.echo("no documents")
+        return
+    for r in sorted(records, key=lambda r: (r.tenant, r.path)):
+        extra = f"  {r.chunk_count} chunks" if r.chunk_count is not None else ""
+        reason = f"  reason: {r.reason}" if r.reason else ""
+        typer.echo(f"{r.status.value:9} {r.tenant}/{r.source}: {r.path}{extra}{reason}")
+
+
+@app.command()
+def sync(
+    source_id: Annotated[str, typer.Argument(help="source id from the sources file")],
+    url: Annotated[str | None, typer.Option(help="gateway URL")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="DATATORAG_API_KEY")] = None,
+) -> None:
+    """Ask the gateway to sync a source now."""
+    settings = _settings()
+    resp = httpx.post(f"{_gateway_url(settings, url)}/v1/sources/{source_id}/sync",
+                      headers={"Authorization": f"Bearer {_api_key(settings, api_key)}"}, timeout=30)
+    typer.echo(resp.text)
+    raise typer.Exit(0 if resp.status_code < 300 else 1)
+
+
+@app.command()
+def init() -> None:
+    """Create queues (with DLQs and redrive), bucket, table, index template and alias; idempotent."""
+    from datatorag.bootstrap.provisioning import provision
+
+    settings = _settings()
+    configure(settings.log_level, settings.log_format)
+    for line in asyncio.run(provision(settings)):
+        typer.echo(line)
+
+
+def main() -> None:
+    try:
+        app(prog_name="datatorag")
+    except KeyboardInterrupt:  # pragma: no cover
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""The connector service: every configured source on its schedule, plus the stall reaper.
+
+Sources come from the YAML file named by ``DATATORAG_SOURCES_FILE`` (see
+``libs/datatorag/connectors/config.py``). On-demand syncs arrive on the service's own HTTP port
+(``POST /internal/sources/{tenant}/{source_id}/sync``), which the gateway's
+``POST /v1/sources/{id}/sync`` calls with the tenant of the caller's API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import FastAPI, HTTPException
+
+from datatorag.bootstrap import Components, startup_check
+from datatorag.bootstrap.connector import SingletonReaper, build_scheduler
+from datatorag.config import Settings
+from datatorag.connectors.config import load_sources
+from datatorag.connectors.scheduler import Scheduler
+from datatorag.domain.errors import NotFound
+from datatorag.observability.log import get_logger
+from datatorag.runtime import (
+    UvicornServer,
+    add_health_routes,
+    freeze_heap,
+    install_stop_signals,
+)
+
+log = get_logger(__name__)
+
+
+def connector_app(scheduler: Scheduler) -> FastAPI:
+    app = FastAPI(title="DatatoRAG connector", docs_url=None, redoc_url=None)
+
+    @app.post("/internal/sources/{tenant}/{source_id}/sync", status_code=202)
+    async def sync(tenant: str, source_id: str) -> dict:
+        try:
+            return scheduler.trigger(tenant, source_id)
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from exc
+
+    @app.get("/internal/sources")
+    async def sources() -> list[dict]:
+        return scheduler.status()
+
+    return app
+
+
+async def serve_connector(settings: Settings) -> None:
+    if not settings.sources_file:
+        raise SystemExit("connector: set DATATORAG_SOURCES_FILE to a sources YAML file")
+    c = Components(settings)
+    config = load_sources(settings.sources_file)
+    scheduler = await build_scheduler(c, config)
+    reaper = SingletonReaper(c, interval_s=max(30.0, settings.stalled_after_s / 2))
+    await startup_check(c, "connector")
+    app = connector_app(scheduler)
+    add_health_routes(app, c.readiness)
+    http = UvicornServer(app, settings.gateway_host, settings.health_port or 9100)
+    await http.start()
+    await scheduler.start()
+    reaper.start()
+    freeze_heap()
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    log.info("connector started", sources=[f"{s['tenant']}/{s['source']}" for s in scheduler.status()])
+    await stop.wait()
+    await reaper.stop()
+    await scheduler.stop()
+    await http.stop()
+    await c.close()

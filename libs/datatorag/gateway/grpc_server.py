@@ -1,0 +1,258 @@
+"""The query gateway over gRPC (``proto/gateway.proto``): Search, Query, GetDocument.
+
+Same semantics as REST because both call ``QueryService`` and validate through the same pydantic
+request models. The tenant comes from the ``authorization: Bearer <key>`` or ``x-api-key``
+metadata. Failures map to status codes (``ApiError.status`` -> gRPC code) with the REST error
+code in the ``error-code`` trailing metadata; nothing internal leaks from an unexpected error.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import grpc
+import structlog
+from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import ValidationError
+
+from datatorag.domain.errors import DependencyError, NotFound, PermanentError, TransientError
+from datatorag.gateway.auth import ApiKeys, AuthError
+from datatorag.gateway.errors import ApiError, validation_details
+from datatorag.gateway.grpc_gen import gateway_pb2 as pb
+from datatorag.gateway.grpc_gen import gateway_pb2_grpc as pb_grpc
+from datatorag.gateway.metrics import observe
+from datatorag.gateway.schemas import (
+    ChunkOut,
+    DocumentDetail,
+    DocumentOut,
+    HitOut,
+    QueryRequest,
+    QueryResponse,
+    SearchRequest,
+    SearchResponse,
+)
+from datatorag.gateway.service import QueryService
+from datatorag.observability.log import get_logger
+from datatorag.retrieval.hybrid import Mode
+
+log = get_logger("gateway.grpc")
+
+T = TypeVar("T")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_MODE_IN = {pb.MODE_UNSPECIFIED: Mode.HYBRID, pb.MODE_HYBRID: Mode.HYBRID, pb.MODE_KNN: Mode.KNN,
+            pb.MODE_BM25: Mode.BM25}
+_MODE_OUT = {Mode.HYBRID: pb.MODE_HYBRID, Mode.KNN: pb.MODE_KNN, Mode.BM25: pb.MODE_BM25}
+_STATUS = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    413: grpc.StatusCode.INVALID_ARGUMENT,
+    422: grpc.StatusCode.INVALID_ARGUMENT,
+    501: grpc.StatusCode.UNIMPLEMENTED,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+# Request messages above this are refused by gRPC itself (RESOURCE_EXHAUSTED), like REST's 413.
+MAX_MESSAGE_BYTES = 1 << 20
+
+
+# ------------------------------------------------------------------------------ proto -> model
+
+
+def _ts(value: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(value if value.tzinfo else value.replace(tzinfo=UTC))
+    return ts
+
+
+def _filters(msg: pb.Filters) -> dict[str, Any] | None:
+    out: dict[str, Any] = {}
+    for name in ("sources", "doc_types", "doc_ids"):
+        values = list(getattr(msg, name))
+        if values:
+            out[name] = values
+    for name in ("updated_after", "updated_before"):
+        if msg.HasField(name):
+            out[name] = getattr(msg, name).ToDatetime(tzinfo=UTC)
+    return out or None
+
+
+def _common(msg: pb.SearchRequest | pb.QueryRequest) -> dict[str, Any]:
+    data: dict[str, Any] = {"query": msg.query, "mode": _MODE_IN.get(msg.mode, msg.mode)}
+    if msg.HasField("k"):
+        data["k"] = msg.k
+    if msg.HasField("filters"):
+        data["filters"] = _filters(msg.filters)
+    return data
+
+
+def search_request(msg: pb.SearchRequest) -> SearchRequest:
+    return SearchRequest.model_validate(_common(msg))
+
+
+def query_request(msg: pb.QueryRequest) -> QueryRequest:
+    data = _common(msg)
+    if msg.HasField("max_context_chars"):
+        data["max_context_chars"] = msg.max_context_chars
+    return QueryRequest.model_validate(data)
+
+
+# ------------------------------------------------------------------------------ model -> proto
+
+
+def _hit(h: HitOut) -> pb.Hit:
+    c = h.citation
+    return pb.Hit(
+        id=h.id, text=h.text, score=h.score, ranks=h.ranks, updated_at=_ts(h.updated_at),
+        citation=pb.Citation(
+            doc_id=c.doc_id, version=c.version, title=c.title, path=c.path, source=c.source,
+            section=c.section, doc_type=c.doc_type, page_start=c.page_start, page_end=c.page_end,
+            chunk_index=c.chunk_index, chunk_id=c.chunk_id,
+        ),
+    )
+
+
+def search_response(r: SearchResponse) -> pb.SearchResponse:
+    return pb.SearchResponse(
+        query=r.query, mode=_MODE_OUT[r.mode], k=r.k, took_ms=r.took_ms,
+        hits=[_hit(h) for h in r.hits],
+    )
+
+
+def query_response(r: QueryResponse) -> pb.QueryResponse:
+    return pb.QueryResponse(
+        query=r.query, mode=_MODE_OUT[r.mode], took_ms=r.took_ms, context=r.context,
+        truncated=r.truncated, hits=[_hit(h) for h in r.hits],
+        citations=[
+            pb.ContextCitation(
+                n=c.n, label=c.label, doc_id=c.doc_id, version=c.version, title=c.title,
+                path=c.path, source=c.source, pages=c.pages, page_start=c.page_start,
+                page_end=c.page_end, chunk_indexes=c.chunk_indexes, chunk_ids=c.chunk_ids,
+            )
+            for c in r.citations
+        ],
+    )
+
+
+def _document(d: DocumentOut) -> pb.Document:
+    data = d.model_dump(exclude={"created_at", "updated_at", "status"})
+    return pb.Document(
+        **data, status=d.status.value, created_at=_ts(d.created_at), updated_at=_ts(d.updated_at)
+    )
+
+
+def _chunk(c: ChunkOut) -> pb.Chunk:
+    return pb.Chunk(**c.model_dump(exclude={"updated_at"}), updated_at=_ts(c.updated_at))
+
+
+def document_detail(d: DocumentDetail) -> pb.DocumentDetail:
+    return pb.DocumentDetail(
+        document=_document(d.document), versions=[_document(v) for v in d.versions],
+        chunks=[_chunk(c) for c in d.chunks], searchable=d.searchable,
+    )
+
+
+# ------------------------------------------------------------------------------ the service
+
+
+class GatewayServicer(pb_grpc.QueryGatewayServicer):
+    def __init__(self, service: QueryService, keys: ApiKeys) -> None:
+        self.service = service
+        self.keys = keys
+
+    async def Search(self, request: pb.SearchRequest, context: grpc.aio.ServicerContext):
+        async def run(tenant: str) -> pb.SearchResponse:
+            return search_response(await self.service.search(tenant, search_request(request)))
+
+        return await self._call("Search", context, run)
+
+    async def Query(self, request: pb.QueryRequest, context: grpc.aio.ServicerContext):
+        async def run(tenant: str) -> pb.QueryResponse:
+            return query_response(await self.service.query(tenant, query_request(request)))
+
+        return await self._call("Query", context, run)
+
+    async def GetDocument(
+        self, request: pb.GetDocumentRequest, context: grpc.aio.ServicerContext
+    ):
+        async def run(tenant: str) -> pb.DocumentDetail:
+            doc_id = request.doc_id.strip()
+            if not doc_id or len(doc_id) > 512:
+                raise ApiError(422, "doc_id: must be 1 to 512 characters")
+            return document_detail(await self.service.document(tenant, doc_id))
+
+        return await self._call("GetDocument", context, run)
+
+    async def _call(
+        self, method: str, context: grpc.aio.ServicerContext, run: Callable[[str], Awaitable[T]]
+    ) -> T:
+        metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ())
+                    if isinstance(v, str)}
+        incoming = metadata.get("x-request-id", "")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        await context.send_initial_metadata((("x-request-id", request_id),))
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        code, message, error_code = grpc.StatusCode.OK, "", ""
+        tenant: str | None = None
+        try:
+            tenant = self.keys.resolve(metadata.get("authorization"), metadata.get("x-api-key"))
+            return await run(tenant)
+        except AuthError as exc:
+            code, message, error_code = grpc.StatusCode.UNAUTHENTICATED, exc.message, "unauthenticated"
+        except ValidationError as exc:
+            message, _ = validation_details(exc.errors())
+            code, error_code = grpc.StatusCode.INVALID_ARGUMENT, "validation_error"
+        except ApiError as exc:
+            code = _STATUS.get(exc.status, grpc.StatusCode.UNKNOWN)
+            message, error_code = exc.message, exc.code
+        except NotFound as exc:
+            code, message, error_code = grpc.StatusCode.NOT_FOUND, str(exc) or "not found", "not_found"
+        except PermanentError as exc:
+            code, message, error_code = grpc.StatusCode.INVALID_ARGUMENT, exc.reason, exc.code
+        except DependencyError as exc:
+            log.error("dependency failed", dependency=exc.dependency, detail=exc.detail)
+            code, error_code = grpc.StatusCode.UNAVAILABLE, "unavailable"
+            message = f"{exc.dependency} is unavailable; try again later"
+        except TransientError as exc:
+            log.warning("transient failure", error=str(exc))
+            code, error_code = grpc.StatusCode.UNAVAILABLE, "unavailable"
+            message = "a dependency is temporarily unavailable; try again later"
+        except Exception:
+            log.exception("unhandled error", method=method)
+            code, message, error_code = grpc.StatusCode.INTERNAL, "internal error", "internal_error"
+        finally:
+            elapsed = time.perf_counter() - started
+            observe(f"/grpc/{method}", "GRPC", code.name, elapsed)
+            log.info("request", method="GRPC", route=f"/grpc/{method}", status=code.name,
+                     duration_ms=round(elapsed * 1000, 2), tenant=tenant)
+            structlog.contextvars.reset_contextvars(**tokens)
+        await context.abort(
+            code, message, trailing_metadata=(("error-code", error_code), ("x-request-id", request_id))
+        )
+        raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+
+def create_grpc_server(
+    service: QueryService, keys: ApiKeys, address: str = "127.0.0.1:50051"
+) -> tuple[grpc.aio.Server, int]:
+    """A grpc.aio server (not started) bound to ``address``; returns it and the bound port."""
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.so_reuseport", 0),
+    ])
+    pb_grpc.add_QueryGatewayServicer_to_server(GatewayServicer(service, keys), server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot bind the gRPC server to {address}")
+    return server, port
+
+
+def grpc_server_for_app(app, address: str = "127.0.0.1:50051") -> tuple[grpc.aio.Server, int]:
+    """The gRPC server sharing a REST app's service (one query batcher, one set of adapters)."""
+    return create_grpc_server(app.state.service, app.state.api_keys, address)

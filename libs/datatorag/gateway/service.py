@@ -1,0 +1,126 @@
+"""What the gateway does, independent of transport: REST (``app.py``) and gRPC (``grpc_server.py``)
+call these same methods, so both have the same semantics and the same errors (``ApiError``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from datatorag.domain.errors import NotFound
+from datatorag.domain.models import DocumentStatus, SearchHit
+from datatorag.gateway.deps import GatewayDeps
+from datatorag.gateway.errors import ApiError
+from datatorag.gateway.schemas import (
+    Accepted,
+    ChunkOut,
+    DocumentDetail,
+    DocumentList,
+    DocumentOut,
+    HitOut,
+    QueryRequest,
+    QueryResponse,
+    SearchRequest,
+    SearchResponse,
+    StatusFilter,
+)
+from datatorag.ports import Embedder
+from datatorag.retrieval import hybrid
+from datatorag.retrieval.batching import QueryBatcher
+from datatorag.retrieval.context import build_context
+
+
+class QueryService:
+    def __init__(self, deps: GatewayDeps) -> None:
+        self.deps = deps
+        # concurrent queries share one forward pass (see datatorag.retrieval.batching)
+        self.embedder: Embedder = QueryBatcher(deps.embedder) if deps.batch_queries else deps.embedder
+        limit = deps.max_concurrent_index_queries
+        self.limiter = asyncio.Semaphore(limit) if limit else None
+
+    def _check_query(self, query: str) -> None:
+        limit = self.deps.max_query_chars
+        if len(query) > limit:
+            raise ApiError(
+                413, f"query is {len(query)} characters; the limit is {limit}", code="query_too_long"
+            )
+
+    async def _hits(self, tenant: str, req: SearchRequest) -> list[SearchHit]:
+        self._check_query(req.query)
+        return await hybrid.search(
+            self.deps.index,
+            self.embedder,
+            tenant,
+            req.query,
+            req.k,
+            req.filters.to_domain() if req.filters else None,
+            mode=req.mode,
+            limiter=self.limiter,
+        )
+
+    async def search(self, tenant: str, req: SearchRequest) -> SearchResponse:
+        started = time.perf_counter()
+        hits = await self._hits(tenant, req)
+        return SearchResponse(
+            query=req.query, mode=req.mode, k=req.k, took_ms=_ms(started),
+            hits=[HitOut.of(h) for h in hits],
+        )
+
+    async def query(self, tenant: str, req: QueryRequest) -> QueryResponse:
+        started = time.perf_counter()
+        hits = await self._hits(tenant, req)
+        ctx = build_context(hits, max_chars=req.max_context_chars)
+        return QueryResponse.of(req, hits, ctx, _ms(started))
+
+    async def document(self, tenant: str, doc_id: str) -> DocumentDetail:
+        registry = self.deps.registry
+        current = await registry.current(tenant, doc_id)
+        if current is None:  # also what another tenant's document looks like
+            raise ApiError(404, f"document {doc_id!r} not found")
+        versions = await registry.versions(tenant, doc_id)
+        chunks = await self.deps.index.get_chunks(tenant, doc_id)
+        return DocumentDetail(
+            document=DocumentOut.of(current),
+            versions=[DocumentOut.of(v) for v in versions],
+            chunks=[ChunkOut.of(c) for c in chunks],
+            searchable=current.status is DocumentStatus.INDEXED
+            and any(c.version == current.version for c in chunks),
+        )
+
+    async def documents(
+        self, tenant: str, status: StatusFilter | None, source: str | None, limit: int
+    ) -> DocumentList:
+        registry = self.deps.registry
+        if status is StatusFilter.STALLED:
+            records = await registry.stalled(self.deps.settings.stalled_after_s, tenant=tenant)
+            records = [r for r in records if source is None or r.source == source][:limit]
+        else:
+            records = await registry.find(
+                tenant=tenant,
+                status=DocumentStatus(status.value) if status else None,
+                source=source,
+                limit=limit,
+            )
+        return DocumentList(count=len(records), documents=[DocumentOut.of(r) for r in records])
+
+    async def sync(self, tenant: str, source_id: str) -> Accepted:
+        on_sync = self.deps.on_sync
+        if on_sync is None:
+            raise ApiError(501, "on-demand sync is not available on this gateway")
+        try:
+            detail = await on_sync(tenant, source_id)
+        except NotFound:
+            raise ApiError(404, f"source {source_id!r} not found") from None
+        return Accepted(detail={"source": source_id, **(detail or {})})
+
+    async def upload(
+        self, tenant: str, filename: str, data: bytes, content_type: str | None
+    ) -> Accepted:
+        on_upload = self.deps.on_upload
+        if on_upload is None:
+            raise ApiError(501, "document upload is not available on this gateway")
+        detail = await on_upload(tenant, filename, data, content_type)
+        return Accepted(detail=detail or {})
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

@@ -1,0 +1,110 @@
+"""Document parsing: bytes in, an ordered list of text/table/heading blocks out.
+
+``parse_document`` picks a reader by magic bytes, then extension, then content type. Bad input
+raises :class:`datatorag.domain.errors.PermanentError` with a human reason and a stable ``code``:
+``empty_file``, ``too_large``, ``pdf_corrupt``, ``pdf_encrypted``, ``pdf_no_text_layer``,
+``invalid_utf8``, ``unsupported_type``, ``docx_corrupt``, ``json_invalid``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from datatorag.domain.errors import PermanentError
+from datatorag.parsing import detect
+from datatorag.parsing.model import Block, ParsedDocument
+
+__all__ = ["ERROR_CODES", "Block", "ParsedDocument", "parse_document"]
+
+ERROR_CODES = (
+    "empty_file",
+    "too_large",
+    "pdf_corrupt",
+    "pdf_encrypted",
+    "pdf_no_text_layer",
+    "invalid_utf8",
+    "unsupported_type",
+    "docx_corrupt",
+    "json_invalid",
+)
+
+
+def parse_document(
+    data: bytes,
+    *,
+    filename: str,
+    content_type: str | None = None,
+    max_bytes: int | None = None,
+) -> ParsedDocument:
+    """Parse one document. Runs in the calling thread (PDF parses serialise on a lock)."""
+    if max_bytes is not None and len(data) > max_bytes:
+        raise PermanentError(
+            f"{filename!r} is {_size(len(data))} ({len(data):,} bytes), over the limit of "
+            f"{_size(max_bytes)} ({max_bytes:,} bytes)",
+            code="too_large",
+        )
+    if not data:
+        raise PermanentError(f"{filename!r} is empty (0 bytes)", code="empty_file")
+    doc_type = detect.detect_type(data, filename, content_type)
+    doc = _READERS[doc_type]()(data, filename)
+    if not doc.blocks:
+        raise PermanentError(
+            f"{filename!r} contains no text ({len(data):,} bytes of {doc_type} with nothing "
+            "readable in them)",
+            code="empty_file",
+        )
+    return doc
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _pdf() -> Callable[[bytes, str], ParsedDocument]:
+    from datatorag.parsing.pdf_reader import parse_pdf
+
+    return parse_pdf
+
+
+def _text() -> Callable[[bytes, str], ParsedDocument]:
+    from datatorag.parsing.text_reader import parse_text
+
+    return parse_text
+
+
+def _docx() -> Callable[[bytes, str], ParsedDocument]:
+    from datatorag.parsing.docx_reader import parse_docx
+
+    return parse_docx
+
+
+def _html() -> Callable[[bytes, str], ParsedDocument]:
+    from datatorag.parsing.html_reader import parse_html
+
+    return parse_html
+
+
+def _markdown() -> Callable[[bytes, str], ParsedDocument]:
+    from datatorag.parsing.markdown_reader import parse_markdown
+
+    return parse_markdown
+
+
+def _json() -> Callable[[bytes, str], ParsedDocument]:
+    from datatorag.parsing.json_reader import parse_json
+
+    return parse_json
+
+
+# readers import their libraries lazily: a text-only worker never loads PDFium or lxml
+_READERS: dict[str, Callable[[], Callable[[bytes, str], ParsedDocument]]] = {
+    detect.PDF: _pdf,
+    detect.TEXT: _text,
+    detect.DOCX: _docx,
+    detect.HTML: _html,
+    detect.MARKDOWN: _markdown,
+    detect.JSON: _json,
+}

@@ -1,0 +1,282 @@
+"""The three pipeline stages: parse, embed, index. Each is idempotent under redelivery.
+
+Ordering rule for every stage: write output to the blob store, send the next message, THEN
+advance the registry, then ack. A crash anywhere replays the message; the replay either skips
+(registry already advanced) or redoes work whose output is keyed deterministically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from datatorag.config import Settings
+from datatorag.domain.contracts import (
+    ChunksEmbedded,
+    ChunksReady,
+    DocumentDeleted,
+    DocumentFetched,
+    Message,
+)
+from datatorag.domain.errors import PermanentError
+from datatorag.domain.keys import chunks_key, records_key
+from datatorag.domain.models import ChunkRecord, DocumentRecord, DocumentStatus, utcnow
+from datatorag.observability import metrics
+from datatorag.observability.log import bound, get_logger
+from datatorag.pipeline.payloads import ChunkSet, DocumentMeta, EmbeddedChunkSet
+from datatorag.pipeline.worker import BatchHandler, Delivery, OneByOneHandler
+from datatorag.ports import BlobStore, Embedder, Queue, Registry, VectorIndex
+
+log = get_logger(__name__)
+
+
+@dataclass
+class StageDeps:
+    settings: Settings
+    registry: Registry
+    blobstore: BlobStore
+
+
+async def _record_give_up(registry: Registry, message: Message, reason: str) -> None:
+    version = getattr(message, "version", None)
+    if version:
+        await registry.fail(message.tenant, message.doc_id, version, reason, code="gave_up")
+
+
+def _should_skip(record: DocumentRecord | None, upto: DocumentStatus) -> str | None:
+    """Why a message for this version needs no work (None: do the work)."""
+    if record is None:
+        return "unknown version (registry has no record)"
+    if record.status in (DocumentStatus.FAILED, DocumentStatus.DELETED):
+        return f"version is {record.status.value}"
+    if record.status.rank >= upto.rank:
+        return f"already {record.status.value}"
+    return None
+
+
+async def _superseded(registry: Registry, record: DocumentRecord) -> bool:
+    """A newer version of the document exists: do not spend work on this one."""
+    current = await registry.current(record.tenant, record.doc_id)
+    if current is not None and current.version != record.version and current.seq > record.seq:
+        await registry.advance(
+            record.tenant, record.doc_id, record.version, DocumentStatus.DELETED,
+            reason=f"superseded by version {current.version}",
+        )
+        return True
+    return False
+
+
+class ParseStage(OneByOneHandler):
+    """DocumentFetched -> chunks in the blob store -> ChunksReady. Tombstones pass through."""
+
+    service = "parser"
+
+    def __init__(self, deps: StageDeps, out: Queue, index_queue: Queue, tokenizer, max_tokens: int) -> None:
+        self.deps = deps
+        self.out = out
+        self.index_queue = index_queue
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+        # pypdfium2 is not thread-safe: all parsing in this process happens on one thread.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse")
+
+    async def on_give_up(self, message: Message, reason: str) -> None:
+        await _record_give_up(self.deps.registry, message, reason)
+
+    async def handle(self, message: Message) -> None:
+        if isinstance(message, DocumentDeleted):
+            await self.index_queue.send(message.to_json())
+            return
+        if not isinstance(message, DocumentFetched):
+            raise PermanentError(f"parser cannot handle {message.type}", code="wrong_queue")
+        reg = self.deps.registry
+        record = await reg.get(message.tenant, message.doc_id, message.version)
+        if (why := _should_skip(record, DocumentStatus.PARSED)) is not None:
+            log.info("skip", why=why)
+            return
+        assert record is not None
+        if await _superseded(reg, record):
+            return
+        try:
+            data = await self.deps.blobstore.get(message.blob_key)
+            chunk_set = await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._parse, data, message
+            )
+        except PermanentError as exc:
+            await reg.fail(message.tenant, message.doc_id, message.version, exc.reason, code=exc.code)
+            metrics.DOCUMENTS.labels("FAILED").inc()
+            raise
+        key = chunks_key(message.tenant, message.doc_id, message.version)
+        await self.deps.blobstore.put(key, chunk_set.model_dump_json().encode(), content_type="application/json")
+        await self.out.send(
+            ChunksReady(
+                correlation_id=message.correlation_id, tenant=message.tenant, doc_id=message.doc_id,
+                version=message.version, chunks_key=key, chunk_count=len(chunk_set.chunks),
+            ).to_json()
+        )
+        await reg.advance(
+            message.tenant, message.doc_id, message.version, DocumentStatus.PARSED,
+            chunk_count=len(chunk_set.chunks), page_count=chunk_set.doc.page_count,
+            title=chunk_set.doc.title, doc_type=chunk_set.doc.doc_type,
+        )
+        metrics.DOCUMENTS.labels("PARSED").inc()
+        log.info("parsed", chunks=len(chunk_set.chunks), pages=chunk_set.doc.page_count)
+
+    def _parse(self, data: bytes, message: DocumentFetched) -> ChunkSet:
+        from datatorag.chunking import chunk_document
+        from datatorag.parsing import parse_document
+
+        settings = self.deps.settings
+        doc = parse_document(
+            data, filename=message.path, content_type=message.content_type,
+            max_bytes=settings.max_document_bytes,
+        )
+        if doc.page_count:
+            metrics.PAGES_PARSED.inc(doc.page_count)
+        chunks = chunk_document(
+            doc, self.tokenizer, max_tokens=self.max_tokens,
+            overlap_tokens=min(settings.chunking.overlap_tokens, self.max_tokens // 4),
+        )
+        if not chunks:
+            raise PermanentError("document has no extractable text", code="no_text")
+        title = doc.title or message.title
+        meta = DocumentMeta(title=title, doc_type=doc.doc_type, page_count=doc.page_count,
+                            source=message.source, path=message.path)
+        return ChunkSet(doc=meta, chunks=chunks)
+
+
+class EmbedStage(BatchHandler):
+    """ChunksReady (many messages) -> one length-sorted encode -> ChunksEmbedded per document."""
+
+    service = "embedder"
+
+    def __init__(self, deps: StageDeps, embedder: Embedder, out: Queue) -> None:
+        self.deps = deps
+        self.embedder = embedder
+        self.out = out
+
+    async def on_give_up(self, message: Message, reason: str) -> None:
+        await _record_give_up(self.deps.registry, message, reason)
+
+    async def handle_batch(self, deliveries: Sequence[Delivery]) -> list[BaseException | None]:
+        results: list[BaseException | None] = [None] * len(deliveries)
+        work: list[tuple[int, ChunksReady, ChunkSet]] = []
+        for i, d in enumerate(deliveries):
+            msg = d.message
+            with bound(tenant=msg.tenant, doc_id=msg.doc_id, correlation_id=msg.correlation_id):
+                try:
+                    if not isinstance(msg, ChunksReady):
+                        raise PermanentError(f"embedder cannot handle {msg.type}", code="wrong_queue")
+                    record = await self.deps.registry.get(msg.tenant, msg.doc_id, msg.version)
+                    if (why := _should_skip(record, DocumentStatus.EMBEDDED)) is not None:
+                        log.info("skip", why=why)
+                        continue
+                    raw = await self.deps.blobstore.get(msg.chunks_key)
+                    work.append((i, msg, ChunkSet.model_validate_json(raw)))
+                except Exception as exc:  # noqa: BLE001 - classified by the worker
+                    results[i] = exc
+        if not work:
+            return results
+        # One encode across all documents: the engine sorts every chunk by length.
+        texts = [c.text for _, _, cs in work for c in cs.chunks]
+        titles = [cs.doc.title for _, _, cs in work for _ in cs.chunks]
+        try:
+            vectors = await self.embedder.embed_documents(texts, titles)
+        except Exception as exc:  # noqa: BLE001 - the whole batch retries
+            for i, _, _ in work:
+                results[i] = exc
+            return results
+        offset = 0
+        for i, msg, cs in work:
+            n = len(cs.chunks)
+            try:
+                await self._emit(msg, cs, vectors[offset : offset + n])
+            except Exception as exc:  # noqa: BLE001
+                results[i] = exc
+            offset += n
+        return results
+
+    async def _emit(self, msg: ChunksReady, cs: ChunkSet, vectors) -> None:
+        key = records_key(msg.tenant, msg.doc_id, msg.version, self.embedder.model_id)
+        payload = EmbeddedChunkSet.build(cs, vectors, self.embedder.model_id)
+        await self.deps.blobstore.put(key, payload.model_dump_json().encode(), content_type="application/json")
+        await self.out.send(
+            ChunksEmbedded(
+                correlation_id=msg.correlation_id, tenant=msg.tenant, doc_id=msg.doc_id,
+                version=msg.version, records_key=key, chunk_count=len(cs.chunks),
+                model_id=self.embedder.model_id, dim=payload.dim,
+            ).to_json()
+        )
+        await self.deps.registry.advance(msg.tenant, msg.doc_id, msg.version, DocumentStatus.EMBEDDED)
+        metrics.DOCUMENTS.labels("EMBEDDED").inc()
+
+
+class IndexStage(OneByOneHandler):
+    """ChunksEmbedded -> bulk upsert (deterministic ids) -> drop older versions -> INDEXED."""
+
+    service = "indexer"
+
+    def __init__(self, deps: StageDeps, index: VectorIndex) -> None:
+        self.deps = deps
+        self.index = index
+
+    async def on_give_up(self, message: Message, reason: str) -> None:
+        await _record_give_up(self.deps.registry, message, reason)
+
+    async def handle(self, message: Message) -> None:
+        if isinstance(message, DocumentDeleted):
+            await self._delete(message)
+            return
+        if not isinstance(message, ChunksEmbedded):
+            raise PermanentError(f"indexer cannot handle {message.type}", code="wrong_queue")
+        reg = self.deps.registry
+        record = await reg.get(message.tenant, message.doc_id, message.version)
+        if (why := _should_skip(record, DocumentStatus.INDEXED)) is not None:
+            log.info("skip", why=why)
+            return
+        assert record is not None
+        if await _superseded(reg, record):
+            return
+        if message.dim != self.index.dim:
+            raise PermanentError(
+                f"vector dimension {message.dim} from model {message.model_id} does not match the "
+                f"index dimension {self.index.dim}", code="dimension_mismatch",
+            )
+        payload = EmbeddedChunkSet.model_validate_json(await self.deps.blobstore.get(message.records_key))
+        vectors = payload.vectors()
+        now = utcnow()
+        records = [
+            ChunkRecord(
+                id=ChunkRecord.make_id(message.doc_id, message.version, c.index),
+                tenant=message.tenant, doc_id=message.doc_id, version=message.version,
+                chunk_index=c.index, text=c.text, title=c.title or payload.doc.title,
+                section=c.section, page_start=c.page_start, page_end=c.page_end,
+                source=payload.doc.source, path=payload.doc.path, doc_type=payload.doc.doc_type,
+                updated_at=now, vector=vectors[j].tolist(),
+            )
+            for j, c in enumerate(payload.chunks)
+        ]
+        await self.index.upsert(records)
+        metrics.CHUNKS_INDEXED.inc(len(records))
+        if await _superseded(reg, record):  # a newer version landed while we wrote
+            await self.index.delete_document(message.tenant, message.doc_id,
+                                             keep_version=(await reg.current(message.tenant, message.doc_id)).version)
+            return
+        removed = await self.index.delete_document(message.tenant, message.doc_id, keep_version=message.version)
+        await reg.advance(message.tenant, message.doc_id, message.version, DocumentStatus.INDEXED,
+                          chunk_count=len(records))
+        metrics.DOCUMENTS.labels("INDEXED").inc()
+        log.info("indexed", chunks=len(records), stale_chunks_removed=removed)
+
+    async def _delete(self, message: DocumentDeleted) -> None:
+        removed = await self.index.delete_document(message.tenant, message.doc_id)
+        current = await self.deps.registry.current(message.tenant, message.doc_id)
+        if current is not None:
+            await self.deps.registry.advance(
+                message.tenant, message.doc_id, current.version, DocumentStatus.DELETED,
+                reason=f"removed from source {message.source}: {message.path}",
+            )
+        metrics.DOCUMENTS.labels("DELETED").inc()
+        log.info("document deleted", chunks_removed=removed)

@@ -1,0 +1,19 @@
+"""Ports: one interface per external system. Embedded and production adapters implement them,
+and ``tests/conformance`` holds one suite per port that every adapter must pass."""
+
+from datatorag.ports.blobstore import BlobInfo, BlobStore
+from datatorag.ports.embedder import Embedder
+from datatorag.ports.queue import Queue, QueueMessage
+from datatorag.ports.registry import Registry, SyncRun
+from datatorag.ports.vector_index import VectorIndex
+
+__all__ = [
+    "BlobInfo",
+    "BlobStore",
+    "Embedder",
+    "Queue",
+    "QueueMessage",
+    "Registry",
+    "SyncRun",
+    "VectorIndex",
+]

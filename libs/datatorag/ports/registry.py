@@ -1,0 +1,118 @@
+"""Document registry port: one record per document version, plus connector leases and sync runs."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from datatorag.domain.models import DocumentRecord, DocumentStatus, utcnow
+
+# What ``advance`` may set besides the status: identity, ordering and timestamps are the registry's.
+ADVANCE_FIELDS = frozenset(DocumentRecord.model_fields) - {
+    "tenant", "doc_id", "version", "seq", "status", "created_at", "updated_at",
+}  # fmt: skip
+
+
+def check_advance_fields(fields: dict[str, object]) -> None:
+    """Every adapter refuses the same unknown fields with the same message."""
+    unknown = set(fields) - ADVANCE_FIELDS
+    if unknown:
+        raise ValueError(f"advance cannot set {sorted(unknown)}; allowed: {sorted(ADVANCE_FIELDS)}")
+
+
+class SyncRun(BaseModel):
+    tenant: str
+    source: str
+    run_id: str
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    status: str = "running"  # running | ok | failed
+    error: str | None = None
+    counts: dict[str, int] = Field(default_factory=dict)  # new/changed/unchanged/deleted/failed
+
+
+class Registry(abc.ABC):
+    """Contract (``tests/conformance/test_registry.py``):
+
+    * ``put_version`` stores a new version (status FETCHED) and makes it the document's current
+      version unless a version with a higher ``seq`` is already current. Storing an existing
+      (tenant, doc_id, version) again is a no-op that returns False.
+    * ``advance`` moves one version's status forward only (``DocumentStatus.rank``): a late or
+      duplicate message can never move INDEXED back to PARSED nor revive FAILED/DELETED. It
+      returns False, changing nothing, when the move is not forward or the version is unknown.
+      Extra ``fields`` (chunk_count, page_count, title, doc_type, reason, error_code) are set with it.
+    * ``fail`` is ``advance(..., FAILED, reason=...)``.
+    * ``current`` returns the current version's record; ``get`` one version's.
+    * ``find`` lists records (current versions only unless ``all_versions``), filtered by tenant,
+      status and source, newest ``updated_at`` first.
+    * ``stalled`` lists current versions in a non-final status not updated for ``older_than_s``.
+    * Leases: ``acquire_lease`` succeeds when the lease is free, expired or already held by
+      ``owner`` (renewal); ``release_lease`` frees it only for its owner.
+    """
+
+    @abc.abstractmethod
+    async def put_version(self, record: DocumentRecord) -> bool: ...
+
+    @abc.abstractmethod
+    async def advance(
+        self,
+        tenant: str,
+        doc_id: str,
+        version: str,
+        status: DocumentStatus,
+        **fields: object,
+    ) -> bool: ...
+
+    async def fail(
+        self, tenant: str, doc_id: str, version: str, reason: str, *, code: str = "permanent"
+    ) -> bool:
+        return await self.advance(
+            tenant, doc_id, version, DocumentStatus.FAILED, reason=reason, error_code=code
+        )
+
+    @abc.abstractmethod
+    async def get(self, tenant: str, doc_id: str, version: str) -> DocumentRecord | None: ...
+
+    @abc.abstractmethod
+    async def current(self, tenant: str, doc_id: str) -> DocumentRecord | None: ...
+
+    @abc.abstractmethod
+    async def versions(self, tenant: str, doc_id: str) -> list[DocumentRecord]:
+        """All versions of a document, newest ``seq`` first."""
+
+    @abc.abstractmethod
+    async def find(
+        self,
+        *,
+        tenant: str | None = None,
+        status: DocumentStatus | Sequence[DocumentStatus] | None = None,
+        source: str | None = None,
+        all_versions: bool = False,
+        limit: int = 1000,
+    ) -> list[DocumentRecord]: ...
+
+    @abc.abstractmethod
+    async def stalled(self, older_than_s: float, *, tenant: str | None = None) -> list[DocumentRecord]: ...
+
+    @abc.abstractmethod
+    async def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool: ...
+
+    @abc.abstractmethod
+    async def release_lease(self, name: str, owner: str) -> None: ...
+
+    @abc.abstractmethod
+    async def record_sync_run(self, run: SyncRun) -> None:
+        """Insert or replace the run (keyed by tenant, source, run_id)."""
+
+    @abc.abstractmethod
+    async def sync_runs(self, tenant: str, source: str, limit: int = 20) -> list[SyncRun]:
+        """Newest first."""
+
+    @abc.abstractmethod
+    async def check(self) -> None: ...
+
+    async def close(self) -> None:
+        pass

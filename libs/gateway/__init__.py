@@ -1,5 +1,0 @@
-"""The query gateway: REST (FastAPI) and gRPC over one transport-independent service."""
-
-from libs.gateway.app import GatewayDeps, create_app
-
-__all__ = ["GatewayDeps", "create_app"]

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from datatorag.adapters.aws.dynamodb_registry import DynamoDbRegistry
 from datatorag.adapters.aws.provision import ensure_bucket, ensure_queue, ensure_table
 from datatorag.adapters.aws.s3_blobstore import S3BlobStore

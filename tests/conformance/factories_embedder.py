@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+
 from datatorag.config import EmbeddingSettings
 from datatorag.embedding.http import HttpEmbedder
 from datatorag.embedding.local import LocalEmbedder
@@ -52,6 +53,8 @@ class _ServedHttpEmbedder(HttpEmbedder):
 
 async def make_http_embedder(request: pytest.FixtureRequest, tmp_path) -> HttpEmbedder:
     port = _free_port()
-    server = UvicornServer(create_embed_app(_Unclosable(shared_local_embedder()), 2.0), "127.0.0.1", port)
+    server = UvicornServer(
+        create_embed_app(_Unclosable(shared_local_embedder()), 2.0), "127.0.0.1", port
+    )
     await server.start()
     return await _ServedHttpEmbedder(server, f"http://127.0.0.1:{port}").connect()

@@ -8,11 +8,13 @@ a node this session started is stopped anyway).
 
 from __future__ import annotations
 
+import contextlib
 import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
+
 from datatorag.adapters.opensearch import OpenSearchIndex
 from datatorag.config import OpenSearchSettings
 from datatorag.ports import VectorIndex
@@ -26,10 +28,9 @@ _registered: set[str] = set()
 def _drop_everything(url: str, index: OpenSearchIndex) -> None:
     for path in (f"/{index.pattern_base}*", f"/_index_template/{index.template_name}"):
         request = urllib.request.Request(f"{url}{path}", method="DELETE")
-        try:
+        # OSError: the node is gone (it was this session's) or never got the index
+        with contextlib.suppress(OSError):
             urllib.request.urlopen(request, timeout=10).close()
-        except OSError:
-            pass  # the node is gone (it was this session's) or never got the index
 
 
 async def make_vector_index(request: pytest.FixtureRequest, tmp_path: Path) -> VectorIndex:

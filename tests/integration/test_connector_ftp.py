@@ -5,6 +5,7 @@ the per-server connection limit; an incremental sync that downloads nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import socket
@@ -14,14 +15,14 @@ from pathlib import Path
 
 import asyncssh
 import pytest
+from pydantic import SecretStr
+
 from datatorag.connectors.base import Source
 from datatorag.connectors.fairness import server_limit
 from datatorag.connectors.ftp import FtpSettings, FtpSource
 from datatorag.connectors.retry import Backoff
 from datatorag.connectors.sftp import SftpSettings, SftpSource
 from datatorag.domain.models import DocumentStatus
-from pydantic import SecretStr
-
 from tests.fakes.connector_env import ConnectorEnv
 from tests.servers.ftp import FileServer
 
@@ -265,12 +266,8 @@ async def test_sftp_key_auth(env: ConnectorEnv, sftp_server: FileServer) -> None
     root = sftp_server.tree()
     write(root, "a.txt", b"key auth")
     assert sftp_server.client_key
-    src = make_source(
-        sftp_server,
-        root,
-        password=None,
-        private_key=SecretStr(Path(sftp_server.client_key).read_text()),
-    )
+    client_key = await asyncio.to_thread(Path(sftp_server.client_key).read_text)
+    src = make_source(sftp_server, root, password=None, private_key=SecretStr(client_key))
     run = await env.sync(src)
     assert run.status == "ok" and await env.flow() == [("fetched", "a.txt")]
     await src.close()

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
+
 from datatorag.connectors.rippling import RipplingSettings, RipplingSource
 from datatorag.connectors.workday import Report, Resource, WorkdaySettings, WorkdaySource
 from datatorag.domain.keys import doc_id_for
-from pydantic import SecretStr
-
 from tests.fakes.connector_env import ConnectorEnv
 from tests.fakes.rippling import FakeRippling
 from tests.fakes.workday import FakeWorkday

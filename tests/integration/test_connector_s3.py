@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from datatorag.connectors.s3 import S3Settings, S3Source
 from datatorag.connectors.secrets import SecretError, SecretResolver
-
 from tests.fakes.connector_env import ConnectorEnv
 
 pytestmark = [pytest.mark.aws, pytest.mark.timeout(90)]
@@ -34,7 +34,10 @@ async def test_landing_zone_incremental(env: ConnectorEnv, aws) -> None:  # type
     s3 = await aws.client("s3")
     bucket = f"landing-{uuid.uuid4().hex[:10]}"
     await s3.create_bucket(Bucket=bucket)
-    put = lambda key, body: s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+    async def put(key: str, body: bytes) -> None:
+        await s3.put_object(Bucket=bucket, Key=key, Body=body)
+
     await put("incoming/acme/policies/leave.pdf", b"%PDF-1.4 leave")
     await put("incoming/acme/handbook.docx", b"PK docx bytes")
     await put("incoming/acme/folder/", b"")  # a folder marker, not a document

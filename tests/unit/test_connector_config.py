@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from datatorag.connectors.builder import BrokenSource, build_schedules
 from datatorag.connectors.config import ConfigError, load_sources, parse_sources
 from datatorag.connectors.folder import FolderSource
@@ -85,7 +86,8 @@ def test_invalid_sources_say_where_and_why(snippet: str, message: str) -> None:
 def test_duplicate_ids_and_bad_yaml() -> None:
     with pytest.raises(ConfigError, match="used twice"):
         parse_sources(
-            "tenants: {a: {sources: [{id: x, type: folder, path: /a}, {id: x, type: folder, path: /b}]}}"
+            "tenants: {a: {sources: [{id: x, type: folder, path: /a}, "
+            "{id: x, type: folder, path: /b}]}}"
         )
     with pytest.raises(ConfigError, match="not valid YAML"):
         parse_sources("tenants: [unclosed")
@@ -101,7 +103,7 @@ async def test_secret_references(tmp_path: Path) -> None:
     value = await resolver.resolve(f"file:{secret_file}")
     assert value.get_secret_value() == "from-a-file"
     assert "from-a-file" not in repr(value) and "from-a-file" not in str(value)
-    with pytest.raises(SecretError, match="MISSING.*not set"):
+    with pytest.raises(SecretError, match=r"MISSING.*not set"):
         await resolver.resolve("env:MISSING")
     with pytest.raises(SecretError, match="cannot read"):
         await resolver.resolve(f"file:{tmp_path}/nope")

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from datatorag.adapters.embedded.local_blobstore import LocalBlobStore
 from datatorag.adapters.embedded.sqlite_queue import SqliteQueue
 from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry

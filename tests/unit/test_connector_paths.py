@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from datatorag.connectors.paths import UnsafePath, check_path, display_path, matches
 
 

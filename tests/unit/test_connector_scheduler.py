@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from datatorag.adapters.embedded.local_blobstore import LocalBlobStore
 from datatorag.adapters.embedded.sqlite_queue import SqliteQueue
 from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
@@ -39,13 +40,17 @@ class SlowSource(Source):
 
     kind = "slow"
 
-    def __init__(self, id: str, n: int, delay_s: float, max_concurrency: int = 2) -> None:
+    def __init__(
+        self, id: str, n: int, delay_s: float, max_concurrency: int = 2, busy_after: int = 20
+    ) -> None:
         super().__init__(id, "acme", max_concurrency=max_concurrency)
         self.n = n
         self.delay_s = delay_s
         self.active = 0
         self.peak = 0
         self.fetched = 0
+        self.busy_after = busy_after
+        self.busy = asyncio.Event()  # set once ``busy_after`` entries were fetched
 
     async def list(self):
         for i in range(self.n):
@@ -57,6 +62,8 @@ class SlowSource(Source):
         try:
             await asyncio.sleep(self.delay_s)
             self.fetched += 1
+            if self.fetched >= self.busy_after:
+                self.busy.set()
             yield entry.path.encode()
         finally:
             self.active -= 1
@@ -130,8 +137,7 @@ async def test_small_source_not_starved_by_big_initial_sync(parts: dict) -> None
     sched = Scheduler(**parts, initial_delay=False, fetch_slots=4)
     sched.add(ScheduledSource(big, interval_s=3600, jitter_s=0))
     async with sched:
-        while big.fetched < 20:
-            await asyncio.sleep(0.01)
+        await big.busy.wait()  # 20 entries fetched: the big sync is under way
         sched.add(ScheduledSource(small, interval_s=3600, jitter_s=0))
         for _ in range(200):
             if small.fetched:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
+
 from datatorag.adapters.embedded.local_blobstore import LocalBlobStore
 from datatorag.adapters.embedded.sqlite_queue import SqliteQueue
 from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
@@ -20,11 +22,11 @@ from datatorag.config import Settings
 from datatorag.connectors.base import Source, SourceEntry, SourceUnavailable
 from datatorag.connectors.cursor import BlobCursorStore
 from datatorag.connectors.folder import FolderSource
-from datatorag.connectors.sync import SyncInProgress, SyncOptions, lease_name, sync_source
+from datatorag.connectors.lease import SyncInProgress, lease_name
+from datatorag.connectors.sync import SyncOptions, sync_source
 from datatorag.domain.contracts import DocumentDeleted, DocumentFetched, parse_message
 from datatorag.domain.keys import doc_id_for, raw_key
 from datatorag.domain.models import DocumentStatus
-from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -425,7 +427,7 @@ async def test_reverted_and_restored_content_becomes_current_again(env: Env) -> 
 
 async def test_outbox_close_never_drops_a_batch_that_is_being_sent(env: Env) -> None:
     """close() arriving while the flush timer is mid-send must not cancel that send."""
-    from datatorag.connectors.sync import _Outbox
+    from datatorag.connectors.outbox import Outbox
 
     class SlowQueue:
         def __getattr__(self, name: str):
@@ -435,11 +437,18 @@ async def test_outbox_close_never_drops_a_batch_that_is_being_sent(env: Env) -> 
             await asyncio.sleep(0.2)  # the timer's flush is in here when close() comes
             return await env.queue.send_batch(bodies)
 
-    outbox = _Outbox(SlowQueue(), max_wait_s=0.01)  # type: ignore[arg-type]
+    outbox = Outbox(SlowQueue(), max_wait_s=0.01)  # type: ignore[arg-type]
     bodies = [
         DocumentFetched(
-            tenant="acme", doc_id=f"d{i}", version="v1", seq=1, source="docs", path=f"{i}.txt",
-            blob_key=f"raw/{i}", content_hash="h", size=1,
+            tenant="acme",
+            doc_id=f"d{i}",
+            version="v1",
+            seq=1,
+            source="docs",
+            path=f"{i}.txt",
+            blob_key=f"raw/{i}",
+            content_hash="h",
+            size=1,
         ).to_json()
         for i in range(3)
     ]

@@ -14,8 +14,8 @@ Wiring (the connector service, the gateway and the CLI)::
     await scheduler.sync_now(tenant, source_id)   # CLI: runs one sync, returns the SyncRun
     await registry.sync_runs(tenant, source_id)   # recorded runs with their counts
 
-Uploads (``POST /v1/documents``): ``datatorag.connectors.landing`` (``FolderLanding``/``S3Landing``);
-S3 event notifications: ``datatorag.connectors.s3_events.pump_s3_events``.
+Uploads (``POST /v1/documents``): ``datatorag.connectors.landing`` (``FolderLanding``,
+``S3Landing``); S3 event notifications: ``datatorag.connectors.s3_events.pump_s3_events``.
 """
 
 from datatorag.connectors.base import (

@@ -6,18 +6,21 @@ registry, the blob store or the queue: ``datatorag.connectors.sync`` does the re
 
 Paths are source-relative POSIX paths ("dir/file.pdf"). A source yields entries exactly as the
 server names them, hostile ones included (``..``, NUL, non-UTF-8 decoded with ``surrogateescape``);
-the sync engine checks every path with ``datatorag.connectors.paths.check_path`` and records a bad one
-as a failed document, so a source never has to decide what is safe.
+the sync engine checks every path with ``datatorag.connectors.paths.check_path`` and records a bad
+one as a failed document, so a source never has to decide what is safe.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Self
+from typing import Protocol, Self, TypeVar, runtime_checkable
 
 from datatorag.domain.errors import PermanentError, TransientError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +125,7 @@ class Source(abc.ABC):
         async for _ in self.list():
             break
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional: not every source holds connections
         """Release connections; optional."""
 
     async def __aenter__(self) -> Self:
@@ -143,6 +146,28 @@ def unsafe_directory(rel: str) -> SourceEntry | None:
     try:
         check_path(rel)
     except UnsafePath as exc:
-        return SourceEntry(path=rel, size=None, mtime=None, error_code=exc.code,
-                           error=f"directory not descended into: {exc.reason}")
+        return SourceEntry(
+            path=rel,
+            size=None,
+            mtime=None,
+            error_code=exc.code,
+            error=f"directory not descended into: {exc.reason}",
+        )
     return None
+
+
+@runtime_checkable
+class _SupportsAclose(Protocol):
+    async def aclose(self) -> None: ...
+
+
+@asynccontextmanager
+async def closing_stream(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """``contextlib.aclosing`` for what ``Source.list``/``Source.fetch`` return: an async
+    generator in practice (its ``aclose`` runs at the end, so a stream abandoned part-way releases
+    its connection at once), typed as the async iterator the interface promises."""
+    try:
+        yield stream
+    finally:
+        if isinstance(stream, _SupportsAclose):
+            await stream.aclose()

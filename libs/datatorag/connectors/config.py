@@ -15,9 +15,9 @@ tenants:
         root: /outbound
 ```
 
-Every credential field takes only a reference (``datatorag.connectors.secrets``); a literal secret is a
-validation error, so secrets never sit in the file and never reach logs. Unknown keys are errors
-too (a typo must not silently fall back to a default).
+Every credential field takes only a reference (``datatorag.connectors.secrets``); a literal secret
+is a validation error, so secrets never sit in the file and never reach logs. Unknown keys are
+errors too (a typo must not silently fall back to a default).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ every slot either.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator
@@ -69,16 +70,12 @@ class FairLimiter:
         queue = self._waiters.get(key)
         if queue is None:
             return
-        try:
+        with contextlib.suppress(ValueError):
             queue.remove(fut)
-        except ValueError:
-            pass
         if not queue:
             del self._waiters[key]
-            try:
+            with contextlib.suppress(ValueError):
                 self._rotation.remove(key)
-            except ValueError:
-                pass
 
     def _wake(self) -> None:
         while self._free > 0 and self._rotation:

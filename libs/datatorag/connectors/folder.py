@@ -93,7 +93,8 @@ class FolderSource(Source):
             for name, is_dir, size, mtime in sorted(items):
                 if is_dir:
                     if self.follow_symlinks:  # guard against link cycles
-                        real = os.path.realpath(os.path.join(os.fsencode(self.root), name))
+                        full = os.path.join(os.fsencode(self.root), name)
+                        real = await asyncio.to_thread(os.path.realpath, full)
                         if real in seen_dirs:
                             continue
                         seen_dirs.add(real)

@@ -20,9 +20,10 @@ import calendar
 import codecs
 import ssl
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
@@ -36,10 +37,11 @@ from datatorag.connectors.base import (
     SourceUnavailable,
     unsafe_directory,
 )
+from datatorag.connectors.downloads import resumable_download
 from datatorag.connectors.fairness import server_limit
 from datatorag.connectors.paths import check_path, display_path, join, matches
 from datatorag.connectors.retry import Backoff, is_network_error
-from datatorag.domain.errors import PermanentError, TransientError
+from datatorag.domain.errors import PermanentError
 from datatorag.observability.log import get_logger
 
 log = get_logger("connector.ftp")
@@ -110,7 +112,7 @@ class _CountingClient(aioftp.Client):
         super().__init__(**kwargs)
         self._stats = stats
 
-    async def command(self, command: str | None = None, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    async def command(self, command: str | None = None, *args: Any, **kwargs: Any) -> Any:
         if command:
             self._stats[command.split(" ", 1)[0].upper()] += 1
         return await super().command(command, *args, **kwargs)
@@ -282,8 +284,8 @@ class FtpSource(Source):
             name = str(name_path)
             if " -> " in name and info.get("type") == "link":
                 name = name.split(" -> ", 1)[0]
-            facts = {"size": str(info.get("size", "")), "modify": str(info.get("modify", ""))}
-            return name, str(info.get("type", "")), facts
+            size, modify = str(info.get("size", "")), str(info.get("modify", ""))
+            return name, str(info.get("type", "")), {"size": size, "modify": modify}
         text = line.decode(_CODEC).rstrip("\r\n")
         facts_part, sep, name = text.partition(" ")
         if not sep or not name or "=" not in facts_part:
@@ -302,7 +304,7 @@ class FtpSource(Source):
             try:
                 async with self._client() as client:
                     lines = await self.settings.backoff.call(
-                        lambda c=client, r=remote: self._list_dir(c, r), is_network_error
+                        partial(self._list_dir, client, remote), is_network_error
                     )
                     parsed = []
                     for line in lines:
@@ -365,48 +367,42 @@ class FtpSource(Source):
     async def fetch(self, entry: SourceEntry) -> AsyncIterator[bytes]:
         check_path(entry.path)
         remote = join(self.root, entry.path)
-        received = 0
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                async with self._client() as client:
-                    stream = await client.download_stream(remote, offset=received)
-                    try:
-                        async for block in stream.iter_by_block(_CHUNK):
-                            received += len(block)
-                            yield block
-                    except BaseException:
-                        stream.close()
-                        raise
-                    await stream.finish()
-                return
-            except aioftp.StatusCodeError as exc:
-                code = _status(exc)
-                if code.startswith("5"):
-                    reason = " ".join(exc.info).strip()
-                    if code == "550":
-                        raise PermanentError(
-                            f"{entry.path}: {code} {reason}", code="vanished"
-                        ) from exc
-                    raise PermanentError(
-                        f"{entry.path}: {code} {reason}", code="ftp_error"
-                    ) from exc
-                failure: BaseException = exc
-            except (SourceAuthError, SourceUnavailable):
-                raise
-            except (TimeoutError, OSError) as exc:
-                failure = exc
-            if attempt >= self.settings.backoff.attempts:
-                raise TransientError(
-                    f"download of {entry.path} failed after {attempt} attempts at byte {received}: "
-                    f"{type(failure).__name__}: {failure}"
-                ) from failure
-            self.stats["resumes"] += 1
-            log.info(
-                "ftp_resume", source=self.id, path=entry.path, offset=received, attempt=attempt
-            )
-            await asyncio.sleep(self.settings.backoff.delay(attempt))
+
+        def resumed(offset: int, attempt: int) -> None:
+            log.info("ftp_resume", source=self.id, path=entry.path, offset=offset, attempt=attempt)
+
+        download = resumable_download(
+            partial(self._read_from, remote, entry.path),
+            path=entry.path,
+            backoff=self.settings.backoff,
+            retry_on=(aioftp.StatusCodeError, TimeoutError, OSError),  # a 5xx: PermanentError
+            stats=self.stats,
+            on_resume=resumed,
+        )
+        async with aclosing(download) as blocks:
+            async for block in blocks:
+                yield block
+
+    async def _read_from(self, remote: str, path: str, offset: int) -> AsyncGenerator[bytes, None]:
+        """``RETR`` of ``remote`` from ``offset`` on (``REST``) over a pooled connection."""
+        try:
+            async with self._client() as client:
+                stream = await client.download_stream(remote, offset=offset)
+                try:
+                    async for block in stream.iter_by_block(_CHUNK):
+                        yield block
+                except BaseException:
+                    stream.close()
+                    raise
+                await stream.finish()
+        except aioftp.StatusCodeError as exc:
+            code = _status(exc)
+            if code.startswith("5"):
+                reason = " ".join(exc.info).strip()
+                raise PermanentError(
+                    f"{path}: {code} {reason}", code="vanished" if code == "550" else "ftp_error"
+                ) from exc
+            raise
 
     async def stat(self, entry: SourceEntry) -> SourceEntry | None:
         if self._use_list:

@@ -169,7 +169,9 @@ class ApiClient:
         self.stats["token_requests"] += 1
         for attempt in range(1, self.retries + 1):
             try:
-                response = await self._http.post(url, data=dict(data), auth=auth)
+                response = await self._http.post(  # the client has no auth: its default is none
+                    url, data=dict(data), auth=httpx.USE_CLIENT_DEFAULT if auth is None else auth
+                )
             except httpx.TransportError as exc:
                 if attempt >= self.retries:
                     raise SourceUnavailable(

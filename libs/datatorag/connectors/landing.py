@@ -25,9 +25,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 
 from datatorag.domain.errors import PermanentError
+
+if TYPE_CHECKING:  # imported where used: aiobotocore loads only for the AWS sources
+    from datatorag.adapters.aws.session import AwsClients
 
 _SNIFF_BYTES = 4096
 _UNSAFE = re.compile(r"[^\w.\- ()+,=@]+", re.UNICODE)
@@ -174,9 +177,11 @@ class FolderLanding(LandingZone):
 class S3Landing(LandingZone):
     """Production: objects in the landing bucket an ``S3Source`` lists."""
 
-    def __init__(self, clients: Any, bucket: str, *, max_bytes: int, prefix: str = "") -> None:
+    def __init__(
+        self, clients: AwsClients, bucket: str, *, max_bytes: int, prefix: str = ""
+    ) -> None:
         super().__init__(max_bytes=max_bytes, prefix=prefix)
-        self.clients = clients  # datatorag.adapters.aws.session.AwsClients
+        self.clients = clients
         self.bucket = bucket
 
     async def _write(

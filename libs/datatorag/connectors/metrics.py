@@ -1,4 +1,5 @@
-"""Connector metrics (the process-wide prometheus registry, next to ``datatorag.observability.metrics``)."""
+"""Connector metrics (the process-wide prometheus registry, next to
+``datatorag.observability.metrics``)."""
 
 from __future__ import annotations
 

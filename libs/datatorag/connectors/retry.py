@@ -51,7 +51,7 @@ class Backoff:
 
     def delay(self, attempt: int) -> float:
         """Delay before retry number ``attempt`` (1-based), without jitter."""
-        return min(self.max_s, self.initial_s * (2 ** (attempt - 1)))
+        return min(self.max_s, self.initial_s * 2.0 ** (attempt - 1))
 
 
 def is_network_error(exc: BaseException) -> bool:

@@ -10,6 +10,7 @@ its ``mtime`` the record's ``updated_at`` when present.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -69,7 +70,7 @@ class RipplingSource(Source):
         )
 
     @property
-    def stats(self) -> Any:
+    def stats(self) -> Counter[str]:
         return self.api.stats
 
     async def _headers(self) -> dict[str, str]:

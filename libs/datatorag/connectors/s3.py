@@ -6,24 +6,30 @@ resumes with a ``Range`` request pinned to the listed ETag (``IfMatch``): an obj
 meanwhile fails with a precise "changed while downloading" instead of a spliced file. Keys that
 end in ``/`` (folder markers) are skipped.
 
-The same bucket/prefix is where ``POST /v1/documents`` uploads land (``datatorag.connectors.landing``).
+The same bucket/prefix is where ``POST /v1/documents`` uploads land
+(``datatorag.connectors.landing``).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import SecretStr
 
 from datatorag.connectors.base import Source, SourceAuthError, SourceEntry, SourceUnavailable
+from datatorag.connectors.downloads import resumable_download
 from datatorag.connectors.paths import matches
 from datatorag.connectors.retry import Backoff
-from datatorag.domain.errors import PermanentError, TransientError
+from datatorag.domain.errors import PermanentError
+
+if TYPE_CHECKING:  # imported where used: aiobotocore loads only for the AWS sources
+    from datatorag.adapters.aws.session import AwsClients
 
 _CHUNK = 1 << 20
 _AUTH_CODES = frozenset(
@@ -66,7 +72,7 @@ class S3Source(Source):
         settings: S3Settings,
         *,
         max_concurrency: int = 8,
-        clients: Any | None = None,  # datatorag.adapters.aws.session.AwsClients, shared if given
+        clients: AwsClients | None = None,  # shared if given
     ) -> None:
         super().__init__(id, tenant, max_concurrency=max_concurrency)
         self.settings = settings
@@ -132,47 +138,46 @@ class S3Source(Source):
         return self._keys.get(entry.path) or self.prefix + entry.path
 
     async def fetch(self, entry: SourceEntry) -> AsyncIterator[bytes]:
-        key = self._key(entry)
-        received = 0
-        attempt = 0
-        while True:
-            attempt += 1
-            args: dict[str, Any] = {"Bucket": self.settings.bucket, "Key": key}
-            if entry.etag:
-                args["IfMatch"] = f'"{entry.etag}"'
-            if received:
-                args["Range"] = f"bytes={received}-"
-            try:
-                s3 = await self._s3()
-                self.stats["GetObject"] += 1
-                resp = await s3.get_object(**args)
-                async with resp["Body"] as body:
-                    while chunk := await body.read(_CHUNK):
-                        received += len(chunk)
-                        yield chunk
-                return
-            except ClientError as exc:
-                code = _code(exc)
-                if code in ("NoSuchKey", "404"):
-                    raise PermanentError(
-                        f"{entry.path} vanished before download", code="vanished"
-                    ) from exc
-                if code in ("PreconditionFailed", "412"):
-                    raise PermanentError(
-                        f"{entry.path} was replaced while downloading", code="changed_during_fetch"
-                    ) from exc
-                if code in _AUTH_CODES:
-                    raise self._source_error(exc, "reading") from exc
-                failure: BaseException = exc
-            except (TimeoutError, BotoCoreError, OSError) as exc:
-                failure = exc
-            if attempt >= self.settings.backoff.attempts:
-                raise TransientError(
-                    f"download of {entry.path} failed after {attempt} attempts at byte {received}: "
-                    f"{type(failure).__name__}: {failure}"
-                ) from failure
-            self.stats["resumes"] += 1
-            await asyncio.sleep(self.settings.backoff.delay(attempt))
+        download = resumable_download(
+            partial(self._read_from, self._key(entry), entry),
+            path=entry.path,
+            backoff=self.settings.backoff,
+            retry_on=(ClientError, TimeoutError, BotoCoreError, OSError),
+            stats=self.stats,
+        )
+        async with aclosing(download) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def _read_from(
+        self, key: str, entry: SourceEntry, offset: int
+    ) -> AsyncGenerator[bytes, None]:
+        """``GetObject`` of ``key`` from ``offset`` on (``Range``), pinned to the listed ETag."""
+        args: dict[str, str] = {"Bucket": self.settings.bucket, "Key": key}
+        if entry.etag:
+            args["IfMatch"] = f'"{entry.etag}"'
+        if offset:
+            args["Range"] = f"bytes={offset}-"
+        try:
+            s3 = await self._s3()
+            self.stats["GetObject"] += 1
+            resp = await s3.get_object(**args)
+            async with resp["Body"] as body:
+                while chunk := await body.read(_CHUNK):
+                    yield chunk
+        except ClientError as exc:
+            code = _code(exc)
+            if code in ("NoSuchKey", "404"):
+                raise PermanentError(
+                    f"{entry.path} vanished before download", code="vanished"
+                ) from exc
+            if code in ("PreconditionFailed", "412"):
+                raise PermanentError(
+                    f"{entry.path} was replaced while downloading", code="changed_during_fetch"
+                ) from exc
+            if code in _AUTH_CODES:
+                raise self._source_error(exc, "reading") from exc
+            raise
 
     async def stat(self, entry: SourceEntry) -> SourceEntry | None:
         try:

@@ -23,7 +23,8 @@ from datatorag.config import Settings
 from datatorag.connectors.base import Source
 from datatorag.connectors.cursor import CursorStore
 from datatorag.connectors.fairness import FairLimiter
-from datatorag.connectors.sync import SyncInProgress, SyncOptions, default_owner, sync_source
+from datatorag.connectors.lease import SyncInProgress
+from datatorag.connectors.sync import SyncOptions, default_owner, sync_source
 from datatorag.domain.errors import NotFound
 from datatorag.observability.log import get_logger
 from datatorag.ports.blobstore import BlobStore

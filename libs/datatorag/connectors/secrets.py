@@ -1,7 +1,8 @@
 """Credential references: the sources file names where a secret lives, never the secret itself.
 
 ``env:VAR``                  an environment variable (Kubernetes ``secretKeyRef`` env, .env files)
-``file:/path``               a file's content, trailing newline stripped (mounted Kubernetes secrets)
+``file:/path``               a file's content, trailing newline stripped (mounted Kubernetes
+                             secrets)
 ``secretsmanager:ID[#key]``  AWS Secrets Manager ``SecretString`` by ARN or name; ``#key`` picks one
                              field of a JSON secret. Resolved with aiobotocore (the standard AWS
                              credential chain; ``AWS_ENDPOINT_URL`` reaches moto/LocalStack).
@@ -11,14 +12,18 @@ Values come back as ``SecretStr`` so they never show in ``repr``, logs or errors
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
+
+if TYPE_CHECKING:  # imported where used: aiobotocore loads only for the AWS sources
+    from datatorag.adapters.aws.session import AwsClients
 
 SCHEMES = ("env", "file", "secretsmanager")
 _REF = re.compile(r"^(env|file|secretsmanager):(.+)$", re.DOTALL)
@@ -52,7 +57,7 @@ class SecretResolver:
         environ: Mapping[str, str] | None = None,
         aws_region: str | None = None,
         aws_endpoint_url: str | None = None,
-        aws_clients: Any | None = None,  # datatorag.adapters.aws.session.AwsClients
+        aws_clients: AwsClients | None = None,
     ) -> None:
         self.environ = os.environ if environ is None else environ
         self.aws_region = aws_region
@@ -71,7 +76,8 @@ class SecretResolver:
             return SecretStr(value)
         if scheme == "file":
             try:
-                return SecretStr(Path(target).read_text().rstrip("\r\n"))
+                text = await asyncio.to_thread(Path(target).read_text)
+                return SecretStr(text.rstrip("\r\n"))
             except OSError as exc:
                 raise SecretError(f"cannot read {ref}: {exc.strerror}") from exc
         return SecretStr(await self._secrets_manager(ref, target))

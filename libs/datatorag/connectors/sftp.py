@@ -12,10 +12,13 @@ recorded failure, never a crash.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import stat as stat_mod
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
+from functools import partial
 
 import asyncssh
 from pydantic import SecretStr
@@ -27,10 +30,11 @@ from datatorag.connectors.base import (
     SourceUnavailable,
     unsafe_directory,
 )
+from datatorag.connectors.downloads import resumable_download
 from datatorag.connectors.fairness import server_limit
 from datatorag.connectors.paths import check_path, join, matches
 from datatorag.connectors.retry import Backoff
-from datatorag.domain.errors import PermanentError, TransientError
+from datatorag.domain.errors import PermanentError
 from datatorag.observability.log import get_logger
 
 log = get_logger("connector.sftp")
@@ -133,7 +137,7 @@ class SftpSource(Source):
                 return self._sftp
             s = self.settings
             try:
-                self._conn, self._sftp = await s.backoff.call(
+                conn, sftp = await s.backoff.call(
                     self._connect_once,
                     lambda e: (
                         isinstance(e, _RETRYABLE)
@@ -157,7 +161,8 @@ class SftpSource(Source):
                     f"{type(exc).__name__}: {exc}",
                     code="unreachable",
                 ) from exc
-            return self._sftp
+            self._conn, self._sftp = conn, sftp
+            return sftp
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -168,10 +173,8 @@ class SftpSource(Source):
         conn = self._conn
         self._drop()
         if conn is not None:
-            try:
+            with contextlib.suppress(TimeoutError, OSError):
                 await asyncio.wait_for(conn.wait_closed(), 2)
-            except (TimeoutError, OSError):
-                pass
 
     def _remote(self, rel: str) -> str:
         return join(self.root, rel) if rel else self.root
@@ -225,42 +228,44 @@ class SftpSource(Source):
     # -- fetching ------------------------------------------------------------------------------
     async def fetch(self, entry: SourceEntry) -> AsyncIterator[bytes]:
         check_path(entry.path)
-        remote = self._remote(entry.path)
+
+        def resumed(offset: int, attempt: int) -> None:
+            log.info("sftp_resume", source=self.id, path=entry.path, offset=offset)
+
+        download = resumable_download(
+            partial(self._read_from, self._remote(entry.path), entry.path),
+            path=entry.path,
+            backoff=self.settings.backoff,
+            retry_on=_RETRYABLE,
+            stats=self.stats,
+            on_failure=lambda _exc: self._drop(),  # reconnect for the next attempt
+            on_resume=resumed,
+        )
+        async with aclosing(download) as blocks:
+            async for block in blocks:
+                yield block
+
+    async def _read_from(self, remote: str, path: str, offset: int) -> AsyncGenerator[bytes, None]:
+        """Reads of ``remote`` from ``offset`` on, within the server's transfer limit."""
         s = self.settings
-        offset = 0
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                async with server_limit(s.host, s.port, s.max_connections, scheme="sftp"):
-                    sftp = await self._session()
-                    self.stats["OPEN"] += 1
-                    async with sftp.open(remote, "rb", encoding=None, block_size=_CHUNK) as fh:
-                        while True:
-                            self.stats["READ"] += 1
-                            block = await fh.read(_CHUNK, offset)
-                            if not block:
-                                return
-                            offset += len(block)
-                            yield block
-            except asyncssh.SFTPNoSuchFile as exc:
-                raise PermanentError(f"{entry.path}: {exc.reason}", code="vanished") from exc
-            except asyncssh.SFTPPermissionDenied as exc:
-                raise PermanentError(f"{entry.path}: {exc.reason}", code="unreadable") from exc
-            except asyncssh.SFTPError as exc:
-                raise PermanentError(f"{entry.path}: {exc.reason}", code="sftp_error") from exc
-            except (SourceAuthError, SourceUnavailable):
-                raise
-            except _RETRYABLE as exc:
-                self._drop()
-                if attempt >= s.backoff.attempts:
-                    raise TransientError(
-                        f"download of {entry.path} failed after {attempt} attempts at byte "
-                        f"{offset}: {type(exc).__name__}: {exc}"
-                    ) from exc
-                self.stats["resumes"] += 1
-                log.info("sftp_resume", source=self.id, path=entry.path, offset=offset)
-                await asyncio.sleep(s.backoff.delay(attempt))
+        try:
+            async with server_limit(s.host, s.port, s.max_connections, scheme="sftp"):
+                sftp = await self._session()
+                self.stats["OPEN"] += 1
+                async with sftp.open(remote, "rb", encoding=None, block_size=_CHUNK) as fh:
+                    while True:
+                        self.stats["READ"] += 1
+                        block: bytes = await fh.read(_CHUNK, offset)
+                        if not block:
+                            return
+                        offset += len(block)
+                        yield block
+        except asyncssh.SFTPNoSuchFile as exc:
+            raise PermanentError(f"{path}: {exc.reason}", code="vanished") from exc
+        except asyncssh.SFTPPermissionDenied as exc:
+            raise PermanentError(f"{path}: {exc.reason}", code="unreadable") from exc
+        except asyncssh.SFTPError as exc:
+            raise PermanentError(f"{path}: {exc.reason}", code="sftp_error") from exc
 
     async def stat(self, entry: SourceEntry) -> SourceEntry | None:
         try:

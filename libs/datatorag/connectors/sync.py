@@ -1,5 +1,5 @@
-"""The sync engine: one pass over a source, turning it into ``DocumentFetched`` / ``DocumentDeleted``
-messages on the parse queue.
+"""The sync engine: one pass over a source, turning it into ``DocumentFetched`` /
+``DocumentDeleted`` messages on the parse queue.
 
 Per entry: skip when the change hints (etag, or size + mtime) equal those recorded with the
 document's current version; else download (streamed, size-limited, spooled to a temporary file
@@ -27,34 +27,38 @@ the run, recorded as ``failed`` with the reason; a run whose listing failed dele
 
 A lease in the registry (``sync:{tenant}:{source}``), renewed while the run lasts, guarantees that
 two syncs of one source never overlap, across replicas too.
+
+This module runs the sync; its parts live next to it: ``lease`` (the sync lease), ``hints`` (the
+change hints), ``spool`` (downloads spooled to temporary files) and ``outbox`` (the batched
+messages to the parse queue).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import mimetypes
 import os
 import socket
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote
 
 from datatorag.config import Settings
 from datatorag.connectors import metrics
-from datatorag.connectors.base import Source, SourceEntry, SourceError
-from datatorag.connectors.cursor import BlobCursorStore, CursorStore
+from datatorag.connectors.base import Source, SourceEntry, SourceError, closing_stream
+from datatorag.connectors.cursor import BlobCursorStore, CursorStore, State
 from datatorag.connectors.fairness import FairLimiter
+from datatorag.connectors.hints import hint_metadata, hints_unchanged
+from datatorag.connectors.lease import LeaseLost, SyncLease, hold_sync_lease
+from datatorag.connectors.outbox import Outbox
 from datatorag.connectors.paths import UnsafePath, check_path, display_path
+from datatorag.connectors.spool import Spooled, put_spooled, spool_download
 from datatorag.domain.contracts import DocumentDeleted, DocumentFetched
-from datatorag.domain.errors import DataToRagError, PermanentError, TransientError
+from datatorag.domain.errors import PermanentError, TransientError
 from datatorag.domain.keys import doc_id_for, raw_key, version_of
 from datatorag.domain.models import DocumentRecord, DocumentStatus, utcnow
 from datatorag.observability.log import get_logger
@@ -65,10 +69,7 @@ from datatorag.ports.registry import Registry, SyncRun
 log = get_logger("connector.sync")
 
 COUNT_KEYS = ("new", "changed", "unchanged", "deleted", "failed", "resent", "pending_delete")
-# Failures worth retrying at the next sync even when the change hints did not move.
-RETRYABLE_CODES = frozenset({"changed_during_fetch", "fetch_error", "vanished"})
 _KNOWN_LIMIT = 10_000_000
-_CHUNK = 1 << 20
 
 
 def default_owner() -> str:
@@ -87,23 +88,6 @@ class SyncOptions:
     send_batch_wait_s: float = 0.05  # parse-queue messages go out in batches of <= 10
 
 
-class SyncInProgress(DataToRagError):
-    """Another sync of this source holds the lease."""
-
-    def __init__(self, tenant: str, source: str) -> None:
-        super().__init__(f"a sync of {tenant}/{source} is already running")
-        self.tenant = tenant
-        self.source = source
-
-
-class LeaseLost(DataToRagError):
-    """The lease could not be renewed (this process stalled past the TTL): stop writing."""
-
-
-def lease_name(tenant: str, source: str) -> str:
-    return f"sync:{tenant}:{source}"
-
-
 async def sync_source(
     source: Source,
     *,
@@ -117,32 +101,25 @@ async def sync_source(
 ) -> SyncRun:
     """Run one sync of ``source``; returns the recorded run (status ``ok`` or ``failed``).
 
-    Raises ``SyncInProgress`` when another sync of the source holds the lease.
+    Raises ``SyncInProgress`` (``datatorag.connectors.lease``) when another sync of the source
+    holds the lease.
     """
     opts = options or SyncOptions()
-    name = lease_name(source.tenant, source.id)
-    if not await registry.acquire_lease(name, opts.owner, opts.lease_ttl_s):
-        raise SyncInProgress(source.tenant, source.id)
-    job = _SyncJob(
-        source,
-        registry=registry,
-        blobstore=blobstore,
-        parse_queue=parse_queue,
-        settings=settings,
-        cursor_store=cursor_store or BlobCursorStore(blobstore),
-        options=opts,
-        limiter=limiter,
-    )
-    keeper = asyncio.create_task(job.keep_lease(name))
-    try:
+    async with hold_sync_lease(
+        registry, source.tenant, source.id, owner=opts.owner, ttl_s=opts.lease_ttl_s
+    ) as lease:
+        job = _SyncJob(
+            source,
+            registry=registry,
+            blobstore=blobstore,
+            parse_queue=parse_queue,
+            settings=settings,
+            cursor_store=cursor_store or BlobCursorStore(blobstore),
+            options=opts,
+            limiter=limiter,
+            lease=lease,
+        )
         return await job.run()
-    finally:
-        keeper.cancel()
-        await asyncio.gather(keeper, return_exceptions=True)
-        try:
-            await registry.release_lease(name, opts.owner)
-        except Exception:  # noqa: BLE001 - the lease expires on its own; keep the run's outcome
-            log.warning("lease_release_failed", source=source.id, tenant=source.tenant)
 
 
 class _SyncJob:
@@ -157,6 +134,7 @@ class _SyncJob:
         cursor_store: CursorStore,
         options: SyncOptions,
         limiter: FairLimiter | None,
+        lease: SyncLease,
     ) -> None:
         self.source = source
         self.tenant = source.tenant
@@ -178,28 +156,11 @@ class _SyncJob:
         self.counts = dict.fromkeys(COUNT_KEYS, 0)
         self.known: dict[str, DocumentRecord] = {}
         self.seen: set[str] = set()
-        self.state: dict[str, Any] = {}
+        self.state: State = {}
         self.resend_since: datetime | None = None
-        self.lease_lost = asyncio.Event()
+        self.lease = lease
         self.failures: list[dict[str, str]] = []  # first few, for the log line
-        self.outbox = _Outbox(parse_queue, max_wait_s=options.send_batch_wait_s)
-
-    # -- lease ---------------------------------------------------------------------------------
-    async def keep_lease(self, name: str) -> None:
-        interval = max(self.opts.lease_ttl_s / 3, 0.05)
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                ok = await self.registry.acquire_lease(name, self.opts.owner, self.opts.lease_ttl_s)
-            except Exception:  # noqa: BLE001 - a registry hiccup counts as a lost lease
-                ok = False
-            if not ok:
-                self.lease_lost.set()
-                return
-
-    def _check_lease(self) -> None:
-        if self.lease_lost.is_set():
-            raise LeaseLost(f"lost the sync lease of {self.source.key}; another replica may run it")
+        self.outbox = Outbox(parse_queue, max_wait_s=options.send_batch_wait_s)
 
     # -- run -----------------------------------------------------------------------------------
     async def run(self) -> SyncRun:
@@ -283,7 +244,7 @@ class _SyncJob:
         )
 
     async def _note_unfinished_runs(self) -> None:
-        """Find the trailing runs that did not finish "ok": messages of their versions may be lost."""
+        """Find the trailing runs that did not finish "ok": their versions' messages may be lost."""
         runs = await self.registry.sync_runs(self.tenant, self.source.id, limit=20)
         for prev in runs:  # newest first
             if prev.status == "ok":
@@ -309,9 +270,9 @@ class _SyncJob:
         try:
             async with asyncio.TaskGroup() as tg:
                 try:
-                    async with aclosing(self.source.list()) as listing:
+                    async with closing_stream(self.source.list()) as listing:
                         async for entry in listing:
-                            self._check_lease()
+                            self.lease.check()
                             doc_id = doc_id_for(self.source.id, entry.key)
                             if doc_id in self.seen:
                                 continue  # a listing that repeats itself
@@ -338,6 +299,11 @@ class _SyncJob:
         except UnsafePath:
             return False
         return self._hints_unchanged(entry, doc_id, self.known.get(doc_id))
+
+    def _hints_unchanged(
+        self, entry: SourceEntry, doc_id: str, current: DocumentRecord | None
+    ) -> bool:
+        return hints_unchanged(entry, current, self.state.get("touched", {}).get(doc_id))
 
     async def _entry(self, entry: SourceEntry, doc_id: str) -> None:
         current = self.known.get(doc_id)
@@ -367,9 +333,15 @@ class _SyncJob:
             )
             return
         async with self.limiter.slot(self.source.key):
-            self._check_lease()
+            self.lease.check()
             try:
-                spool, sha, size = await self._download(entry)
+                spooled = await spool_download(
+                    self.source,
+                    entry,
+                    max_bytes=self.max_bytes,
+                    memory_bytes=self.opts.spool_memory_bytes,
+                    verify_after_fetch=self.opts.verify_after_fetch,
+                )
             except PermanentError as exc:
                 if isinstance(exc, SourceError):
                     raise
@@ -386,89 +358,17 @@ class _SyncJob:
                     f"download failed: {type(exc).__name__}: {exc}",
                 )
                 return
-            with spool:
-                await self._store(entry, doc_id, current, spool, sha, size)
-
-    def _hints_unchanged(
-        self, entry: SourceEntry, doc_id: str, current: DocumentRecord | None
-    ) -> bool:
-        if current is None or current.status == DocumentStatus.DELETED:
-            return False
-        if current.status == DocumentStatus.FAILED and current.error_code in RETRYABLE_CODES:
-            return False
-        md = current.metadata
-        if entry.etag is not None and md.get("src_etag") == entry.etag:
-            return True
-        if entry.size is None or entry.mtime is None:
-            return False
-        if _same_hints(entry, md.get("src_size"), md.get("src_mtime")):
-            return True
-        touched = self.state.get("touched", {}).get(doc_id)
-        return bool(
-            touched and touched[2] == current.version and _same_hints(entry, touched[0], touched[1])
-        )
-
-    async def _download(self, entry: SourceEntry) -> tuple[IO[bytes], str, int]:
-        # handed to the caller, who closes it (``with spool``)
-        spool: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115
-            max_size=self.opts.spool_memory_bytes
-        )
-        try:
-            digest = hashlib.sha256()
-            size = 0
-            async with aclosing(self.source.fetch(entry)) as chunks:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise PermanentError(
-                            f"download exceeded the limit of {self.max_bytes} bytes",
-                            code="too_large",
-                        )
-                    if entry.size is not None and size > entry.size:
-                        raise PermanentError(
-                            f"grew beyond the listed {entry.size} bytes while downloading",
-                            code="changed_during_fetch",
-                        )
-                    digest.update(chunk)
-                    spool.write(chunk)
-            if size == 0:
-                raise PermanentError("the file is empty (0 bytes)", code="empty_file")
-            if entry.size is not None and size != entry.size:
-                raise PermanentError(
-                    f"listed as {entry.size} bytes but {size} arrived: changed while downloading",
-                    code="changed_during_fetch",
-                )
-            if self.opts.verify_after_fetch:
-                after = await self.source.stat(entry)
-                if after is not None and (
-                    (after.size is not None and entry.size is not None and after.size != entry.size)
-                    or (
-                        after.mtime is not None
-                        and entry.mtime is not None
-                        and abs(after.mtime - entry.mtime) > 1e-6
-                    )
-                    or (
-                        after.etag is not None
-                        and entry.etag is not None
-                        and after.etag != entry.etag
-                    )
-                ):
-                    raise PermanentError("modified while downloading", code="changed_during_fetch")
-            spool.seek(0)
-            return spool, digest.hexdigest(), size
-        except BaseException:
-            spool.close()
-            raise
+            with spooled.file:
+                await self._store(entry, doc_id, current, spooled)
 
     async def _store(
         self,
         entry: SourceEntry,
         doc_id: str,
         current: DocumentRecord | None,
-        spool: IO[bytes],
-        sha: str,
-        size: int,
+        spooled: Spooled,
     ) -> None:
+        sha, size = spooled.sha256, spooled.size
         version = version_of(sha)
         if (
             current is not None
@@ -492,15 +392,15 @@ class _SyncJob:
                 "doc_id": doc_id,
                 "path": quote(entry.path, safe="/")[:1024],
             }
-            if size <= self.opts.spool_memory_bytes:
-                await self.blobstore.put(
-                    key, spool.read(), metadata=metadata, content_type=content_type
-                )
-            else:
-                await self.blobstore.put_stream(
-                    key, _read_chunks(spool), metadata=metadata, content_type=content_type
-                )
-        self._check_lease()
+            await put_spooled(
+                self.blobstore,
+                key,
+                spooled,
+                memory_bytes=self.opts.spool_memory_bytes,
+                metadata=metadata,
+                content_type=content_type,
+            )
+        self.lease.check()
         title = entry.title or entry.path.rsplit("/", 1)[-1]
         record = DocumentRecord(
             tenant=self.tenant,
@@ -514,7 +414,7 @@ class _SyncJob:
             title=title,
             size=size,
             blob_key=key,
-            metadata=_hint_metadata(entry, content_type),
+            metadata=hint_metadata(entry, content_type),
         )
         stored = await self.registry.put_version(record)
         revival = 0
@@ -526,11 +426,18 @@ class _SyncJob:
             record = record.model_copy(update={"version": f"{version}-r{revival}"})
             stored = await self.registry.put_version(record)
         if not stored:
-            raise PermanentError(f"{display_path(entry.path)}: too many revivals of one version",
-                                 code="version_exists")
+            raise PermanentError(
+                f"{display_path(entry.path)}: too many revivals of one version",
+                code="version_exists",
+            )
         if revival:
-            log.info("version_revived", source=self.source.id, doc_id=doc_id,
-                     version=record.version, path=display_path(entry.path))
+            log.info(
+                "version_revived",
+                source=self.source.id,
+                doc_id=doc_id,
+                version=record.version,
+                path=display_path(entry.path),
+            )
         await self._send_fetched(record, content_type)
         self.known[doc_id] = record
         self.state.get("touched", {}).pop(doc_id, None)
@@ -599,9 +506,9 @@ class _SyncJob:
             error_code=code,
             title=shown.rsplit("/", 1)[-1][:255],
             size=entry.size,
-            metadata=_hint_metadata(entry, None),
+            metadata=hint_metadata(entry, None),
         )
-        self._check_lease()
+        self.lease.check()
         if await self.registry.put_version(record):
             # an adapter that stores every new version as FETCHED still ends up FAILED
             await self.registry.fail(self.tenant, doc_id, version, reason, code=code)
@@ -634,7 +541,7 @@ class _SyncJob:
                 continue
             if mark["sent"] is not None and now - mark["sent"] < self.resend_after_s:
                 continue  # tombstone already on its way
-            self._check_lease()
+            self.lease.check()
             tombstone = DocumentDeleted(
                 tenant=self.tenant, doc_id=doc_id, source=self.source.id, path=record.path
             )
@@ -648,89 +555,3 @@ class _SyncJob:
     async def _save_state(self) -> None:
         self.state["updated_at"] = datetime.now(UTC).isoformat()
         await self.cursors.save(self.tenant, self.source.id, self.state)
-
-
-class _Outbox:
-    """Messages to the parse queue, sent in batches of up to 10 (SQS ``SendMessageBatch``).
-
-    A message is buffered only after its version is in the registry, and the buffer is flushed
-    within ``max_wait_s`` (or when full, or when the run ends): a crash loses at most the
-    buffered messages, and the next sync re-sends those (see the module doc), so batching trades
-    nothing but a few milliseconds of latency for a tenth of the queue round trips.
-    """
-
-    def __init__(self, queue: Queue, *, max_batch: int = 10, max_wait_s: float = 0.05) -> None:
-        self.queue = queue
-        self.max_batch = max_batch
-        self.max_wait_s = max_wait_s
-        self.sent = 0
-        self._buffer: list[str] = []
-        self._lock = asyncio.Lock()
-        self._timer: asyncio.Task[None] | None = None
-        self._closing = asyncio.Event()
-        self._error: BaseException | None = None
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-    async def put(self, body: str) -> None:
-        self._raise()
-        self._buffer.append(body)
-        if len(self._buffer) >= self.max_batch:
-            await self._flush()
-        elif self._timer is None or self._timer.done():
-            self._timer = asyncio.create_task(self._flush_later())
-
-    async def _flush_later(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closing.wait(), self.max_wait_s)
-        try:
-            await self._flush()
-        except Exception as exc:  # noqa: BLE001 - surfaced by the next put/close
-            self._error = exc
-
-    async def _flush(self) -> None:
-        async with self._lock:  # one flush at a time keeps the order of the messages
-            while self._buffer:
-                batch = self._buffer[: self.max_batch]
-                del self._buffer[: self.max_batch]
-                await self.queue.send_batch(batch)
-                self.sent += len(batch)
-
-    async def close(self) -> None:
-        # Wake the timer rather than cancel it: cancelled mid-send, it would drop a batch that
-        # has already left the buffer, and the run would still be recorded "ok".
-        self._closing.set()
-        if self._timer is not None:
-            await asyncio.gather(self._timer, return_exceptions=True)
-        await self._flush()
-        self._raise()
-
-
-def _same_hints(entry: SourceEntry, size: object, mtime: object) -> bool:
-    try:
-        return int(size) == entry.size and abs(float(mtime) - float(entry.mtime)) < 1e-6  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
-
-
-def _hint_metadata(entry: SourceEntry, content_type: str | None) -> dict[str, str]:
-    md: dict[str, str] = {}
-    if entry.size is not None:
-        md["src_size"] = str(entry.size)
-    if entry.mtime is not None:
-        md["src_mtime"] = repr(float(entry.mtime))
-    if entry.etag is not None:
-        md["src_etag"] = entry.etag
-    if entry.record_id is not None:
-        md["record_id"] = entry.record_id
-    if content_type:
-        md["content_type"] = content_type
-    return md
-
-
-async def _read_chunks(spool: IO[bytes]) -> AsyncIterator[bytes]:
-    while data := spool.read(_CHUNK):
-        yield data

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,7 +104,7 @@ class WorkdaySource(Source):
         )
 
     @property
-    def stats(self) -> Any:
+    def stats(self) -> Counter[str]:
         return self.api.stats
 
     async def _refresh(self) -> None:

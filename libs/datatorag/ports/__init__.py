@@ -1,5 +1,5 @@
 """Ports: one interface per external system. Embedded and production adapters implement them,
-and ``tests/conformance`` holds one suite per port that every adapter must pass."""
+and ``datatorag.testing.conformance`` holds one suite per port that every adapter must pass."""
 
 from datatorag.ports.blobstore import BlobInfo, BlobStore
 from datatorag.ports.embedder import Embedder

@@ -16,7 +16,7 @@ class BlobInfo:
 
 
 class BlobStore(abc.ABC):
-    """Contract (``tests/conformance/test_blobstore.py``):
+    """Contract (``datatorag.testing.conformance.blobstore``):
 
     * ``put`` is atomic: a reader sees the old object, the new one, or none, never a torn write.
     * ``put_stream`` writes an object of unknown size from an async iterator of bytes (large files).

@@ -9,7 +9,7 @@ import numpy as np
 
 
 class Embedder(abc.ABC):
-    """Contract (``tests/conformance/test_embedder.py``):
+    """Contract (``datatorag.testing.conformance.embedder``):
 
     * ``embed_documents`` / ``embed_queries`` return an ``(n, dim)`` float32 array of unit vectors,
       row i for input i (whatever order the adapter batches in), using the model's own document

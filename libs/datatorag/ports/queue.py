@@ -1,4 +1,5 @@
-"""Queue port: at-least-once delivery with visibility timeout, receive count and a DLQ (SQS semantics)."""
+"""Queue port: at-least-once delivery with visibility timeout, receive count and a DLQ (SQS
+semantics)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,15 @@ class QueueMessage:
 class Queue(abc.ABC):
     """One named queue with its dead-letter queue.
 
-    Contract (checked by ``tests/conformance/test_queue.py``):
+    Contract (checked by ``datatorag.testing.conformance.queue``, which ``tests/conformance``
+    runs against every adapter):
 
     * ``send``/``send_batch`` make the message durable before returning.
+    * ``send_batch`` takes any number of bodies and returns their ids in the order of the bodies.
+      An adapter whose backend caps a batch splits it into backend-sized calls (SQS: 10 entries
+      and 256 KiB per ``SendMessageBatch``; the embedded adapter writes 10 per transaction, the
+      same granularity), so callers never chunk. A failure part-way may leave the earlier calls'
+      messages sent: retrying the whole batch is safe under at-least-once delivery.
     * ``receive`` returns at most ``max_messages`` (<= 10) visible messages, waiting up to
       ``wait_s`` for the first; each returned message is invisible to other receivers for
       ``visibility_timeout_s`` (default: the queue's), and its ``receive_count`` is incremented.
@@ -32,17 +39,27 @@ class Queue(abc.ABC):
     * ``extend`` resets its invisibility to ``visibility_timeout_s`` from now (heartbeat).
     * ``release`` makes it visible again after ``delay_s`` (0 = now) without deleting it.
     * ``dead_letter`` moves it to the DLQ now, with ``reason`` kept as a message attribute.
-    * Messages survive a process restart (embedded) / are server side (SQS).
+    * ``dlq_name`` names the dead-letter queue (never ``name`` itself).
+    * Messages survive a process restart (embedded) / are server side (SQS); the in-memory
+      test double (``datatorag.testing.memory``) keeps them as long as its object lives.
     """
 
     name: str
     max_receives: int
     visibility_timeout_s: int
 
+    @property
+    @abc.abstractmethod
+    def dlq_name(self) -> str:
+        """Name of this queue's dead-letter queue (``<name><dlq_suffix>``, ``-dlq`` by default):
+        where ``dead_letter`` and the redrive put messages, and the label its depth is reported
+        under. Differs from ``name`` and is fixed for the queue's lifetime."""
+
     @abc.abstractmethod
     async def send(self, body: str, *, delay_s: int = 0) -> str: ...
 
     async def send_batch(self, bodies: Sequence[str]) -> list[str]:
+        """Send every body (any number; see the contract above); ids in the order of ``bodies``."""
         return [await self.send(b) for b in bodies]
 
     @abc.abstractmethod

@@ -35,7 +35,7 @@ class SyncRun(BaseModel):
 
 
 class Registry(abc.ABC):
-    """Contract (``tests/conformance/test_registry.py``):
+    """Contract (``datatorag.testing.conformance.registry``):
 
     * ``put_version`` stores a new version (status FETCHED) and makes it the document's current
       version unless a version with a higher ``seq`` is already current. Storing an existing
@@ -43,12 +43,16 @@ class Registry(abc.ABC):
     * ``advance`` moves one version's status forward only (``DocumentStatus.rank``): a late or
       duplicate message can never move INDEXED back to PARSED nor revive FAILED/DELETED. It
       returns False, changing nothing, when the move is not forward or the version is unknown.
-      Extra ``fields`` (chunk_count, page_count, title, doc_type, reason, error_code) are set with it.
+      Extra ``fields`` (chunk_count, page_count, title, doc_type, reason, error_code) are set
+      with it.
     * ``fail`` is ``advance(..., FAILED, reason=...)``.
     * ``current`` returns the current version's record; ``get`` one version's.
     * ``find`` lists records (current versions only unless ``all_versions``), filtered by tenant,
       status and source, newest ``updated_at`` first.
     * ``stalled`` lists current versions in a non-final status not updated for ``older_than_s``.
+    * ``set_marker`` sets (or, with ``None``, removes) one ``metadata`` entry of one version
+      without touching its status; an unknown version is a no-op. The pipeline keeps its crash
+      markers there (``datatorag.pipeline.crash_guard``).
     * Leases: ``acquire_lease`` succeeds when the lease is free, expired or already held by
       ``owner`` (renewal); ``release_lease`` frees it only for its owner.
     """
@@ -95,7 +99,14 @@ class Registry(abc.ABC):
     ) -> list[DocumentRecord]: ...
 
     @abc.abstractmethod
-    async def stalled(self, older_than_s: float, *, tenant: str | None = None) -> list[DocumentRecord]: ...
+    async def stalled(
+        self, older_than_s: float, *, tenant: str | None = None
+    ) -> list[DocumentRecord]: ...
+
+    @abc.abstractmethod
+    async def set_marker(
+        self, tenant: str, doc_id: str, version: str, key: str, value: str | None
+    ) -> None: ...
 
     @abc.abstractmethod
     async def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool: ...

@@ -9,11 +9,13 @@ from datatorag.domain.models import ChunkRecord, SearchFilters, SearchHit
 
 
 class VectorIndex(abc.ABC):
-    """Contract (``tests/conformance/test_vector_index.py``):
+    """Contract (``datatorag.testing.conformance.vector_index``):
 
     * ``upsert`` is idempotent by ``ChunkRecord.id``: the same records twice leave one copy.
     * ``delete_document(tenant, doc_id, keep_version=v)`` removes that document's chunks of every
-      version except ``v`` (None: all); returns how many were removed.
+      version except ``v`` (None: all); with ``versions=[...]`` it removes exactly the chunks of
+      those versions (none for an empty list), so a writer can drop the versions it knows to be
+      older without ever touching a newer one. Returns how many chunks were removed.
     * ``knn`` and ``bm25`` return at most ``k`` hits of ``tenant`` only, best first; the tenant
       filter and ``filters`` are applied inside the index query, so ``k`` hits come back whenever
       ``k`` matching chunks exist. Hits carry the record without its vector.
@@ -33,7 +35,12 @@ class VectorIndex(abc.ABC):
 
     @abc.abstractmethod
     async def delete_document(
-        self, tenant: str, doc_id: str, *, keep_version: str | None = None
+        self,
+        tenant: str,
+        doc_id: str,
+        *,
+        keep_version: str | None = None,
+        versions: Sequence[str] | None = None,
     ) -> int: ...
 
     @abc.abstractmethod

@@ -5,7 +5,8 @@
   SQS itself move a message to the DLQ once it was received ``max_receives`` times.
 * ``receive`` long-polls (``WaitTimeSeconds``) and always passes the visibility timeout, so the
   adapter's ``visibility_timeout_s`` holds whatever the queue's default is.
-* Batches go 10 entries per call (the SQS limit), larger ones are chunked.
+* Batches go 10 entries per call (the SQS limit), larger ones are chunked: ``send_batch`` takes
+  any number of bodies (the port's contract), split into calls of at most 10 entries and 256 KiB.
 * ``dead_letter`` sends the body to the DLQ with ``reason`` as a message attribute, then deletes
   the original (at-least-once: a crash in between leaves a duplicate, never a loss).
 """
@@ -71,8 +72,10 @@ class SqsQueue(Queue):
     ) -> None:
         if not name:
             raise ValueError("SQS queue name must not be empty")
+        if not dlq_suffix:
+            raise ValueError("dlq_suffix must not be empty (the DLQ needs a name of its own)")
         self.name = name
-        self.dlq_name = f"{name}{dlq_suffix}"
+        self._dlq_name = f"{name}{dlq_suffix}"
         self.visibility_timeout_s = visibility_timeout_s
         self.max_receives = max_receives
         # the queue's default long poll (set by provisioning); each receive passes its own wait_s
@@ -95,6 +98,10 @@ class SqsQueue(Queue):
             max_receives=q.max_receives,
             wait_time_s=q.wait_time_s,
         )
+
+    @property
+    def dlq_name(self) -> str:
+        return self._dlq_name
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -293,7 +300,8 @@ class SqsQueue(Queue):
         sqs, url = await self._sqs(), await self._url(self.dlq_name)
         async with aws_errors(f"sqs queue {self.dlq_name}"):
             resp = await sqs.get_queue_attributes(
-                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+            )
         return int((resp.get("Attributes") or {}).get("ApproximateNumberOfMessages", 0))
 
     async def dlq_messages(self, max_messages: int = 10) -> list[QueueMessage]:

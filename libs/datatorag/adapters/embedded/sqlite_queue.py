@@ -5,6 +5,12 @@ use it at once: every state change is one ``BEGIN IMMEDIATE`` transaction, so tw
 get the same message within its visibility timeout. A message whose receive count has reached
 ``max_receives`` is moved to the DLQ by the receive that would deliver it once more (SQS redrive).
 
+``send_batch`` takes any number of bodies (the port's contract): they are written 10 to a
+transaction, the SQS batch size, so a huge batch never holds the write lock for long.
+
+The DLQ lives in the same table (a flag); ``dlq_name`` (``<name><dlq_suffix>``) is its name for
+logs and metrics, as on SQS.
+
 Long polling: a ``send`` in this process wakes waiting receivers at once (for any event loop);
 messages sent by other processes are noticed by polling every ``poll_interval_s``.
 """
@@ -12,6 +18,7 @@ messages sent by other processes are noticed by polling every ``poll_interval_s`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import threading
@@ -60,10 +67,8 @@ def _notify(key: tuple[str, str]) -> None:
     with _waiters_lock:
         waiters = list(_waiters.get(key, ()))
     for w in waiters:
-        try:
+        with contextlib.suppress(RuntimeError):  # that loop has closed; its receiver is gone
             w.loop.call_soon_threadsafe(w.event.set)
-        except RuntimeError:  # that loop has closed; its receiver is gone
-            pass
 
 
 class SqliteQueue(Queue):
@@ -75,9 +80,12 @@ class SqliteQueue(Queue):
         max_receives: int = 5,
         *,
         poll_interval_s: float = 0.1,
+        dlq_suffix: str = "-dlq",
     ) -> None:
         if not name or len(name) > 80:
             raise ValueError(f"queue name must be 1-80 characters, got {name!r}")
+        if not dlq_suffix:
+            raise ValueError("dlq_suffix must not be empty (the DLQ needs a name of its own)")
         _check_int("visibility_timeout_s", visibility_timeout_s, 0, MAX_VISIBILITY_S)
         _check_int("max_receives", max_receives, 1, 1000)
         if poll_interval_s <= 0:
@@ -86,8 +94,13 @@ class SqliteQueue(Queue):
         self.visibility_timeout_s = visibility_timeout_s
         self.max_receives = max_receives
         self.poll_interval_s = poll_interval_s
+        self._dlq_name = f"{name}{dlq_suffix}"
         self._db = SqliteWorker(path, name=f"queue-{name}", schema=_SCHEMA)
         self._key = (str(Path(path).resolve()), name)
+
+    @property
+    def dlq_name(self) -> str:
+        return self._dlq_name
 
     # -- sending ---------------------------------------------------------------------------
     async def send(self, body: str, *, delay_s: int = 0) -> str:
@@ -96,16 +109,17 @@ class SqliteQueue(Queue):
         return ids[0]
 
     async def send_batch(self, bodies: Sequence[str]) -> list[str]:
-        if not bodies:
-            return []
-        if len(bodies) > MAX_BATCH:
-            raise ValueError(f"send_batch takes at most {MAX_BATCH} bodies, got {len(bodies)}")
-        return await self._insert(list(bodies), 0)
+        """Any number of bodies, ``MAX_BATCH`` per transaction (as SQS splits them into calls);
+        every body is checked before the first is written."""
+        bodies = list(bodies)
+        _check_bodies(bodies)
+        ids: list[str] = []
+        for start in range(0, len(bodies), MAX_BATCH):
+            ids += await self._insert(bodies[start : start + MAX_BATCH], 0)
+        return ids
 
     async def _insert(self, bodies: list[str], delay_s: int) -> list[str]:
-        for body in bodies:
-            if not isinstance(body, str):
-                raise TypeError(f"message body must be str, got {type(body).__name__}")
+        _check_bodies(bodies)
         ids = [uuid.uuid4().hex for _ in bodies]
 
         def insert(conn: sqlite3.Connection) -> None:
@@ -145,12 +159,10 @@ class SqliteQueue(Queue):
                 remaining = deadline - time.monotonic()
                 if got or remaining <= 0:
                     return got
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         waiter.event.wait(), timeout=min(self.poll_interval_s, remaining)
                     )
-                except TimeoutError:
-                    pass
         finally:
             with _waiters_lock:
                 waiters = _waiters.get(self._key)
@@ -293,6 +305,12 @@ class SqliteQueue(Queue):
 
     async def close(self) -> None:
         await self._db.close()
+
+
+def _check_bodies(bodies: Sequence[object]) -> None:
+    for body in bodies:
+        if not isinstance(body, str):
+            raise TypeError(f"message body must be str, got {type(body).__name__}")
 
 
 def _check_int(name: str, value: object, lo: int, hi: int) -> None:

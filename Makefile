@@ -5,7 +5,7 @@ PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)/libs:$(CURDIR)
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast bench bench-quick lint images opensearch-start opensearch-stop clean
+.PHONY: install run test test-fast bench bench-quick lint fmt images opensearch-start opensearch-stop clean
 
 install:            ## create/refresh the cached virtualenv and install the project (editable)
 	@bash scripts/venv.sh >/dev/null
@@ -25,8 +25,17 @@ bench: install      ## all benchmarks; results in .bench/results, summary in BEN
 bench-quick: install
 	$(PY) -m bench.run --quick
 
-lint: install
-	.venv/bin/ruff check libs services tests bench
+LINT_PATHS := libs services tests bench samples
+
+lint: install       ## ruff (rules + format), mypy (strict), import-linter (layers, no torch where no model runs)
+	.venv/bin/ruff check $(LINT_PATHS)
+	.venv/bin/ruff format --check $(LINT_PATHS)
+	.venv/bin/mypy
+	.venv/bin/lint-imports
+
+fmt: install        ## apply ruff's fixes and formatting
+	.venv/bin/ruff check --fix $(LINT_PATHS)
+	.venv/bin/ruff format $(LINT_PATHS)
 
 images:             ## Docker images (needs a Docker engine)
 	docker build -t datatorag:latest .

@@ -35,20 +35,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from datatorag.adapters.opensearch import OpenSearchIndex
-from datatorag.config import OpenSearchSettings
-from datatorag.domain.models import ChunkRecord
 from opensearchpy import AsyncOpenSearch
 from opensearchpy.helpers import async_bulk
 
 from bench._common import target, write_result
+from datatorag.adapters.opensearch import OpenSearchIndex
+from datatorag.config import OpenSearchSettings
+from datatorag.domain.models import ChunkRecord
 
 NAME = "bulk_index"
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "opensearch.sh"
 CHUNKS_PER_DOC = 20
 PER_DOC_CONCURRENCY = 4
 RATIO_TARGET = 0.9  # the adapter may cost at most 10% of bare async_bulk throughput
-_WORDS = ["policy", "employee", "vacation", "benefits", "payroll", "contract", "invoice", "revenue", "quarterly", "report", "manager", "approval", "travel", "expense", "laptop", "security", "access", "onboarding", "training", "review", "customer", "support", "incident", "release", "deployment", "budget", "forecast", "margin", "audit", "compliance"]  # fmt: skip
+# fmt: off
+_WORDS = [
+    "policy", "employee", "vacation", "benefits", "payroll", "contract", "invoice", "revenue",
+    "quarterly", "report", "manager", "approval", "travel", "expense", "laptop", "security",
+    "access", "onboarding", "training", "review", "customer", "support", "incident", "release",
+    "deployment", "budget", "forecast", "margin", "audit", "compliance",
+]
+# fmt: on
 
 
 def make_records(n: int, dim: int, seed: int = 7) -> list[ChunkRecord]:

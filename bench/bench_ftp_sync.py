@@ -28,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import aioftp
+from pydantic import SecretStr
+
+from bench._common import target, write_result
 from datatorag.adapters.embedded.local_blobstore import LocalBlobStore
 from datatorag.adapters.embedded.sqlite_queue import SqliteQueue
 from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
@@ -35,9 +38,6 @@ from datatorag.config import Settings
 from datatorag.connectors.ftp import FtpSettings, FtpSource
 from datatorag.connectors.sync import SyncOptions, sync_source
 from datatorag.observability.log import configure
-from pydantic import SecretStr
-
-from bench._common import target, write_result
 
 USER, PASSWORD = "bench", "bench-pass"
 
@@ -253,7 +253,8 @@ def main() -> None:
     )
     for name, t in result["targets"].items():
         print(
-            f"  target {name}: {t['actual']} (target {t['target']}) {'MET' if t['met'] else 'MISSED'}"
+            f"  target {name}: {t['actual']} (target {t['target']}) "
+            f"{'MET' if t['met'] else 'MISSED'}"
         )
     print(f"  -> {path}")
 

@@ -20,10 +20,9 @@ import time
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # before tokenizers is imported
 os.environ.setdefault("RAYON_NUM_THREADS", "1")
 
+from bench._common import target, write_result
 from datatorag.chunking import chunk_document, load_chunk_tokenizer
 from datatorag.parsing import parse_document
-
-from bench._common import target, write_result
 from tests.fixtures.documents import text_pdf
 
 TARGET_PAGES_PER_S_PER_CORE = 100.0

@@ -33,10 +33,6 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from datatorag.config import OpenSearchSettings, Settings
-from datatorag.domain.models import Chunk, ChunkRecord, SearchHit
-from datatorag.ports import Embedder, VectorIndex
-
 from bench._common import target, write_result
 from bench.quality import corpus_dir, corpus_documents, load_questions
 from bench.quality.metrics import (
@@ -47,6 +43,9 @@ from bench.quality.metrics import (
     recall_at_k,
     unanswerable,
 )
+from datatorag.config import OpenSearchSettings, Settings
+from datatorag.domain.models import Chunk, ChunkRecord, SearchHit
+from datatorag.ports import Embedder, VectorIndex
 
 # The LanceDB adapter's queries log a Rust deprecation warning each; keep the summary readable.
 os.environ.setdefault("LANCEDB_LOG", "error")
@@ -105,10 +104,23 @@ def _first_heading(markdown: str) -> str | None:
 
 
 _FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"))
-_FONT_FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf",
-               "I": "DejaVuSans-Oblique.ttf", "BI": "DejaVuSans-BoldOblique.ttf"}
-_LATIN1 = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
-                         "\u2013": "-", "\u2014": "-", "\u2026": "..."})
+_FONT_FILES = {
+    "": "DejaVuSans.ttf",
+    "B": "DejaVuSans-Bold.ttf",
+    "I": "DejaVuSans-Oblique.ttf",
+    "BI": "DejaVuSans-BoldOblique.ttf",
+}
+_LATIN1 = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2026": "...",
+    }
+)
 
 
 def markdown_to_pdf(markdown: str, *, title: str) -> bytes:
@@ -132,8 +144,9 @@ def markdown_to_pdf(markdown: str, *, title: str) -> bytes:
     pdf.set_title(html.unescape(title))
     pdf.add_page()
     pdf.set_font(family, size=8 if has_table else 10)
-    pdf.write_html(body, font_family=family, warn_on_tags_not_matching=False,
-                   table_line_separators=True)
+    pdf.write_html(
+        body, font_family=family, warn_on_tags_not_matching=False, table_line_separators=True
+    )
     return bytes(pdf.output())
 
 
@@ -184,8 +197,12 @@ def parse_and_chunk(docs: list[SourceDoc], tokenizer: Any, chunking: Chunking) -
     for doc in docs:
         parsed = parse_document(doc.data, filename=doc.filename)
         doc_types[doc.name] = parsed.doc_type
-        chunks = chunk_document(parsed, tokenizer, max_tokens=chunking.max_tokens,
-                                overlap_tokens=chunking.overlap_tokens)
+        chunks = chunk_document(
+            parsed,
+            tokenizer,
+            max_tokens=chunking.max_tokens,
+            overlap_tokens=chunking.overlap_tokens,
+        )
         out.extend((doc, c) for c in chunks)
     return Ingested(chunking, out, doc_types, {"parse_chunk_s": time.perf_counter() - started})
 
@@ -199,10 +216,19 @@ async def index_chunks(index: VectorIndex, embedder: Embedder, ingested: Ingeste
     started = time.perf_counter()
     records = [
         ChunkRecord(
-            id=ChunkRecord.make_id(doc.doc_id, doc.version, c.index), tenant=TENANT,
-            doc_id=doc.doc_id, version=doc.version, chunk_index=c.index, text=c.text,
-            title=c.title, section=c.section, page_start=c.page_start, page_end=c.page_end,
-            source=SOURCE, path=doc.filename, doc_type=ingested.doc_types[doc.name],
+            id=ChunkRecord.make_id(doc.doc_id, doc.version, c.index),
+            tenant=TENANT,
+            doc_id=doc.doc_id,
+            version=doc.version,
+            chunk_index=c.index,
+            text=c.text,
+            title=c.title,
+            section=c.section,
+            page_start=c.page_start,
+            page_end=c.page_end,
+            source=SOURCE,
+            path=doc.filename,
+            doc_type=ingested.doc_types[doc.name],
             vector=vectors[j].tolist(),
         )
         for j, (doc, c) in enumerate(ingested.chunks)
@@ -212,7 +238,9 @@ async def index_chunks(index: VectorIndex, embedder: Embedder, ingested: Ingeste
     ingested.seconds["index_s"] = time.perf_counter() - started
     count = await index.count(TENANT)
     if count != len(records):
-        raise RuntimeError(f"index holds {count} chunks of tenant {TENANT}, expected {len(records)}")
+        raise RuntimeError(
+            f"index holds {count} chunks of tenant {TENANT}, expected {len(records)}"
+        )
 
 
 async def drop_chunks(index: VectorIndex, docs: list[SourceDoc]) -> None:
@@ -242,7 +270,10 @@ class QuestionResult:
 
 
 async def evaluate(
-    index: VectorIndex, embedder: Embedder, questions: list[Question], ingested: Ingested,
+    index: VectorIndex,
+    embedder: Embedder,
+    questions: list[Question],
+    ingested: Ingested,
     docs_by_id: dict[str, SourceDoc],
 ) -> tuple[list[QuestionResult], float]:
     from datatorag.retrieval.hybrid import search
@@ -254,14 +285,19 @@ async def evaluate(
     for q, vector in zip(questions, vectors, strict=True):
         ranked: dict[str, list[SearchHit]] = {}
         for mode in MODES:
-            ranked[mode] = await search(index, None, TENANT, q.question, NDCG_K, mode=mode,
-                                        query_vector=vector.tolist())
+            ranked[mode] = await search(
+                index, None, TENANT, q.question, NDCG_K, mode=mode, query_vector=vector.tolist()
+            )
         retrieved = {m: _retrieved(hits, docs_by_id) for m, hits in ranked.items()}
-        results.append(QuestionResult(
-            q, vector.tolist(), ranked,
-            recall={m: recall_at_k(q, r, RECALL_K) for m, r in retrieved.items()},
-            ndcg={m: ndcg_at_k(q, r, NDCG_K, corpus) for m, r in retrieved.items()},
-        ))
+        results.append(
+            QuestionResult(
+                q,
+                vector.tolist(),
+                ranked,
+                recall={m: recall_at_k(q, r, RECALL_K) for m, r in retrieved.items()},
+                ndcg={m: ndcg_at_k(q, r, NDCG_K, corpus) for m, r in retrieved.items()},
+            )
+        )
     per_query_ms = (time.perf_counter() - started) * 1000 / max(1, len(questions) * len(MODES))
     return results, per_query_ms
 
@@ -290,8 +326,10 @@ def summarise(results: list[QuestionResult]) -> dict[str, dict[str, Any]]:
 
 
 async def misses(
-    index: VectorIndex, results: list[QuestionResult],
-    docs_by_id: dict[str, SourceDoc], corpus: list[Retrieved],
+    index: VectorIndex,
+    results: list[QuestionResult],
+    docs_by_id: dict[str, SourceDoc],
+    corpus: list[Retrieved],
 ) -> list[dict[str, Any]]:
     """Hybrid's misses at recall@5, with where each retriever ranked the answer (depth 50).
     Hybrid's deep list fuses the same candidate lists as the measured top-10 query."""
@@ -305,11 +343,19 @@ async def misses(
             continue
         q = r.question
         deep = {
-            mode: _retrieved(await search(
-                index, None, TENANT, q.question, DIAGNOSTIC_DEPTH, mode=mode,
-                query_vector=r.vector,
-                candidates=max(fused_from, DIAGNOSTIC_DEPTH) if mode == "hybrid" else None,
-            ), docs_by_id)
+            mode: _retrieved(
+                await search(
+                    index,
+                    None,
+                    TENANT,
+                    q.question,
+                    DIAGNOSTIC_DEPTH,
+                    mode=mode,
+                    query_vector=r.vector,
+                    candidates=max(fused_from, DIAGNOSTIC_DEPTH) if mode == "hybrid" else None,
+                ),
+                docs_by_id,
+            )
             for mode in MODES
         }
         top = _retrieved(r.ranked["hybrid"], docs_by_id)[:RECALL_K]
@@ -317,16 +363,19 @@ async def misses(
         for label in q.answers:
             if any(matches(label, c) for c in top):
                 continue
-            out.append({
-                "id": q.id,
-                "style": q.style,
-                "question": q.question,
-                "expected": f"{label.doc}: {label.must_contain!r}" if label.must_contain
-                else label.doc,
-                "answer_in_index": (label.doc, label.must_contain) not in lost,
-                "rank": {m: _first_rank(label, deep[m]) for m in MODES},
-                "got": [_describe(h) for h in r.ranked["hybrid"][:3]],
-            })
+            out.append(
+                {
+                    "id": q.id,
+                    "style": q.style,
+                    "question": q.question,
+                    "expected": f"{label.doc}: {label.must_contain!r}"
+                    if label.must_contain
+                    else label.doc,
+                    "answer_in_index": (label.doc, label.must_contain) not in lost,
+                    "rank": {m: _first_rank(label, deep[m]) for m in MODES},
+                    "got": [_describe(h) for h in r.ranked["hybrid"][:3]],
+                }
+            )
     return out
 
 
@@ -346,7 +395,9 @@ def split_of(position: int) -> str:
 
 
 async def fusion_sweep(
-    index: VectorIndex, results: list[QuestionResult], ingested: Ingested,
+    index: VectorIndex,
+    results: list[QuestionResult],
+    ingested: Ingested,
     docs_by_id: dict[str, SourceDoc],
 ) -> list[dict[str, Any]]:
     from datatorag.retrieval.hybrid import HYBRID_RRF_K, HYBRID_WEIGHTS, default_candidates, search
@@ -357,19 +408,33 @@ async def fusion_sweep(
     for combo in itertools.product(SWEEP_CANDIDATES, SWEEP_RRF_K, SWEEP_KNN_WEIGHT):
         candidates, rrf_k, weight = combo
         per: dict[str, dict[str, list[float]]] = {
-            sp: {"recall": [], "ndcg": []} for sp in ("all", "dev", "test")}
+            sp: {"recall": [], "ndcg": []} for sp in ("all", "dev", "test")
+        }
         for pos, r in enumerate(results):
-            hits = await search(index, None, TENANT, r.question.question, NDCG_K, mode="hybrid",
-                                candidates=candidates, query_vector=r.vector, rrf_k=rrf_k,
-                                weights={"knn": weight, "bm25": 1.0})
+            hits = await search(
+                index,
+                None,
+                TENANT,
+                r.question.question,
+                NDCG_K,
+                mode="hybrid",
+                candidates=candidates,
+                query_vector=r.vector,
+                rrf_k=rrf_k,
+                weights={"knn": weight, "bm25": 1.0},
+            )
             got = _retrieved(hits, docs_by_id)
             rec = recall_at_k(r.question, got, RECALL_K)
             nd = ndcg_at_k(r.question, got, NDCG_K, corpus)
             for sp in ("all", split_of(pos)):
                 per[sp]["recall"].append(rec)
                 per[sp]["ndcg"].append(nd)
-        row = {"candidates": candidates, "rrf_k": rrf_k, "knn_weight": weight,
-               "default": combo == default}
+        row = {
+            "candidates": candidates,
+            "rrf_k": rrf_k,
+            "knn_weight": weight,
+            "default": combo == default,
+        }
         for sp, m in per.items():
             suffix = "" if sp == "all" else f"_{sp}"
             row[f"recall@{RECALL_K}{suffix}"] = round(fmean(m["recall"]), 4)
@@ -383,36 +448,54 @@ def held_out_selection(rows: list[dict[str, Any]], results: list[QuestionResult]
     r_key, n_key = f"recall@{RECALL_K}", f"ndcg@{NDCG_K}"
     best = max(rows, key=lambda x: (x[f"{n_key}_dev"], x[f"{r_key}_dev"], -x["candidates"]))
     test = [r for pos, r in enumerate(results) if split_of(pos) == "test"]
-    single = {m: {r_key: round(fmean(r.recall[m] for r in test), 4),
-                  n_key: round(fmean(r.ndcg[m] for r in test), 4)} for m in ("knn", "bm25")}
+    single = {
+        m: {
+            r_key: round(fmean(r.recall[m] for r in test), 4),
+            n_key: round(fmean(r.ndcg[m] for r in test), 4),
+        }
+        for m in ("knn", "bm25")
+    }
     chosen = {r_key: best[f"{r_key}_test"], n_key: best[f"{n_key}_test"]}
-    return {"chosen_on_dev": {k: best[k] for k in ("candidates", "rrf_k", "knn_weight")},
-            "test_questions": len(test), "test": {"hybrid": chosen, **single},
-            "hybrid_at_least_best_single_on_test": all(
-                chosen[key] >= max(single["knn"][key], single["bm25"][key]) - 1e-9
-                for key in (r_key, n_key))}
+    return {
+        "chosen_on_dev": {k: best[k] for k in ("candidates", "rrf_k", "knn_weight")},
+        "test_questions": len(test),
+        "test": {"hybrid": chosen, **single},
+        "hybrid_at_least_best_single_on_test": all(
+            chosen[key] >= max(single["knn"][key], single["bm25"][key]) - 1e-9
+            for key in (r_key, n_key)
+        ),
+    }
 
 
 # ---- running one configuration -----------------------------------------------------------------
 
 
-async def open_index(args: argparse.Namespace, settings: Settings, model_id: str, dim: int,
-                     workdir: Path, tag: str) -> VectorIndex:
+async def open_index(
+    args: argparse.Namespace, settings: Settings, model_id: str, dim: int, workdir: Path, tag: str
+) -> VectorIndex:
     if args.index == "opensearch":
         from datatorag.adapters.opensearch.index import OpenSearchIndex
 
         os_settings = settings.opensearch.model_copy(
-            update={"index_prefix": f"datatorag-bench-quality-{tag}"})
-        return OpenSearchIndex.from_settings(settings.model_copy(update={"opensearch": os_settings}),
-                                             model_id=model_id, dim=dim)
+            update={"index_prefix": f"datatorag-bench-quality-{tag}"}
+        )
+        return OpenSearchIndex.from_settings(
+            settings.model_copy(update={"opensearch": os_settings}), model_id=model_id, dim=dim
+        )
     from datatorag.adapters.embedded.lancedb_index import LanceDbIndex
 
     return LanceDbIndex(workdir / f"lancedb-{tag}", dim=dim, table=f"chunks_{tag}")
 
 
 async def run_config(
-    args: argparse.Namespace, settings: Settings, embedder: Any, tokenizer: Any,
-    docs: list[SourceDoc], questions: list[Question], chunking: Chunking, workdir: Path,
+    args: argparse.Namespace,
+    settings: Settings,
+    embedder: Any,
+    tokenizer: Any,
+    docs: list[SourceDoc],
+    questions: list[Question],
+    chunking: Chunking,
+    workdir: Path,
     sweep: bool = False,
 ) -> dict[str, Any]:
     ingested = parse_and_chunk(docs, tokenizer, chunking)
@@ -433,11 +516,15 @@ async def run_config(
         if args.index == "opensearch":
             await drop_opensearch(index)
         await index.close()
-    lost = [f"{q.id}: {lb.doc} {lb.must_contain!r}" for q in questions
-            for lb in unanswerable(q, corpus)]
+    lost = [
+        f"{q.id}: {lb.doc} {lb.must_contain!r}" for q in questions for lb in unanswerable(q, corpus)
+    ]
     return {
-        "chunking": {"asked": chunking.label, "max_tokens": chunking.max_tokens,
-                     "overlap_tokens": chunking.overlap_tokens},
+        "chunking": {
+            "asked": chunking.label,
+            "max_tokens": chunking.max_tokens,
+            "overlap_tokens": chunking.overlap_tokens,
+        },
         "chunks": len(ingested.chunks),
         "mean_chunk_tokens": round(fmean(c.token_count for _, c in ingested.chunks), 1),
         "modes": summarise(results),
@@ -459,16 +546,22 @@ async def run_config(
 
 def print_config(res: dict[str, Any], n_questions: int) -> None:
     ch = res["chunking"]
-    print(f"\nchunking {ch['asked']} -> {ch['max_tokens']}/{ch['overlap_tokens']} tokens: "
-          f"{res['chunks']} chunks (mean {res['mean_chunk_tokens']} tokens), "
-          f"{n_questions} questions")
+    print(
+        f"\nchunking {ch['asked']} -> {ch['max_tokens']}/{ch['overlap_tokens']} tokens: "
+        f"{res['chunks']} chunks (mean {res['mean_chunk_tokens']} tokens), "
+        f"{n_questions} questions"
+    )
     r_key, n_key = f"recall@{RECALL_K}", f"ndcg@{NDCG_K}"
     print(f"  {'mode':<8}{r_key:>10}{n_key:>10}   {'keyword r/n':>13}   {'semantic r/n':>13}")
     for mode in MODES:
         row = res["modes"][mode]
-        styles = [f"{row[s][r_key]:.3f}/{row[s][n_key]:.3f}" if s in row else "-"
-                  for s in ("keyword", "semantic")]
-        print(f"  {mode:<8}{row[r_key]:>10.3f}{row[n_key]:>10.3f}   {styles[0]:>13}   {styles[1]:>13}")
+        styles = [
+            f"{row[s][r_key]:.3f}/{row[s][n_key]:.3f}" if s in row else "-"
+            for s in ("keyword", "semantic")
+        ]
+        print(
+            f"  {mode:<8}{row[r_key]:>10.3f}{row[n_key]:>10.3f}   {styles[0]:>13}   {styles[1]:>13}"
+        )
 
 
 def print_sweep(res: dict[str, Any]) -> None:
@@ -477,33 +570,49 @@ def print_sweep(res: dict[str, Any]) -> None:
     sel = res.get("fusion_selection")
     if sel:
         r_key, n_key = f"recall@{RECALL_K}", f"ndcg@{NDCG_K}"
-        print(f"\nheld-out fusion check: chosen on the dev half {sel['chosen_on_dev']}; "
-              f"on the {sel['test_questions']} test questions:")
+        print(
+            f"\nheld-out fusion check: chosen on the dev half {sel['chosen_on_dev']}; "
+            f"on the {sel['test_questions']} test questions:"
+        )
         for mode, m in sel["test"].items():
             print(f"  {mode:<8}{m[r_key]:>10.3f}{m[n_key]:>10.3f}")
-        print(f"  hybrid >= best single retriever on test: {sel['hybrid_at_least_best_single_on_test']}")
+        print(
+            "  hybrid >= best single retriever on test: "
+            f"{sel['hybrid_at_least_best_single_on_test']}"
+        )
     r_key, n_key = f"recall@{RECALL_K}", f"ndcg@{NDCG_K}"
-    print(f"\nhybrid fusion diagnostics (chunking {res['chunking']['asked']}; a guide for the "
-          "fusion defaults, not a tuned result):")
+    print(
+        f"\nhybrid fusion diagnostics (chunking {res['chunking']['asked']}; a guide for the "
+        "fusion defaults, not a tuned result):"
+    )
     print(f"  {'candidates':>10}{'rrf_k':>7}{'knn w':>7}{r_key:>10}{n_key:>10}")
     for row in sorted(res["fusion_sweep"], key=lambda x: (-x[n_key], -x[r_key])):
         mark = "  <- product default" if row["default"] else ""
-        print(f"  {row['candidates']:>10}{row['rrf_k']:>7}{row['knn_weight']:>7.1f}"
-              f"{row[r_key]:>10.3f}{row[n_key]:>10.3f}{mark}")
+        print(
+            f"  {row['candidates']:>10}{row['rrf_k']:>7}{row['knn_weight']:>7.1f}"
+            f"{row[r_key]:>10.3f}{row[n_key]:>10.3f}{mark}"
+        )
 
 
 def print_misses(res: dict[str, Any]) -> None:
     missed = res["hybrid_misses"]
-    print(f"\nhybrid misses at recall@{RECALL_K} ({len(missed)}; rank = first answer chunk per "
-          f"retriever within {DIAGNOSTIC_DEPTH}, '-' = not found):")
+    print(
+        f"\nhybrid misses at recall@{RECALL_K} ({len(missed)}; rank = first answer chunk per "
+        f"retriever within {DIAGNOSTIC_DEPTH}, '-' = not found):"
+    )
     for m in missed:
         ranks = " ".join(f"{k}={v if v is not None else '-'}" for k, v in m["rank"].items())
         flag = "" if m["answer_in_index"] else "  [answer phrase in no chunk: parsing/chunking]"
-        print(f"  {m['id']} ({m['style']}) {m['question']}\n"
-              f"      want {m['expected']}  {ranks}{flag}\n"
-              f"      got  {'; '.join(m['got'])}")
+        print(
+            f"  {m['id']} ({m['style']}) {m['question']}\n"
+            f"      want {m['expected']}  {ranks}{flag}\n"
+            f"      got  {'; '.join(m['got'])}"
+        )
     if res["answers_not_in_any_chunk"]:
-        print("  answer phrases found in no indexed chunk: " + ", ".join(res["answers_not_in_any_chunk"]))
+        print(
+            "  answer phrases found in no indexed chunk: "
+            + ", ".join(res["answers_not_in_any_chunk"])
+        )
 
 
 # ---- main --------------------------------------------------------------------------------------
@@ -514,8 +623,9 @@ def _parse_chunkings(spec: str, settings: Settings) -> list[tuple[str, int, int]
     for item in (s.strip() for s in spec.split(",") if s.strip()):
         if item == "settings":
             c = settings.chunking
-            out.append((f"settings ({c.max_tokens}/{c.overlap_tokens})", c.max_tokens,
-                        c.overlap_tokens))
+            out.append(
+                (f"settings ({c.max_tokens}/{c.overlap_tokens})", c.max_tokens, c.overlap_tokens)
+            )
             continue
         m = re.fullmatch(r"(\d+)/(\d+)", item)
         if not m:
@@ -525,14 +635,23 @@ def _parse_chunkings(spec: str, settings: Settings) -> list[tuple[str, int, int]
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.bench_quality", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help=f"settings chunking only, first {QUICK_QUESTIONS} questions")
+    p = argparse.ArgumentParser(
+        prog="python -m bench.bench_quality",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"settings chunking only, first {QUICK_QUESTIONS} questions",
+    )
     p.add_argument("--index", choices=("lancedb", "opensearch"), default="lancedb")
     p.add_argument("--opensearch-url", default=None, help="with --index opensearch")
-    p.add_argument("--chunking", default="settings,256/32,128/16",
-                   help="comma-separated: 'settings' and/or MAX/OVERLAP token pairs")
+    p.add_argument(
+        "--chunking",
+        default="settings,256/32,128/16",
+        help="comma-separated: 'settings' and/or MAX/OVERLAP token pairs",
+    )
     p.add_argument("--questions", type=Path, default=None, help="another questions.yaml")
     p.add_argument("--no-sweep", action="store_true", help="skip the fusion diagnostics")
     args = p.parse_args(argv)
@@ -545,12 +664,15 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def amain(argv: list[str] | None = None) -> dict[str, Any]:
+    from datatorag.embedding.engine import load_tokenizer
     from datatorag.embedding.local import LocalEmbedder
-    from datatorag.embedding.model_dir import load_tokenizer
 
     args = _args(argv)
-    settings = Settings(opensearch=OpenSearchSettings(url=args.opensearch_url)) \
-        if args.opensearch_url else Settings()
+    settings = (
+        Settings(opensearch=OpenSearchSettings(url=args.opensearch_url))
+        if args.opensearch_url
+        else Settings()
+    )
     questions = load_questions(args.questions) if args.questions else load_questions()
     if args.quick:
         questions = questions[:QUICK_QUESTIONS]
@@ -559,8 +681,10 @@ async def amain(argv: list[str] | None = None) -> dict[str, Any]:
     embedder = LocalEmbedder(settings.embedding)
     tokenizer = load_tokenizer(settings.embedding.model)
     load_s = time.perf_counter() - started
-    configs = [effective_chunking(label, mt, ov, embedder.max_seq)
-               for label, mt, ov in _parse_chunkings(args.chunking, settings)]
+    configs = [
+        effective_chunking(label, mt, ov, embedder.max_seq)
+        for label, mt, ov in _parse_chunkings(args.chunking, settings)
+    ]
     try:
         with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
             workdir = Path(tmp)
@@ -569,13 +693,24 @@ async def amain(argv: list[str] | None = None) -> dict[str, Any]:
             docs = build_corpus(src, workdir / "pdf")
             convert_s = time.perf_counter() - started
             n_pdf = sum(d.filename.endswith(".pdf") for d in docs)
-            print(f"corpus {src.name}: {len(docs)} documents ({n_pdf} converted to PDF in "
-                  f"{convert_s:.1f}s, {len(docs) - n_pdf} Markdown); index {args.index}; "
-                  f"model {embedder.model_id} (window {embedder.max_seq} tokens)")
+            print(
+                f"corpus {src.name}: {len(docs)} documents ({n_pdf} converted to PDF in "
+                f"{convert_s:.1f}s, {len(docs) - n_pdf} Markdown); index {args.index}; "
+                f"model {embedder.model_id} (window {embedder.max_seq} tokens)"
+            )
             runs = []
             for n, chunking in enumerate(configs):
-                res = await run_config(args, settings, embedder, tokenizer, docs, questions,
-                                       chunking, workdir, sweep=n == 0 and not args.no_sweep)
+                res = await run_config(
+                    args,
+                    settings,
+                    embedder,
+                    tokenizer,
+                    docs,
+                    questions,
+                    chunking,
+                    workdir,
+                    sweep=n == 0 and not args.no_sweep,
+                )
                 print_config(res, len(questions))
                 runs.append(res)
     finally:
@@ -588,34 +723,50 @@ async def amain(argv: list[str] | None = None) -> dict[str, Any]:
     name = "quality" if args.index == "lancedb" else f"quality-{args.index}"
     path = write_result(name, data)
     met = all(t["met"] for t in data["targets"].values())
-    print(f"\ntargets {'met' if met else 'NOT met'}: " + "; ".join(
-        f"{k}: {v['actual']} vs {v['target']} {'ok' if v['met'] else 'MISSED'}"
-        for k, v in data["targets"].items()))
+    print(
+        f"\ntargets {'met' if met else 'NOT met'}: "
+        + "; ".join(
+            f"{k}: {v['actual']} vs {v['target']} {'ok' if v['met'] else 'MISSED'}"
+            for k, v in data["targets"].items()
+        )
+    )
     print(f"wrote {path}")
     return data
 
 
-def result_json(args: argparse.Namespace, main: dict[str, Any], runs: list[dict[str, Any]],
-                questions: list[Question], docs: list[SourceDoc], n_pdf: int, load_s: float,
-                convert_s: float) -> dict[str, Any]:
+def result_json(
+    args: argparse.Namespace,
+    main: dict[str, Any],
+    runs: list[dict[str, Any]],
+    questions: list[Question],
+    docs: list[SourceDoc],
+    n_pdf: int,
+    load_s: float,
+    convert_s: float,
+) -> dict[str, Any]:
     r_key, n_key = f"recall@{RECALL_K}", f"ndcg@{NDCG_K}"
     modes = main["modes"]
     best = {key: max(modes[b][key] for b in BASELINES) for key in (r_key, n_key)}
     hybrid = modes["hybrid"]
     targets = {
-        f"hybrid {r_key} >= max(knn, bm25)": target(best[r_key], hybrid[r_key],
-                                                    hybrid[r_key] >= best[r_key]),
-        f"hybrid {n_key} >= max(knn, bm25)": target(best[n_key], hybrid[n_key],
-                                                    hybrid[n_key] >= best[n_key]),
+        f"hybrid {r_key} >= max(knn, bm25)": target(
+            best[r_key], hybrid[r_key], hybrid[r_key] >= best[r_key]
+        ),
+        f"hybrid {n_key} >= max(knn, bm25)": target(
+            best[n_key], hybrid[n_key], hybrid[n_key] >= best[n_key]
+        ),
         f"hybrid {r_key} > {RELEVANCE_FLOOR} (BRIEF seed: relevance > 80%)": target(
-            RELEVANCE_FLOOR, hybrid[r_key], hybrid[r_key] > RELEVANCE_FLOOR),
+            RELEVANCE_FLOOR, hybrid[r_key], hybrid[r_key] > RELEVANCE_FLOOR
+        ),
     }
     sel = main.get("fusion_selection")
     if sel:
         t = sel["test"]
         targets["held-out: fusion chosen on dev, hybrid >= max(knn, bm25) on test"] = target(
             {key: max(t["knn"][key], t["bm25"][key]) for key in (r_key, n_key)},
-            t["hybrid"], sel["hybrid_at_least_best_single_on_test"])
+            t["hybrid"],
+            sel["hybrid_at_least_best_single_on_test"],
+        )
     return {
         "metrics": {
             "index": args.index,
@@ -635,8 +786,8 @@ def result_json(args: argparse.Namespace, main: dict[str, Any], runs: list[dict[
                 | {"hybrid_misses": [m["id"] for m in r["hybrid_misses"]]}
                 for r in runs[1:]
             ],
-            "seconds": main["seconds"] | {"model_load_s": round(load_s, 2),
-                                          "pdf_convert_s": round(convert_s, 2)},
+            "seconds": main["seconds"]
+            | {"model_load_s": round(load_s, 2), "pdf_convert_s": round(convert_s, 2)},
             "per_query_ms": main["per_query_ms"],
         },
         "baseline": {m: modes[m] for m in BASELINES},

@@ -96,8 +96,9 @@ def chunk_vectors(n: int, seed: int = 1) -> np.ndarray:
 def tenant_of(i: np.ndarray | int) -> np.ndarray | str:
     """Every tenth document belongs to the other tenant."""
     other = (np.asarray(i) // PER_DOC) % 10 == 9
-    return np.where(other, OTHER_TENANT, TENANT) if other.ndim else (
-        OTHER_TENANT if other else TENANT)
+    return (
+        np.where(other, OTHER_TENANT, TENANT) if other.ndim else (OTHER_TENANT if other else TENANT)
+    )
 
 
 def zipf_texts(rng: np.random.Generator, vocab: list[str], n: int, words: int) -> list[str]:
@@ -136,7 +137,9 @@ def make_settings(args: argparse.Namespace):
 
     if args.index == "opensearch":
         return Settings(
-            mode=Mode.PRODUCTION, data_dir=Path(args.data_dir), api_keys=f"{API_KEY}={TENANT}",
+            mode=Mode.PRODUCTION,
+            data_dir=Path(args.data_dir),
+            api_keys=f"{API_KEY}={TENANT}",
             opensearch=OpenSearchSettings(url=args.opensearch_url, index_prefix="datatorag-bench"),
         )
     return Settings(data_dir=Path(args.data_dir), api_keys=f"{API_KEY}={TENANT}")
@@ -177,14 +180,23 @@ async def build(args: argparse.Namespace, index, chunks: np.ndarray) -> dict[str
         for j in range(m):
             i = lo + j
             doc = i // per_doc
-            records.append(ChunkRecord(
-                id=f"doc{doc}:v1:{i % per_doc}",
-                tenant=tenant_of(i),
-                doc_id=f"doc{doc}", version="v1", chunk_index=i % per_doc, text=texts[j],
-                title=f"Document {doc}", page_start=i % per_doc + 1, page_end=i % per_doc + 1,
-                source=f"source{doc % 3}", path=f"docs/doc{doc}.pdf", doc_type="pdf",
-                vector=vectors[j].tolist(),
-            ))
+            records.append(
+                ChunkRecord(
+                    id=f"doc{doc}:v1:{i % per_doc}",
+                    tenant=tenant_of(i),
+                    doc_id=f"doc{doc}",
+                    version="v1",
+                    chunk_index=i % per_doc,
+                    text=texts[j],
+                    title=f"Document {doc}",
+                    page_start=i % per_doc + 1,
+                    page_end=i % per_doc + 1,
+                    source=f"source{doc % 3}",
+                    path=f"docs/doc{doc}.pdf",
+                    doc_type="pdf",
+                    vector=vectors[j].tolist(),
+                )
+            )
         await index.upsert(records)
         print(f"  indexed {lo + m}/{n} chunks", file=sys.stderr, flush=True)
     if hasattr(index, "optimize"):
@@ -234,10 +246,15 @@ def serve(args: argparse.Namespace) -> None:
         spec = json.loads(Path(args.queries_file).read_text())
         embedder = PrecomputedEmbedder(spec["queries"], np.asarray(spec["vectors"], np.float32))
     deps = GatewayDeps(
-        settings=settings, index=make_index(args), embedder=embedder,  # type: ignore[arg-type]
+        settings=settings,
+        index=make_index(args),
+        embedder=embedder,  # type: ignore[arg-type]
         registry=SqliteRegistry(Path(args.data_dir) / "bench-registry.sqlite3"),
     )
-    async def main() -> None:  # the server and event loop of libs/datatorag/entrypoints/serve_gateway.py
+
+    async def main() -> (
+        None
+    ):  # the server and event loop of libs/datatorag/entrypoints/serve_gateway.py
         http = UvicornServer(create_app(deps), "127.0.0.1", args.port)
         await http.start()
         freeze_heap()
@@ -261,9 +278,22 @@ async def start_gateway(args: argparse.Namespace, embedder: str, queries_file: P
     port = free_port()
     log = Path(args.data_dir) / f"gateway-{embedder}.log"
     cmd = [
-        sys.executable, "-m", "bench.bench_query", "--serve", "--index", args.index,
-        "--opensearch-url", args.opensearch_url, "--data-dir", args.data_dir,
-        "--port", str(port), "--embedder", embedder, "--queries-file", str(queries_file),
+        sys.executable,
+        "-m",
+        "bench.bench_query",
+        "--serve",
+        "--index",
+        args.index,
+        "--opensearch-url",
+        args.opensearch_url,
+        "--data-dir",
+        args.data_dir,
+        "--port",
+        str(port),
+        "--embedder",
+        embedder,
+        "--queries-file",
+        str(queries_file),
     ]
     env = dict(os.environ)  # (datatorag.embedding sets OMP_WAIT_POLICY=PASSIVE for the model)
     with log.open("wb") as err:
@@ -334,9 +364,11 @@ async def measure(
     out = {}
     for c in levels:
         out[f"c{c}"] = stats = await load(call, c, requests[c])
-        print(f"  {name:<22} c={c:<3} p50 {stats['p50']:8.1f} ms  p95 {stats['p95']:8.1f} ms  "
-              f"p99 {stats['p99']:8.1f} ms  {stats['qps']:7.1f} q/s  errors {stats['errors']}",
-              flush=True)
+        print(
+            f"  {name:<22} c={c:<3} p50 {stats['p50']:8.1f} ms  p95 {stats['p95']:8.1f} ms  "
+            f"p99 {stats['p99']:8.1f} ms  {stats['qps']:7.1f} q/s  errors {stats['errors']}",
+            flush=True,
+        )
     return out
 
 
@@ -344,8 +376,12 @@ CLIENT_CPU_MS: dict[str, float] = {}  # the load generator's own CPU per request
 
 
 async def gateway_run(
-    args: argparse.Namespace, embedder: str, queries: list[str], queries_file: Path,
-    levels: list[int], requests: dict[int, int],
+    args: argparse.Namespace,
+    embedder: str,
+    queries: list[str],
+    queries_file: Path,
+    levels: list[int],
+    requests: dict[int, int],
 ) -> dict[str, Any]:
     """The load generator is aiohttp: it shares the 2 cores with the gateway, and per request it
     costs 0.4-0.7 ms of CPU where httpx costs 1.9 ms (measured; recorded per run as
@@ -357,7 +393,9 @@ async def gateway_run(
         connector = aiohttp.TCPConnector(limit=max(levels))
         headers = {"Authorization": f"Bearer {API_KEY}"}
         async with aiohttp.ClientSession(
-            base_url=url, connector=connector, headers=headers,
+            base_url=url,
+            connector=connector,
+            headers=headers,
             timeout=aiohttp.ClientTimeout(total=60),
         ) as session:
 
@@ -379,7 +417,11 @@ async def gateway_run(
 
 
 async def bare_run(
-    index, queries: list[str], vectors: np.ndarray, levels: list[int], requests: dict[int, int],
+    index,
+    queries: list[str],
+    vectors: np.ndarray,
+    levels: list[int],
+    requests: dict[int, int],
     limit: int | None = None,
 ) -> dict[str, Any]:
     """The adapter alone; with ``limit``, behind the same concurrency limit as the gateway."""
@@ -437,8 +479,11 @@ async def cpu_per_query(index, queries: list[str], vectors: np.ndarray, n: int =
         out[f"{name}_wall_ms"] = round((time.perf_counter() - wall) * 1000 / n, 2)
     per_pair = out["knn_cpu_ms"] + out["bm25_cpu_ms"]
     out["max_qps_all_cores"] = round((os.cpu_count() or 1) * 1000 / per_pair, 1)
-    print(f"  bare index CPU per query: knn {out['knn_cpu_ms']} ms, bm25 {out['bm25_cpu_ms']} ms "
-          f"-> at most {out['max_qps_all_cores']} hybrid q/s on {os.cpu_count()} cores", flush=True)
+    print(
+        f"  bare index CPU per query: knn {out['knn_cpu_ms']} ms, bm25 {out['bm25_cpu_ms']} ms "
+        f"-> at most {out['max_qps_all_cores']} hybrid q/s on {os.cpu_count()} cores",
+        flush=True,
+    )
     return out
 
 
@@ -450,7 +495,7 @@ async def run(args: argparse.Namespace) -> None:
     if args.data_dir is None:
         # v2: clustered vectors (chunk_vectors); a store built by an older layout is not reused
         args.data_dir = str(DATA_ROOT / f"query-{args.index}-{n}-v2")
-    Path(args.data_dir).mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(Path(args.data_dir).mkdir, parents=True, exist_ok=True)
     levels = [int(c) for c in args.concurrency.split(",")]
     per_level = {1: 100, 10: 300, 100: 600} if args.quick else {1: 300, 10: 1000, 100: 2000}
     requests = {c: args.requests or per_level.get(c, 20 * c) for c in levels}
@@ -482,8 +527,11 @@ async def run(args: argparse.Namespace) -> None:
 
     ratios = {
         f"{name}_vs_{base}_{p}_c{c}": round(m[f"c{c}"][p] / b[f"c{c}"][p], 2)
-        for name, m in metrics.items() for base, b in baseline.items() if base != "bare_index_cpu"
-        for c in levels for p in ("p50", "p95")
+        for name, m in metrics.items()
+        for base, b in baseline.items()
+        if base != "bare_index_cpu"
+        for c in levels
+        for p in ("p50", "p95")
     }
     targets = {}
     for name, m in metrics.items():
@@ -497,23 +545,40 @@ async def run(args: argparse.Namespace) -> None:
         targets[f"{name} errors"] = target(0, errors, errors == 0)
 
     setup = {
-        "index": args.index, "chunks": n, "knn_recall_vs_exact": knn_recall, "dim": DIM,
+        "index": args.index,
+        "chunks": n,
+        "knn_recall_vs_exact": knn_recall,
+        "dim": DIM,
         "words_per_chunk": args.words,
-        "tenants": {TENANT: 0.9, OTHER_TENANT: 0.1}, "k": K, "candidates": CANDIDATES,
-        "mode": "hybrid", "gateway_index_concurrency_limit": limit, "levels": levels, "requests": requests, "dataset": data,
+        "tenants": {TENANT: 0.9, OTHER_TENANT: 0.1},
+        "k": K,
+        "candidates": CANDIDATES,
+        "mode": "hybrid",
+        "gateway_index_concurrency_limit": limit,
+        "levels": levels,
+        "requests": requests,
+        "dataset": data,
         "vectors": "clustered: 0.5 theme + 0.5 document + 0.71 noise (chunk_vectors); query "
         "vectors paraphrase a chunk at cosine ~0.7",
         "query_vectors": "precomputed (looked up) and real MiniLM in the gateway",
-        "http": "uvicorn " + ("httptools" if _has("httptools") else "h11")
-        + " + " + ("uvloop" if _has("uvloop") else "asyncio"),
+        "http": "uvicorn "
+        + ("httptools" if _has("httptools") else "h11")
+        + " + "
+        + ("uvloop" if _has("uvloop") else "asyncio"),
         "client": "aiohttp in a separate process, same machine",
         "client_cpu_ms_per_request": CLIENT_CPU_MS,
     }
     name = "query" if args.index == "lancedb" else f"query_{args.index}"
-    path = write_result(name, {
-        "setup": setup, "metrics": metrics, "baseline": baseline, "ratios": ratios,
-        "targets": targets,
-    })
+    path = write_result(
+        name,
+        {
+            "setup": setup,
+            "metrics": metrics,
+            "baseline": baseline,
+            "ratios": ratios,
+            "targets": targets,
+        },
+    )
     print("\nratios (gateway / bare):")
     for key, value in ratios.items():
         print(f"  {key}: {value}")
@@ -536,7 +601,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--index", choices=["lancedb", "opensearch"], default="lancedb")
     p.add_argument("--opensearch-url", default="http://127.0.0.1:9200")
     p.add_argument(
-        "--embedder", choices=["precomputed", "minilm", "both"], default="both",
+        "--embedder",
+        choices=["precomputed", "minilm", "both"],
+        default="both",
         help="query vectors: looked up (precomputed), the real model in the gateway, or both",
     )
     p.add_argument("--concurrency", default="1,10,100")

@@ -54,15 +54,20 @@ def main() -> None:
 
 
 def summarise() -> str:
-    """A table of every target from the result files (the figures themselves live in BENCHMARKS.md)."""
+    """A table of every target from the result files (the figures live in BENCHMARKS.md)."""
     rows = []
     for path in sorted(RESULTS_DIR.glob("*.json")):
         data = json.loads(path.read_text())
         for what, t in (data.get("targets") or {}).items():
-            rows.append(f"| {data['name']} | {what} | {t['target']} | {t['actual']} | {'yes' if t['met'] else 'NO'} |")
+            rows.append(
+                f"| {data['name']} | {what} | {t['target']} | {t['actual']} "
+                f"| {'yes' if t['met'] else 'NO'} |"
+            )
     m = machine_info()
-    head = (f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GiB RAM, Python {m['python']}\n\n"
-            "| bench | target | goal | measured | met |\n|---|---|---|---|---|")
+    head = (
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GiB RAM, Python {m['python']}\n\n"
+        "| bench | target | goal | measured | met |\n|---|---|---|---|---|"
+    )
     return head + "\n" + "\n".join(rows)
 
 

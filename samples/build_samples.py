@@ -1,4 +1,4 @@
-"""Regenerate the sample corpus ``libs/datatorag/samples/acme-hr/`` from its Markdown sources in ``_src/``.
+"""Regenerate the sample corpus ``libs/datatorag/samples/acme-hr/`` from its Markdown in ``_src/``.
 
 Northwind Robotics is a fictional company; every policy was written for this project. Each
 source names its output file in the front matter (``output:``), and the extension picks the
@@ -264,7 +264,8 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #bbb;padding:.3rem .6re
 <script>window.analytics = window.analytics || [];</script>
 </head>
 <body>
-<header><nav><a href="/">Intranet home</a> | <a href="/hr">HR policies</a> | <a href="/it">IT help</a></nav></header>
+<header><nav><a href="/">Intranet home</a> | <a href="/hr">HR policies</a> | \
+<a href="/it">IT help</a></nav></header>
 <main>
 <p class="meta">Owner: {owner} | Effective: {effective}</p>
 {body}</main>
@@ -316,7 +317,7 @@ def to_text(src: Source) -> bytes:
             widths = [max(len(r[c]) for r in el.rows) for c in range(len(el.rows[0]))]
             out.append(
                 "\n".join(
-                    " | ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+                    " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
                     for row in el.rows
                 )
             )

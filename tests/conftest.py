@@ -11,7 +11,8 @@ REPO = Path(__file__).resolve().parent.parent
 # itself was started: libs/ is the source root, the repository root holds tests/ and bench/.
 _paths = [str(REPO / "libs"), str(REPO)]
 os.environ["PYTHONPATH"] = os.pathsep.join(
-    _paths + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in _paths]
+    _paths
+    + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in _paths]
 )
 
 pytest_plugins = [

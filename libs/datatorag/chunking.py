@@ -23,8 +23,9 @@ from typing import Any
 
 from tokenizers import Encoding, Tokenizer
 
+from datatorag.domain.errors import DependencyError
 from datatorag.domain.models import Chunk
-from datatorag.embedding.model_dir import MINILM, load_tokenizer, resolve_model
+from datatorag.embedding.model_dir import MINILM, resolve_model
 from datatorag.parsing.model import ParsedDocument
 
 DEFAULT_MAX_TOKENS = 512
@@ -69,7 +70,8 @@ class _TokenizerAdapter:
         )
         if backend is None:
             raise TypeError(
-                f"chunking needs a fast (Rust) tokenizer with offsets; got {type(tokenizer).__name__}"
+                "chunking needs a fast (Rust) tokenizer with offsets; "
+                f"got {type(tokenizer).__name__}"
             )
         self.tok = Tokenizer.from_str(backend.to_str())
         self.tok.no_truncation()
@@ -103,11 +105,14 @@ def load_chunk_tokenizer(model: str = MINILM) -> Tokenizer:
     ``load_tokenizer()`` without importing transformers (seconds of start-up for a parser)."""
     spec = resolve_model(model)
     path = spec.path / "tokenizer.json"
-    tok = (
-        Tokenizer.from_file(str(path))
-        if path.is_file()
-        else Tokenizer.from_str(load_tokenizer(model).backend_tokenizer.to_str())
-    )
+    if not path.is_file():
+        # A parser never imports transformers (or torch): the fast tokenizer's file is required.
+        raise DependencyError(
+            "embedding model",
+            f"{spec.path} has no tokenizer.json; save the model with its fast tokenizer "
+            "(AutoTokenizer.from_pretrained(...).save_pretrained(dir))",
+        )
+    tok = Tokenizer.from_file(str(path))
     tok.no_truncation()  # MiniLM's file truncates and pads to 128: wrong for counting
     tok.no_padding()
     return tok
@@ -160,7 +165,7 @@ def chunk_document(
         if block_id != block_of_unit:
             packer.block_start(block_tokens[block_id])
             block_of_unit = block_id
-        offsets = [tuple(o) for o in enc.offsets]
+        offsets = [(int(o[0]), int(o[1])) for o in enc.offsets]
         part = _Part(text, offsets, page, sep, kind != "heading")
         for piece in _split_long(part, budget - overlap):
             packer.add(piece)
@@ -380,7 +385,7 @@ def _recut(text: str, tok: _TokenizerAdapter, max_tokens: int) -> list[tuple[str
     while pending:
         piece = pending.pop(0)
         enc = tok.encode([piece])[0]
-        part = _Part(piece, [tuple(o) for o in enc.offsets], None, _SENT_SEP, True)
+        part = _Part(piece, [(int(o[0]), int(o[1])) for o in enc.offsets], None, _SENT_SEP, True)
         for sub in _split_long(part, window):
             count = tok.count([sub.text])[0]
             if count > max_tokens and window > 8:

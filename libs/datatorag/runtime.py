@@ -7,12 +7,16 @@ Every worker exposes ``/healthz`` (liveness: its loops are alive and made progre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import logging
+import os
 import signal
+import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import uvicorn
 from fastapi import FastAPI, Response
@@ -53,6 +57,20 @@ def run_service(main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
+def exit_process(code: int = 0) -> NoReturn:
+    """End a service process that has shut down cleanly, without interpreter teardown.
+
+    Everything durable is closed by the time this runs. What teardown would still do is let
+    native extensions that torch loads (triton's nanobind modules) print ~60 lines of "leaked
+    instance" warnings after our final "stopped" line, which reads like a crash.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 @dataclass
 class Readiness:
     """Named dependency checks; each raises (preferably ``DependencyError``) when not ready."""
@@ -86,8 +104,10 @@ async def check_all_or_exit(readiness: Readiness, service: str) -> None:
     if bad:
         for name, why in bad.items():
             log.error("dependency not ready", service=service, dependency=name, detail=why)
-        raise SystemExit(f"{service}: cannot start, dependencies not ready: " + "; ".join(
-            f"{k}: {v}" for k, v in bad.items()))
+        raise SystemExit(
+            f"{service}: cannot start, dependencies not ready: "
+            + "; ".join(f"{k}: {v}" for k, v in bad.items())
+        )
 
 
 def health_app(
@@ -104,8 +124,10 @@ def add_health_routes(
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
         ok, detail = liveness() if liveness else (True, "ok")
-        return JSONResponse({"status": "ok" if ok else "unhealthy", "detail": detail},
-                            status_code=200 if ok else 503)
+        return JSONResponse(
+            {"status": "ok" if ok else "unhealthy", "detail": detail},
+            status_code=200 if ok else 503,
+        )
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
@@ -118,8 +140,21 @@ def add_health_routes(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def worker_liveness(workers, max_idle_s: float) -> Callable[[], tuple[bool, str]]:
-    """A worker that stopped taking messages (dead loop, or stuck beyond max_idle_s) is unhealthy."""
+class Live(Protocol):
+    """What liveness reads of a worker (``datatorag.pipeline.worker.Worker``)."""
+
+    @property
+    def service(self) -> str: ...
+
+    @property
+    def alive(self) -> bool: ...
+
+    @property
+    def last_progress(self) -> float: ...
+
+
+def worker_liveness(workers: Sequence[Live], max_idle_s: float) -> Callable[[], tuple[bool, str]]:
+    """A worker that stopped taking messages (dead loop, or stuck past max_idle_s) is unhealthy."""
 
     def check() -> tuple[bool, str]:
         now = time.time()
@@ -138,11 +173,13 @@ class UvicornServer:
     """uvicorn inside our event loop, without its own signal handlers."""
 
     def __init__(self, app: FastAPI, host: str, port: int) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                lifespan="on")
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False, lifespan="on"
+        )
         self.server = uvicorn.Server(config)
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        self._task: asyncio.Task | None = None
+        # our loop owns SIGTERM/SIGINT (install_stop_signals); uvicorn must not take them
+        self.server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self.server.serve())
@@ -161,7 +198,6 @@ class UvicornServer:
 def install_stop_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
+        # not on the main thread (embedded in a host process): the host owns the signals
+        with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-main thread
-            pass

@@ -1,1 +1,1 @@
-"""The connector service: thin entry point; the logic lives in libs/."""
+"""The connector service: a thin entry point; the logic lives in the datatorag package."""

@@ -1,1 +1,1 @@
-"""The embedder service: thin entry point; the logic lives in libs/."""
+"""The embedder service: a thin entry point; the logic lives in the datatorag package."""

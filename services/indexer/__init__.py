@@ -1,1 +1,1 @@
-"""The indexer service: thin entry point; the logic lives in libs/."""
+"""The indexer service: a thin entry point; the logic lives in the datatorag package."""

@@ -1,1 +1,1 @@
-"""The parser service: thin entry point; the logic lives in libs/."""
+"""The parser service: a thin entry point; the logic lives in the datatorag package."""

@@ -1,1 +1,1 @@
-"""The query_gateway service: thin entry point; the logic lives in libs/."""
+"""The query_gateway service: a thin entry point; the logic lives in the datatorag package."""

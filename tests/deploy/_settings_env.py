@@ -7,8 +7,9 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from datatorag.config import Settings
 from pydantic_settings import BaseSettings
+
+from datatorag.config import Settings
 
 
 def known_env_names() -> set[str]:

@@ -32,8 +32,11 @@ def require_module(module: str, package: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        unavailable(package, f"python package {package!r} is not installed ({exc}); "
-                    "it is a dev dependency of the deploy checks")
+        unavailable(
+            package,
+            f"python package {package!r} is not installed ({exc}); "
+            "it is a dev dependency of the deploy checks",
+        )
         raise  # unreachable: unavailable() raises
 
 
@@ -55,18 +58,33 @@ class DeployTools:
 
     def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         # helm keeps config/cache under HOME; keep it away from the developer's own
-        env = {**os.environ, "HELM_CACHE_HOME": str(cache_root() / "helm" / "cache"),
-               "HELM_CONFIG_HOME": str(cache_root() / "helm" / "config"),
-               "HELM_DATA_HOME": str(cache_root() / "helm" / "data")}
-        proc = subprocess.run([str(self.helm_bin), *args], check=False, capture_output=True, text=True,
-                              timeout=120, env=env)
+        env = {
+            **os.environ,
+            "HELM_CACHE_HOME": str(cache_root() / "helm" / "cache"),
+            "HELM_CONFIG_HOME": str(cache_root() / "helm" / "config"),
+            "HELM_DATA_HOME": str(cache_root() / "helm" / "data"),
+        }
+        proc = subprocess.run(
+            [str(self.helm_bin), *args],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
         if check and proc.returncode != 0:
-            pytest.fail(f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}")
+            pytest.fail(
+                f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}"
+            )
         return proc
 
-    def template(self, *values_files: Path, kube_version: str | None = None,
-                 set_values: tuple[str, ...] = (), check: bool = True
-                 ) -> subprocess.CompletedProcess[str]:
+    def template(
+        self,
+        *values_files: Path,
+        kube_version: str | None = None,
+        set_values: tuple[str, ...] = (),
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
         args = ["template", "rel", str(CHART), "--namespace", "datatorag"]
         for f in values_files:
             args += ["-f", str(f)]
@@ -82,10 +100,17 @@ def deploy_tools() -> DeployTools:
     if not shutil.which("bash"):
         unavailable("helm/kubeconform", "bash is needed to run scripts/deploy-tools.sh")
     try:
-        proc = subprocess.run(["bash", str(DEPLOY_TOOLS)], check=False, capture_output=True, text=True,
-                              timeout=TOOLS_BUILD_TIMEOUT_S)
+        proc = subprocess.run(
+            ["bash", str(DEPLOY_TOOLS)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=TOOLS_BUILD_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired:
-        unavailable("helm/kubeconform", f"scripts/deploy-tools.sh ran past {TOOLS_BUILD_TIMEOUT_S}s")
+        unavailable(
+            "helm/kubeconform", f"scripts/deploy-tools.sh ran past {TOOLS_BUILD_TIMEOUT_S}s"
+        )
     if proc.returncode != 0:
         unavailable("helm/kubeconform", f"scripts/deploy-tools.sh failed:\n{proc.stderr[-3000:]}")
     tools = DeployTools(Path(proc.stdout.strip().splitlines()[-1]))
@@ -104,8 +129,10 @@ class KubeSchemas:
 
     @property
     def location(self) -> str:
-        return str(self.root) + "/{{ .NormalizedKubernetesVersion }}-local{{ .StrictSuffix }}/" \
+        return (
+            str(self.root) + "/{{ .NormalizedKubernetesVersion }}-local{{ .StrictSuffix }}/"
             "{{ .ResourceKind }}{{ .KindSuffix }}.json"
+        )
 
 
 def _prepare_schemas(src: Path, dest: Path) -> None:
@@ -129,13 +156,18 @@ def kube_schemas() -> KubeSchemas:
     # kubernetes-validate ships the Kubernetes JSON schemas: kubeconform validates offline
     kubernetes_validate = require_module("kubernetes_validate", "kubernetes-validate")
     pkg = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
-    available = sorted((p.name.removesuffix("-local-strict").lstrip("v")
-                        for p in pkg.glob("v*-local-strict")),
-                       key=lambda v: tuple(int(x) for x in v.split(".")))
+    available = sorted(
+        (p.name.removesuffix("-local-strict").lstrip("v") for p in pkg.glob("v*-local-strict")),
+        key=lambda v: tuple(int(x) for x in v.split(".")),
+    )
     if OLDEST_KUBE not in available:
         unavailable("Kubernetes JSON schemas", f"no {OLDEST_KUBE} schemas in {pkg}")
     versions = (OLDEST_KUBE, available[-1])
-    root = cache_root() / "k8s-schemas" / f"kubernetes-validate-{importlib.metadata.version('kubernetes-validate')}"
+    root = (
+        cache_root()
+        / "k8s-schemas"
+        / f"kubernetes-validate-{importlib.metadata.version('kubernetes-validate')}"
+    )
     for v in versions:
         dest = root / f"v{v}-local-strict"
         if not (dest / "_definitions.json").exists():
@@ -148,5 +180,7 @@ def cfn_lint() -> Path:
     exe = Path(sys.executable).with_name("cfn-lint")
     found = exe if exe.exists() else (Path(p) if (p := shutil.which("cfn-lint")) else None)
     if found is None:
-        unavailable("cfn-lint", "not installed in the venv (a dev dependency: pip install cfn-lint)")
+        unavailable(
+            "cfn-lint", "not installed in the venv (a dev dependency: pip install cfn-lint)"
+        )
     return found

@@ -7,8 +7,8 @@ import re
 from typing import Any
 
 import pytest
-from datatorag.entrypoints.serve import SERVICES as SERVE_NAMES
 
+from datatorag.entrypoints.serve import SERVICES as SERVE_NAMES
 from tests.deploy._paths import COMPOSE_FILE, GRAFANA_DIR, PROMETHEUS_DIR, ROOT, SERVICES, load_yaml
 from tests.deploy._settings_env import settings_from, unknown_datatorag_vars
 
@@ -45,9 +45,13 @@ def test_one_image_and_one_command_per_service(compose: dict[str, Any]) -> None:
 
 def test_start_order(compose: dict[str, Any]) -> None:
     svcs = compose["services"]
-    assert svcs["init"]["depends_on"] == {"opensearch": {"condition": "service_healthy"},
-                                          "aws": {"condition": "service_healthy"}}
-    assert svcs["embedder"]["depends_on"] == {"init": {"condition": "service_completed_successfully"}}
+    assert svcs["init"]["depends_on"] == {
+        "opensearch": {"condition": "service_healthy"},
+        "aws": {"condition": "service_healthy"},
+    }
+    assert svcs["embedder"]["depends_on"] == {
+        "init": {"condition": "service_completed_successfully"}
+    }
     # the parser needs the tokenizer, indexer and gateway ask the embedder for the model
     for s in ("parser", "indexer", "connector", "query-gateway"):
         assert svcs[s]["depends_on"] == {
@@ -117,8 +121,16 @@ def test_mounted_files_exist(compose: dict[str, Any]) -> None:
 
 def test_prometheus_scrapes_each_service_where_it_serves_metrics(compose: dict[str, Any]) -> None:
     prom = load_yaml(PROMETHEUS_DIR / "prometheus.yml")
-    targets = {t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
-    expected = {"query-gateway:8080", "embedder:8081", "parser:9100", "indexer:9100", "connector:9100"}
+    targets = {
+        t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]
+    }
+    expected = {
+        "query-gateway:8080",
+        "embedder:8081",
+        "parser:9100",
+        "indexer:9100",
+        "connector:9100",
+    }
     assert expected <= targets
     for t in targets - {"localhost:9090"}:
         assert t.split(":")[0] in compose["services"]
@@ -131,11 +143,15 @@ def test_grafana_provisions_the_dashboards(compose: dict[str, Any]) -> None:
     graf = compose["services"]["grafana"]
     mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in graf["volumes"] if v.startswith("./"))
     dash_dir = mounts["./deploy/grafana"]
-    providers = load_yaml(GRAFANA_DIR / "provisioning" / "dashboards" / "datatorag.yaml")["providers"]
+    providers = load_yaml(GRAFANA_DIR / "provisioning" / "dashboards" / "datatorag.yaml")[
+        "providers"
+    ]
     assert providers[0]["options"]["path"] == dash_dir
     home = graf["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert home.startswith(dash_dir + "/") and (GRAFANA_DIR / home.rsplit("/", 1)[1]).exists()
-    (ds,) = load_yaml(GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yaml")["datasources"]
+    (ds,) = load_yaml(GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yaml")[
+        "datasources"
+    ]
     assert ds["url"] == "http://prometheus:9090" and ds["type"] == "prometheus"
 
 

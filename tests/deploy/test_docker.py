@@ -12,8 +12,8 @@ import sys
 from typing import Any
 
 import pytest
-from datatorag.runtime import Readiness, UvicornServer, health_app
 
+from datatorag.runtime import Readiness, UvicornServer, health_app
 from tests.deploy._paths import DOCKERFILE, ROOT
 from tests.deploy.conftest import require_module
 
@@ -45,26 +45,37 @@ def global_args() -> dict[str, str]:
 
 def test_stages_and_default_target() -> None:
     st = stages()
-    assert list(st) == ["<global>", "builder", "gpu-builder", "gpu", "runtime"]  # runtime last = default
+    assert list(st) == [
+        "<global>",
+        "builder",
+        "gpu-builder",
+        "gpu",
+        "runtime",
+    ]  # runtime last = default
     args = global_args()
     assert args["PYTHON_IMAGE"] == "python:3.11-slim"
     assert args["CUDA_IMAGE"].startswith("nvidia/cuda:")
     assert st["runtime"][0].value[0] == "${PYTHON_IMAGE}"
     assert st["builder"][0].value[0] == "${PYTHON_IMAGE}"
     assert st["gpu"][0].value[0] == "${CUDA_IMAGE}"
-    builder_args = dict(c.value[0].split("=", 1) for c in instr(st["builder"], "ARG") if "=" in c.value[0])
+    builder_args = dict(
+        c.value[0].split("=", 1) for c in instr(st["builder"], "ARG") if "=" in c.value[0]
+    )
     assert builder_args["TORCH"] == "locked"  # as locked unless asked for the CPU build
 
 
-@pytest.mark.parametrize(("stage", "cmd"), [("runtime", ["serve", "query-gateway"]),
-                                             ("gpu", ["serve", "embedder"])])
+@pytest.mark.parametrize(
+    ("stage", "cmd"), [("runtime", ["serve", "query-gateway"]), ("gpu", ["serve", "embedder"])]
+)
 def test_final_stages_run_datatorag_as_non_root(stage: str, cmd: list[str]) -> None:
     s = stages()[stage]
     (user,) = instr(s, "USER")
     uid = user.value[0].split(":")[0]
     assert uid.isdigit() and int(uid) >= 1000  # numeric: runAsNonRoot can verify it
-    after = s[s.index(user):]
-    assert not [c.cmd for c in after if c.cmd in ("RUN", "COPY", "ADD")]  # nothing runs as root later
+    after = s[s.index(user) :]
+    assert not [
+        c.cmd for c in after if c.cmd in ("RUN", "COPY", "ADD")
+    ]  # nothing runs as root later
     (entry,) = instr(s, "ENTRYPOINT")
     assert entry.json and list(entry.value) == ["datatorag"]
     (c,) = instr(s, "CMD")
@@ -73,8 +84,12 @@ def test_final_stages_run_datatorag_as_non_root(stage: str, cmd: list[str]) -> N
     assert list(hc.value) == ["CMD", "datatorag-healthcheck"]
     assert any(f.startswith("--start-period=") for f in hc.flags)
     env = " ".join(" ".join(e.value) for e in instr(s, "ENV"))
-    for var in ("DATATORAG_GATEWAY_HOST 0.0.0.0", "HF_HUB_OFFLINE 1", "TRANSFORMERS_OFFLINE 1",
-                "PATH /opt/venv/bin:$PATH"):
+    for var in (
+        "DATATORAG_GATEWAY_HOST 0.0.0.0",
+        "HF_HUB_OFFLINE 1",
+        "TRANSFORMERS_OFFLINE 1",
+        "PATH /opt/venv/bin:$PATH",
+    ):
         assert var in env
     copied = {c.value[-1] for c in instr(s, "COPY")}
     assert {"/opt/venv", "/usr/local/bin/datatorag-healthcheck"} <= copied
@@ -85,8 +100,12 @@ def test_dependencies_install_before_the_code_is_copied() -> None:
     for name in ("builder", "gpu-builder"):
         s = stages()[name]
         lines = [(c.cmd, " ".join(c.value)) for c in s]
-        install = next(i for i, (cmd, v) in enumerate(lines) if cmd == "RUN" and "install-python-deps" in v)
-        code = next(i for i, (cmd, v) in enumerate(lines) if cmd == "COPY" and v.startswith("libs "))
+        install = next(
+            i for i, (cmd, v) in enumerate(lines) if cmd == "RUN" and "install-python-deps" in v
+        )
+        code = next(
+            i for i, (cmd, v) in enumerate(lines) if cmd == "COPY" and v.startswith("libs ")
+        )
         assert install < code
         assert any(cmd == "COPY" and "requirements.lock" in v for cmd, v in lines[:install])
 
@@ -99,7 +118,12 @@ def _dockerignore_patterns() -> list[tuple[bool, re.Pattern[str]]]:
             continue
         negate = line.startswith("!")
         pat = line.lstrip("!").strip("/")
-        rx = re.escape(pat).replace(r"\*\*/", "(?:.*/)?").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+        rx = (
+            re.escape(pat)
+            .replace(r"\*\*/", "(?:.*/)?")
+            .replace(r"\*", "[^/]*")
+            .replace(r"\?", "[^/]")
+        )
         out.append((negate, re.compile(rx + "$")))
     return out
 
@@ -124,13 +148,21 @@ def test_build_context_holds_what_copy_needs_and_nothing_else() -> None:
                 assert in_context(src), f"{src} is excluded by .dockerignore"
     for needed in ("libs/datatorag/config.py", "services/parser/__main__.py", "requirements.lock"):
         assert in_context(needed)
-    for left_out in (".venv/bin/python", ".git/HEAD", "tests/deploy/test_docker.py", "data/x.db",
-                     "libs/__pycache__/config.cpython-311.pyc", "bench/bench_quality.py"):
+    for left_out in (
+        ".venv/bin/python",
+        ".git/HEAD",
+        "tests/deploy/test_docker.py",
+        "data/x.db",
+        "libs/__pycache__/config.cpython-311.pyc",
+        "bench/bench_quality.py",
+    ):
         assert not in_context(left_out), left_out
 
 
 def run_installer(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["sh", str(INSTALLER), *args], check=False, capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        ["sh", str(INSTALLER), *args], check=False, capture_output=True, text=True, timeout=30
+    )
 
 
 def test_installer_locked_variant_is_the_lock() -> None:
@@ -168,8 +200,13 @@ def _free_port() -> int:
 
 async def _healthcheck(env: dict[str, str], *args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(HEALTHCHECK), *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        str(HEALTHCHECK),
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     return proc.returncode or 0, err.decode()
 
@@ -185,13 +222,17 @@ async def test_healthcheck_against_a_real_worker_health_endpoint() -> None:
     try:
         assert await _healthcheck(env, "parser") == (0, "")
         # the gateway's port is another variable: the same server is not found there
-        rc, err = await _healthcheck({**env, "DATATORAG_GATEWAY_PORT": str(_free_port())}, "query-gateway")
+        rc, err = await _healthcheck(
+            {**env, "DATATORAG_GATEWAY_PORT": str(_free_port())}, "query-gateway"
+        )
         assert rc == 1 and "/healthz" in err
         alive["ok"] = False
         rc, err = await _healthcheck(env, "parser")
         assert rc == 1 and "HTTP 503" in err and "parser: stuck" in err
         alive["ok"] = True
-        assert (await _healthcheck({"PATH": "/usr/bin:/bin", "DATATORAG_HEALTHCHECK_PORT": str(port)}))[0] == 0
+        assert (
+            await _healthcheck({"PATH": "/usr/bin:/bin", "DATATORAG_HEALTHCHECK_PORT": str(port)})
+        )[0] == 0
     finally:
         await server.stop()
     rc, err = await _healthcheck(env, "parser")
@@ -204,9 +245,16 @@ def test_healthcheck_reads_the_service_from_the_command_line() -> None:
         import healthcheck  # type: ignore[import-not-found]
     finally:
         sys.path.remove(str(HEALTHCHECK.parent))
-    assert healthcheck.service_from_cmdline(["/opt/venv/bin/python", "/opt/venv/bin/datatorag",
-                                             "serve", "embedder"]) == "embedder"
-    assert healthcheck.service_from_cmdline(["python", "-m", "services.query_gateway"]) == "query-gateway"
+    assert (
+        healthcheck.service_from_cmdline(
+            ["/opt/venv/bin/python", "/opt/venv/bin/datatorag", "serve", "embedder"]
+        )
+        == "embedder"
+    )
+    assert (
+        healthcheck.service_from_cmdline(["python", "-m", "services.query_gateway"])
+        == "query-gateway"
+    )
     assert healthcheck.service_from_cmdline(["datatorag", "init"]) is None
     assert healthcheck.port_for("query-gateway", {}) == 8080
     assert healthcheck.port_for("embedder", {"DATATORAG_EMBEDDER_PORT": "9001"}) == 9001

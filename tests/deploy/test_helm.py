@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
-from datatorag.pipeline.worker import Worker
 
+from datatorag.pipeline.worker import Worker
 from tests.deploy._paths import CHART, SERVICES, WORKERS
 from tests.deploy._settings_env import settings_from, unknown_datatorag_vars
 from tests.deploy.conftest import DeployTools, KubeSchemas
@@ -66,7 +66,7 @@ def container_env(docs: Manifests, service: str) -> dict[str, Any]:
     return env
 
 
-# ---- the tools ------------------------------------------------------------------------------------
+# ---- the tools -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("values", list(VALUES))
@@ -92,15 +92,33 @@ def test_kubeconform_strict_on_every_values_set(
             path.write_text(text)
             files.append(str(path))
         proc = subprocess.run(
-            [str(deploy_tools.kubeconform_bin), "-strict", "-summary", "-output", "json",
-             "-kubernetes-version", kube, "-schema-location", kube_schemas.location,
-             "-skip", ",".join(CRD_KINDS), *files],
-            check=False, capture_output=True, text=True, timeout=300,
+            [
+                str(deploy_tools.kubeconform_bin),
+                "-strict",
+                "-summary",
+                "-output",
+                "json",
+                "-kubernetes-version",
+                kube,
+                "-schema-location",
+                kube_schemas.location,
+                "-skip",
+                ",".join(CRD_KINDS),
+                *files,
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         report = json.loads(proc.stdout)
         assert proc.returncode == 0, f"kubeconform (Kubernetes {kube}):\n{proc.stdout}{proc.stderr}"
-        assert report["summary"] == {"valid": expected_valid, "invalid": 0, "errors": 0,
-                                     "skipped": expected_skipped}, report
+        assert report["summary"] == {
+            "valid": expected_valid,
+            "invalid": 0,
+            "errors": 0,
+            "skipped": expected_skipped,
+        }, report
 
 
 def test_kubeconform_catches_a_wrong_field(
@@ -114,15 +132,30 @@ def test_kubeconform_catches_a_wrong_field(
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(dep))
     proc = subprocess.run(
-        [str(deploy_tools.kubeconform_bin), "-strict", "-output", "json", "-kubernetes-version",
-         kube_schemas.versions[-1], "-schema-location", kube_schemas.location, str(bad)],
-        check=False, capture_output=True, text=True, timeout=120,
+        [
+            str(deploy_tools.kubeconform_bin),
+            "-strict",
+            "-output",
+            "json",
+            "-kubernetes-version",
+            kube_schemas.versions[-1],
+            "-schema-location",
+            kube_schemas.location,
+            str(bad),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 1
     (res,) = json.loads(proc.stdout)["resources"]
     assert res["status"] == "statusInvalid"
     assert "additional properties 'terminationGracePeriod' not allowed" in res["msg"]
-    assert "'/spec/template/spec/containers/0/ports/0/containerPort': got string, want integer" in res["msg"]
+    assert (
+        "'/spec/template/spec/containers/0/ports/0/containerPort': got string, want integer"
+        in res["msg"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -147,15 +180,18 @@ def test_grace_check_follows_the_long_poll(deploy_tools: DeployTools) -> None:
     # 40 s covers 25 s + a 10 s poll, not a 20 s one
     assert deploy_tools.template(set_values=("terminationGracePeriodSeconds=40",)).returncode == 0
     proc = deploy_tools.template(
-        set_values=("terminationGracePeriodSeconds=40", "config.queues.waitTimeS=20"), check=False)
+        set_values=("terminationGracePeriodSeconds=40", "config.queues.waitTimeS=20"), check=False
+    )
     assert "shutdown grace" in proc.stderr
 
 
-# ---- what the objects say -------------------------------------------------------------------------
+# ---- what the objects say ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("values", list(VALUES))
-def test_one_deployment_and_service_per_service(rendered: dict[str, Manifests], values: str) -> None:
+def test_one_deployment_and_service_per_service(
+    rendered: dict[str, Manifests], values: str
+) -> None:
     docs = rendered[values]
     names = {f"{RELEASE}-{s}" for s in SERVICES}
     assert set(of_kind(docs, "Deployment")) == names
@@ -167,9 +203,12 @@ def test_one_deployment_and_service_per_service(rendered: dict[str, Manifests], 
         svc = of_kind(docs, "Service")[f"{RELEASE}-{s}"]
         assert svc["spec"]["selector"].items() <= pod_labels.items()
         # a Service selects the pods of exactly one Deployment
-        selected = [d for d in of_kind(docs, "Deployment").values()
-                    if svc["spec"]["selector"].items()
-                    <= d["spec"]["template"]["metadata"]["labels"].items()]
+        selected = [
+            d
+            for d in of_kind(docs, "Deployment").values()
+            if svc["spec"]["selector"].items()
+            <= d["spec"]["template"]["metadata"]["labels"].items()
+        ]
         assert len(selected) == 1
         assert svc["spec"]["ports"][0]["targetPort"] == "http"
 
@@ -180,7 +219,9 @@ def test_embedder_runs_on_a_gpu_node(rendered: dict[str, Manifests]) -> None:
         spec = deployment(docs, "embedder")["spec"]["template"]["spec"]
         assert container(docs, "embedder")["resources"]["limits"]["nvidia.com/gpu"] == 1
         assert spec["nodeSelector"]["nvidia.com/gpu.present"] == "true"
-        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec[
+            "tolerations"
+        ]
         assert container(docs, "embedder")["image"].endswith("-gpu")
         assert container_env(docs, "embedder")["DATATORAG_EMBEDDING_DEVICE"] == "cuda"
         for s in set(SERVICES) - {"embedder"}:
@@ -214,14 +255,18 @@ def test_model_volume(rendered: dict[str, Manifests]) -> None:
 
 
 @pytest.mark.parametrize("values", list(VALUES))
-def test_probes_hit_the_port_the_service_listens_on(rendered: dict[str, Manifests], values: str) -> None:
+def test_probes_hit_the_port_the_service_listens_on(
+    rendered: dict[str, Manifests], values: str
+) -> None:
     docs = rendered[values]
     for s in SERVICES:
         c = container(docs, s)
         env = container_env(docs, s)
         (port,) = c["ports"]
-        listens = {"query-gateway": env["DATATORAG_GATEWAY_PORT"],
-                   "embedder": env["DATATORAG_EMBEDDER_PORT"]}.get(s) or env["DATATORAG_HEALTH_PORT"]
+        listens = {
+            "query-gateway": env["DATATORAG_GATEWAY_PORT"],
+            "embedder": env["DATATORAG_EMBEDDER_PORT"],
+        }.get(s) or env["DATATORAG_HEALTH_PORT"]
         assert port["name"] == "http" and port["containerPort"] == int(listens)
         assert env["DATATORAG_GATEWAY_HOST"] == "0.0.0.0"  # reachable from outside the pod
         assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
@@ -234,14 +279,19 @@ def test_probes_hit_the_port_the_service_listens_on(rendered: dict[str, Manifest
 
 
 @pytest.mark.parametrize("values", list(VALUES))
-def test_pods_outlive_the_worker_shutdown_grace(rendered: dict[str, Manifests], values: str) -> None:
+def test_pods_outlive_the_worker_shutdown_grace(
+    rendered: dict[str, Manifests], values: str
+) -> None:
     grace = inspect.signature(Worker.__init__).parameters["grace_s"].default
     docs = rendered[values]
     for s in SERVICES:
         env = container_env(docs, s)
         # Worker.stop waits grace_s + one long poll + 1 s before it cancels
         needed = grace + int(env["DATATORAG_QUEUE_WAIT_TIME_S"]) + 1
-        assert deployment(docs, s)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > needed
+        assert (
+            deployment(docs, s)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+            > needed
+        )
 
 
 @pytest.mark.parametrize("values", list(VALUES))
@@ -269,7 +319,11 @@ def test_autoscaling(rendered: dict[str, Manifests]) -> None:
     hpas = of_kind(docs, "HorizontalPodAutoscaler")
     assert set(hpas) == {f"{RELEASE}-{s}" for s in ("parser", "indexer", "query-gateway")}
     for name, hpa in hpas.items():
-        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        assert hpa["spec"]["scaleTargetRef"] == {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": name,
+        }
         assert "replicas" not in of_kind(docs, "Deployment")[name]["spec"]  # the HPA owns it
     assert not of_kind(docs, "ScaledObject")
 
@@ -278,7 +332,11 @@ def test_autoscaling(rendered: dict[str, Manifests]) -> None:
     scaled = of_kind(docs, "ScaledObject")
     assert set(scaled) == {f"{RELEASE}-{s}" for s in ("parser", "embedder", "indexer")}
     assert set(of_kind(docs, "HorizontalPodAutoscaler")) == {f"{RELEASE}-query-gateway"}
-    queues = {"parser": "datatorag-parse", "embedder": "datatorag-embed", "indexer": "datatorag-index"}
+    queues = {
+        "parser": "datatorag-parse",
+        "embedder": "datatorag-embed",
+        "indexer": "datatorag-index",
+    }
     auth = of_kind(docs, "TriggerAuthentication")
     for s, queue in queues.items():
         so = scaled[f"{RELEASE}-{s}"]
@@ -286,7 +344,10 @@ def test_autoscaling(rendered: dict[str, Manifests]) -> None:
         assert so["spec"]["scaleTargetRef"]["name"] in of_kind(docs, "Deployment")
         (trigger,) = so["spec"]["triggers"]
         assert trigger["type"] == "aws-sqs-queue"
-        assert trigger["metadata"]["queueURL"] == f"https://sqs.eu-west-1.amazonaws.com/123456789012/{queue}"
+        assert (
+            trigger["metadata"]["queueURL"]
+            == f"https://sqs.eu-west-1.amazonaws.com/123456789012/{queue}"
+        )
         assert trigger["metadata"]["awsRegion"] == "eu-west-1"
         assert trigger["authenticationRef"]["name"] in auth
         assert "replicas" not in deployment(docs, s)["spec"]
@@ -294,7 +355,9 @@ def test_autoscaling(rendered: dict[str, Manifests]) -> None:
 
 
 @pytest.mark.parametrize("values", list(VALUES))
-def test_disruption_budgets_cover_their_deployments(rendered: dict[str, Manifests], values: str) -> None:
+def test_disruption_budgets_cover_their_deployments(
+    rendered: dict[str, Manifests], values: str
+) -> None:
     docs = rendered[values]
     pdbs = of_kind(docs, "PodDisruptionBudget")
     assert pdbs, "no PodDisruptionBudget"
@@ -316,7 +379,10 @@ def test_service_account_and_irsa(rendered: dict[str, Manifests]) -> None:
         assert {p["serviceAccountName"] for p in pods} == {sa["metadata"]["name"]}
         annotations = sa["metadata"].get("annotations") or {}
         if values == "production":
-            assert annotations["eks.amazonaws.com/role-arn"] == "arn:aws:iam::123456789012:role/datatorag-workload"
+            assert (
+                annotations["eks.amazonaws.com/role-arn"]
+                == "arn:aws:iam::123456789012:role/datatorag-workload"
+            )
         else:
             assert "eks.amazonaws.com/role-arn" not in annotations
 
@@ -328,12 +394,19 @@ def test_secrets_come_from_secret_refs(rendered: dict[str, Manifests]) -> None:
         env = {e["name"]: e for e in container(docs, s).get("env") or []}
         if s == "query-gateway":
             assert env["DATATORAG_API_KEYS"]["valueFrom"]["secretKeyRef"] == {
-                "name": "datatorag-api-keys", "key": "api-keys"}
+                "name": "datatorag-api-keys",
+                "key": "api-keys",
+            }
         else:  # only the gateway authenticates callers
             assert "DATATORAG_API_KEYS" not in env
-        for var, key in (("DATATORAG_OPENSEARCH_USERNAME", "username"),
-                         ("DATATORAG_OPENSEARCH_PASSWORD", "password")):
-            assert env[var]["valueFrom"]["secretKeyRef"] == {"name": "datatorag-opensearch", "key": key}
+        for var, key in (
+            ("DATATORAG_OPENSEARCH_USERNAME", "username"),
+            ("DATATORAG_OPENSEARCH_PASSWORD", "password"),
+        ):
+            assert env[var]["valueFrom"]["secretKeyRef"] == {
+                "name": "datatorag-opensearch",
+                "key": key,
+            }
     (cm,) = of_kind(docs, "ConfigMap").values()
     assert not any("PASSWORD" in k or "API_KEYS" in k for k in cm["data"])
     # sigv4 (default) needs no OpenSearch credentials at all
@@ -351,12 +424,20 @@ def test_environment_is_what_the_code_reads(rendered: dict[str, Manifests], valu
         settings = settings_from(plain)  # raises on a value Settings refuses
         assert settings.mode.value == "production"
         assert settings.queues.parse == "datatorag-parse"
-        assert settings.queues.visibility_timeout_s == int(env["DATATORAG_QUEUE_VISIBILITY_TIMEOUT_S"])
+        assert settings.queues.visibility_timeout_s == int(
+            env["DATATORAG_QUEUE_VISIBILITY_TIMEOUT_S"]
+        )
         assert settings.embedding.service_url == f"http://{RELEASE}-embedder:8081"
         assert settings.opensearch.auth in ("none", "basic", "sigv4")
     if values == "production":
-        s = settings_from({k: v for k, v in container_env(docs, "parser").items() if isinstance(v, str)})
-        assert (s.aws.sse, s.embedding.truncate_dim, s.opensearch.region) == ("aws:kms", 512, "eu-west-1")
+        s = settings_from(
+            {k: v for k, v in container_env(docs, "parser").items() if isinstance(v, str)}
+        )
+        assert (s.aws.sse, s.embedding.truncate_dim, s.opensearch.region) == (
+            "aws:kms",
+            512,
+            "eu-west-1",
+        )
 
 
 def test_embedder_url_names_the_embedder_service(rendered: dict[str, Manifests]) -> None:
@@ -373,8 +454,11 @@ def test_service_monitor_scrapes_every_service(rendered: dict[str, Manifests]) -
     assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     (endpoint,) = sm["spec"]["endpoints"]
     assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
-    selected = [s for s in of_kind(docs, "Service").values()
-                if sm["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()]
+    selected = [
+        s
+        for s in of_kind(docs, "Service").values()
+        if sm["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()
+    ]
     assert len(selected) == len(SERVICES)
     assert all(any(p["name"] == "http" for p in s["spec"]["ports"]) for s in selected)
 
@@ -393,7 +477,9 @@ def test_init_job_provisions_once_per_revision(rendered: dict[str, Manifests]) -
 def test_config_change_rolls_the_pods(deploy_tools: DeployTools) -> None:
     def checksum(*sets: str) -> str:
         docs = [d for d in yaml.safe_load_all(deploy_tools.template(set_values=sets).stdout) if d]
-        return deployment(docs, "parser")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        return deployment(docs, "parser")["spec"]["template"]["metadata"]["annotations"][
+            "checksum/config"
+        ]
 
     assert checksum() == checksum()
     assert checksum() != checksum("config.queues.maxReceives=7")

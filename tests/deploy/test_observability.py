@@ -17,12 +17,21 @@ from tests.deploy._paths import GRAFANA_DIR, PROMETHEUS_DIR, load_yaml
 from tests.deploy.conftest import require_module
 
 # Modules that register DatatoRAG metrics (importing them registers them).
-METRIC_MODULES = ("datatorag.observability.metrics", "datatorag.gateway.metrics", "datatorag.retrieval.hybrid")
+METRIC_MODULES = (
+    "datatorag.observability.metrics",
+    "datatorag.gateway.metrics",
+    "datatorag.retrieval.hybrid",
+)
 DASHBOARDS = sorted(GRAFANA_DIR.glob("*.json"))
 # Grafana variables, replaced by what Grafana would put there before PromQL sees the query.
 GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h"}
-SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
-            "summary": ("", "_sum", "_count"), "gauge": ("",), "info": ("_info",)}
+SUFFIXES = {
+    "counter": ("_total",),
+    "histogram": ("_bucket", "_sum", "_count"),
+    "summary": ("", "_sum", "_count"),
+    "gauge": ("",),
+    "info": ("_info",),
+}
 
 
 def exposed_series() -> set[str]:
@@ -77,9 +86,14 @@ ALL_EXPRS = dashboard_exprs() + [(f"alert {r['alert']}", r["expr"]) for r in ale
 
 def test_metric_modules_register_what_the_dashboards_need() -> None:
     series = exposed_series()
-    assert {"datatorag_messages_total", "datatorag_queue_depth",
-            "datatorag_embed_batch_seconds_bucket", "datatorag_gateway_request_seconds_bucket",
-            "datatorag_stalled_documents", "datatorag_chunks_embedded_total"} <= series
+    assert {
+        "datatorag_messages_total",
+        "datatorag_queue_depth",
+        "datatorag_embed_batch_seconds_bucket",
+        "datatorag_gateway_request_seconds_bucket",
+        "datatorag_stalled_documents",
+        "datatorag_chunks_embedded_total",
+    } <= series
 
 
 @pytest.mark.parametrize(("where", "expr"), ALL_EXPRS, ids=[w for w, _ in ALL_EXPRS])
@@ -112,7 +126,14 @@ def test_label_values_match_what_the_code_emits() -> None:
                 wanted = set(labels["outcome"].split("|"))
                 assert wanted <= outcomes, where
             if name == "datatorag_documents_total" and "status" in labels:
-                assert labels["status"] in {"FETCHED", "PARSED", "EMBEDDED", "INDEXED", "FAILED", "DELETED"}
+                assert labels["status"] in {
+                    "FETCHED",
+                    "PARSED",
+                    "EMBEDDED",
+                    "INDEXED",
+                    "FAILED",
+                    "DELETED",
+                }
 
 
 def test_dashboards_are_well_formed() -> None:
@@ -124,11 +145,18 @@ def test_dashboards_are_well_formed() -> None:
         assert d["title"].startswith("DatatoRAG")
         # any Prometheus data source works (compose, kube-prometheus-stack)
         (var,) = d["templating"]["list"]
-        assert (var["name"], var["type"], var["query"]) == ("datasource", "datasource", "prometheus")
+        assert (var["name"], var["type"], var["query"]) == (
+            "datasource",
+            "datasource",
+            "prometheus",
+        )
         ids = [p["id"] for p in d["panels"]]
         assert len(ids) == len(set(ids))
         for p in d["panels"]:
-            assert set(p["gridPos"]) == {"x", "y", "w", "h"} and p["gridPos"]["x"] + p["gridPos"]["w"] <= 24
+            assert (
+                set(p["gridPos"]) == {"x", "y", "w", "h"}
+                and p["gridPos"]["x"] + p["gridPos"]["w"] <= 24
+            )
             if p["type"] != "row":
                 assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
                 assert p["targets"] and all(t["refId"] and t["expr"] for t in p["targets"])
@@ -137,8 +165,12 @@ def test_dashboards_are_well_formed() -> None:
 
 def test_dashboards_cover_the_operators_questions() -> None:
     def reads(title_part: str) -> set[str]:
-        return {n for where, e in dashboard_exprs() if title_part.lower() in where.lower()
-                for n, _ in selectors(e)}
+        return {
+            n
+            for where, e in dashboard_exprs()
+            if title_part.lower() in where.lower()
+            for n, _ in selectors(e)
+        }
 
     assert "datatorag_messages_total" in reads("Throughput by stage")
     assert "datatorag_queue_depth" in reads("Queue depth")
@@ -148,7 +180,11 @@ def test_dashboards_cover_the_operators_questions() -> None:
     assert "datatorag_chunks_embedded_total" in reads("Chunks per second")
     assert "datatorag_stalled_documents" in reads("Stalled documents")
     quantiles = [e for w, e in dashboard_exprs() if "Latency p50 / p95 / p99" in w]
-    assert {re.search(r"histogram_quantile\((0\.\d+)", e).group(1) for e in quantiles} == {"0.5", "0.95", "0.99"}
+    assert {re.search(r"histogram_quantile\((0\.\d+)", e).group(1) for e in quantiles} == {
+        "0.5",
+        "0.95",
+        "0.99",
+    }
     assert all("datatorag_gateway_request_seconds_bucket" in e for e in quantiles)
 
 
@@ -160,13 +196,16 @@ def test_alert_rules() -> None:
     dlq = rules["DatatoRAGDeadLetterQueueNotEmpty"]
     assert selectors(dlq["expr"]) == [("datatorag_queue_depth", {"queue": ".*-dlq"})]
     assert dlq["expr"].rstrip().endswith("> 0")
-    assert "datatorag_stalled_documents" in {n for n, _ in selectors(rules["DatatoRAGStalledDocuments"]["expr"])}
+    assert "datatorag_stalled_documents" in {
+        n for n, _ in selectors(rules["DatatoRAGStalledDocuments"]["expr"])
+    }
     p95 = rules["DatatoRAGGatewayLatencyHigh"]["expr"]
     assert "histogram_quantile(0.95" in p95 and p95.rstrip().endswith("> 0.5")  # 500 ms target
     stuck = {n for n, _ in selectors(rules["DatatoRAGWorkerNotProgressing"]["expr"])}
     assert {"datatorag_in_flight_messages", "datatorag_messages_total"} <= stuck
     assert "datatorag_worker_last_progress_timestamp_seconds" in {
-        n for n, _ in selectors(rules["DatatoRAGWorkerStuck"]["expr"])}
+        n for n, _ in selectors(rules["DatatoRAGWorkerStuck"]["expr"])
+    }
     for r in rules.values():  # Prometheus durations
         assert re.fullmatch(r"\d+[smh]", r.get("for", "0s"))
 
@@ -184,10 +223,14 @@ def test_alert_templates_only_use_labels_the_expression_keeps() -> None:
 def test_dashboard_json_files_are_pretty_and_stable() -> None:
     for path in DASHBOARDS:
         text = path.read_text()
-        assert text == json.dumps(json.loads(text), indent=2) + "\n", f"{path.name} is not canonical JSON"
+        assert text == json.dumps(json.loads(text), indent=2) + "\n", (
+            f"{path.name} is not canonical JSON"
+        )
 
 
 def test_grafana_provisioning_points_at_these_files() -> None:
-    providers = load_yaml(GRAFANA_DIR / "provisioning" / "dashboards" / "datatorag.yaml")["providers"]
+    providers = load_yaml(GRAFANA_DIR / "provisioning" / "dashboards" / "datatorag.yaml")[
+        "providers"
+    ]
     assert providers[0]["type"] == "file"
     assert Path(providers[0]["options"]["path"]).is_absolute()

@@ -59,7 +59,10 @@ class Service:
         out.flush()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "datatorag.entrypoints.cli", "serve", self.name],
-            cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
         out.close()
         return self
@@ -70,7 +73,8 @@ class Service:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(
-                    f"{self.name} exited with {self.proc.returncode} during startup:\n{self.tail()}")
+                    f"{self.name} exited with {self.proc.returncode} during startup:\n{self.tail()}"
+                )
             try:
                 if _DIRECT.get(f"{self.url}/healthz", timeout=2).status_code == 200:
                     return self
@@ -148,9 +152,25 @@ class ProdStack:
         for folder in self.folders.values():
             folder.mkdir(parents=True, exist_ok=True)
         self.sources_file = root / "sources.yaml"
-        self.sources_file.write_text(json.dumps({"tenants": {TENANT: {"sources": [
-            {"id": s, "type": "folder", "path": str(p), "interval_s": sync_interval_s}
-            for s, p in self.folders.items()]}}}))  # JSON is YAML
+        self.sources_file.write_text(
+            json.dumps(
+                {
+                    "tenants": {
+                        TENANT: {
+                            "sources": [
+                                {
+                                    "id": s,
+                                    "type": "folder",
+                                    "path": str(p),
+                                    "interval_s": sync_interval_s,
+                                }
+                                for s, p in self.folders.items()
+                            ]
+                        }
+                    }
+                }
+            )
+        )  # JSON is YAML
         self.ports = {name: free_port() for name in self.SERVICES}
         self.env = {
             **_no_proxy_env(),
@@ -184,15 +204,23 @@ class ProdStack:
         self.retired: list[Service] = []  # replaced processes, kept for their logs
         self.startup_s = 0.0
         self.init_output = ""
-        self.gateway = httpx.Client(base_url=f"http://127.0.0.1:{self.ports['query-gateway']}",
-                                    timeout=60, trust_env=False)
+        self.gateway = httpx.Client(
+            base_url=f"http://127.0.0.1:{self.ports['query-gateway']}", timeout=60, trust_env=False
+        )
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def run_cli(self, *args: str, env: dict[str, str] | None = None,
-                timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "datatorag.entrypoints.cli", *args], cwd=REPO,
-                              env={**self.env, **(env or {})}, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+    def run_cli(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 180
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "datatorag.entrypoints.cli", *args],
+            cwd=REPO,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def init(self) -> str:
         done = self.run_cli("init")
@@ -204,8 +232,9 @@ class ProdStack:
         fixed = name in ("embedder", "query-gateway", "connector")  # others reach these ports
         port = self.ports[name] if fixed else free_port()
         extra = {"DATATORAG_HEALTH_PORT": str(port)} if name != "embedder" else {}
-        return Service(name, {**self.env, **extra, **env}, port,
-                       self.root / f"{name}{log_suffix}.log")
+        return Service(
+            name, {**self.env, **extra, **env}, port, self.root / f"{name}{log_suffix}.log"
+        )
 
     def start(self, *names: str) -> None:
         """Start ``names`` concurrently; the indexer and the gateway learn the model from the
@@ -245,8 +274,11 @@ class ProdStack:
     def restore(self, name: str) -> Service:
         """Make sure ``name`` runs with the stack's own settings again (a test swapped it)."""
         current = self.services.get(name)
-        if current is not None and current.running and all(
-                current.env.get(k) == v for k, v in self.env.items()):
+        if (
+            current is not None
+            and current.running
+            and all(current.env.get(k) == v for k, v in self.env.items())
+        ):
             return current
         if current is not None:
             current.stop()
@@ -269,8 +301,9 @@ class ProdStack:
 
     # -- the gateway ----------------------------------------------------------------------------
     def documents(self, **params: Any) -> list[dict]:
-        resp = self.gateway.get("/v1/documents", params={"limit": 1000, **params},
-                                headers={"X-API-Key": API_KEY})
+        resp = self.gateway.get(
+            "/v1/documents", params={"limit": 1000, **params}, headers={"X-API-Key": API_KEY}
+        )
         assert resp.status_code == 200, resp.text
         return resp.json()["documents"]
 
@@ -278,17 +311,22 @@ class ProdStack:
         return {d["path"]: d for d in self.documents(source=source)}
 
     def search(self, query: str, k: int = 5, **extra: Any) -> dict:
-        resp = self.gateway.post("/v1/search", json={"query": query, "k": k, **extra},
-                                 headers={"Authorization": f"Bearer {API_KEY}"})
+        resp = self.gateway.post(
+            "/v1/search",
+            json={"query": query, "k": k, **extra},
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        )
         assert resp.status_code == 200, resp.text
         return resp.json()
 
     def sync(self, source: str) -> httpx.Response:
-        return self.gateway.post(f"/v1/sources/{source}/sync",
-                                 headers={"Authorization": f"Bearer {API_KEY}"})
+        return self.gateway.post(
+            f"/v1/sources/{source}/sync", headers={"Authorization": f"Bearer {API_KEY}"}
+        )
 
-    def wait_docs(self, source: str, predicate: Callable[[dict[str, dict]], bool], timeout: float,
-                  what: str) -> dict[str, dict]:
+    def wait_docs(
+        self, source: str, predicate: Callable[[dict[str, dict]], bool], timeout: float, what: str
+    ) -> dict[str, dict]:
         deadline = time.monotonic() + timeout
         docs: dict[str, dict] = {}
         while time.monotonic() < deadline:
@@ -302,8 +340,10 @@ class ProdStack:
             if predicate(docs):
                 return docs
             time.sleep(0.5)
-        self.fail(f"timed out after {timeout:.0f}s waiting for {what}; documents: "
-                  f"{[(p, d['status'], d.get('reason')) for p, d in docs.items()]}")
+        self.fail(
+            f"timed out after {timeout:.0f}s waiting for {what}; documents: "
+            f"{[(p, d['status'], d.get('reason')) for p, d in docs.items()]}"
+        )
         raise AssertionError  # unreachable
 
     # -- looking inside -------------------------------------------------------------------------
@@ -311,18 +351,27 @@ class ProdStack:
         from datatorag.adapters.aws.session import AwsConnection
         from datatorag.adapters.aws.sqs_queue import SqsQueue
 
-        conn = AwsConnection(endpoint_url=self.aws_endpoint, access_key_id="testing",
-                             secret_access_key="testing")
-        return SqsQueue(self.queues[logical], clients=conn,
-                        visibility_timeout_s=self.visibility_timeout_s,
-                        max_receives=self.max_receives, **kwargs)
+        conn = AwsConnection(
+            endpoint_url=self.aws_endpoint, access_key_id="testing", secret_access_key="testing"
+        )
+        return SqsQueue(
+            self.queues[logical],
+            clients=conn,
+            visibility_timeout_s=self.visibility_timeout_s,
+            max_receives=self.max_receives,
+            **kwargs,
+        )
 
     def registry(self):  # -> DynamoDbRegistry
         from datatorag.adapters.aws.dynamodb_registry import DynamoDbRegistry
         from datatorag.adapters.aws.session import AwsConnection
 
-        return DynamoDbRegistry(self.table, clients=AwsConnection(
-            endpoint_url=self.aws_endpoint, access_key_id="testing", secret_access_key="testing"))
+        return DynamoDbRegistry(
+            self.table,
+            clients=AwsConnection(
+                endpoint_url=self.aws_endpoint, access_key_id="testing", secret_access_key="testing"
+            ),
+        )
 
     def alias(self) -> str:
         from datatorag.adapters.opensearch.mapping import alias_name
@@ -345,7 +394,7 @@ def run_async(make: Callable[[], Any], use: Callable[[Any], Any]) -> Any:
 
 
 def dlq_messages(stack: ProdStack, logical: str, want: int = 1, timeout: float = 60) -> list:
-    """Messages in the DLQ of ``logical`` (a peek; they stay there), waiting for ``want`` of them."""
+    """Messages in the DLQ of ``logical`` (a peek: they stay), waiting for ``want`` of them."""
     deadline = time.monotonic() + timeout
     seen: dict[str, Any] = {}
     while time.monotonic() < deadline:
@@ -361,9 +410,14 @@ def chunk_docs(opensearch_url: str, alias: str, doc_id: str) -> list[dict]:
     """Every stored chunk of ``doc_id`` (``_id`` and fields), straight from OpenSearch."""
     base = opensearch_url.rstrip("/")
     _DIRECT.post(f"{base}/{alias}/_refresh").raise_for_status()
-    resp = _DIRECT.post(f"{base}/{alias}/_search", json={
-        "size": 10_000, "query": {"term": {"doc_id": doc_id}},
-        "_source": ["doc_id", "version", "chunk_index", "tenant"]})
+    resp = _DIRECT.post(
+        f"{base}/{alias}/_search",
+        json={
+            "size": 10_000,
+            "query": {"term": {"doc_id": doc_id}},
+            "_source": ["doc_id", "version", "chunk_index", "tenant"],
+        },
+    )
     resp.raise_for_status()
     return [{"_id": h["_id"], **h["_source"]} for h in resp.json()["hits"]["hits"]]
 
@@ -401,8 +455,14 @@ class OpenSearchNode:
 
     def _script(self, action: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "OPENSEARCH_PORT": str(self.port)}
-        return subprocess.run(["bash", str(SCRIPT), action, str(self.run_dir)], env=env,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            ["bash", str(SCRIPT), action, str(self.run_dir)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def start(self) -> float:
         started = time.monotonic()
@@ -423,8 +483,19 @@ class OpenSearchNode:
 
 
 # -- a proxy that catches the indexer mid-message --------------------------------------------------
-_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te",
-        "trailer", "proxy-authenticate", "proxy-authorization", "host", "content-length"}
+_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "host",
+    "content-length",
+}
 
 
 class HoldingProxy:

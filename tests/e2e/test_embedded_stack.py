@@ -56,7 +56,10 @@ def test_good_and_bad_documents_end_in_the_right_state(tmp_path):
     stack = Stack(tmp_path / "data", corpus, max_bytes=300_000)
     with running(stack):
         documents = stack.wait_until(
-            lambda ds: len(ds) >= expected and all(_final(d) for d in ds), 300, "all documents final")
+            lambda ds: len(ds) >= expected and all(_final(d) for d in ds),
+            300,
+            "all documents final",
+        )
         by_path = {d["path"]: d for d in documents}
         for rel in GOOD:
             assert by_path[rel]["status"] == "INDEXED", by_path[rel]
@@ -81,16 +84,32 @@ def test_good_and_bad_documents_end_in_the_right_state(tmp_path):
         assert "policies/parental-leave.md" in {h["citation"]["path"] for h in md["hits"]}
 
         # an upload through the gateway is indexed like any other document, for the caller's tenant
-        resp = stack.http.post("/v1/documents", headers={"X-API-Key": API_KEY}, files={
-            "file": ("relocation.md", b"# Relocation Policy\n\nMoving allowance is 4200 zorkmids.\n",
-                     "text/markdown")})
+        resp = stack.http.post(
+            "/v1/documents",
+            headers={"X-API-Key": API_KEY},
+            files={
+                "file": (
+                    "relocation.md",
+                    b"# Relocation Policy\n\nMoving allowance is 4200 zorkmids.\n",
+                    "text/markdown",
+                )
+            },
+        )
         assert resp.status_code == 202, resp.text
-        stack.wait_until(lambda ds: any(d["path"].endswith("relocation.md") and d["status"] == "INDEXED"
-                                        for d in ds), 120, "the upload indexed")
+        stack.wait_until(
+            lambda ds: any(
+                d["path"].endswith("relocation.md") and d["status"] == "INDEXED" for d in ds
+            ),
+            120,
+            "the upload indexed",
+        )
         hits = stack.search("moving allowance zorkmids", k=1, mode="bm25")["hits"]
         assert hits and hits[0]["citation"]["source"] == "uploads"
-        bad = stack.http.post("/v1/documents", headers={"X-API-Key": API_KEY},
-                              files={"file": ("empty.pdf", b"", "application/pdf")})
+        bad = stack.http.post(
+            "/v1/documents",
+            headers={"X-API-Key": API_KEY},
+            files={"file": ("empty.pdf", b"", "application/pdf")},
+        )
         assert bad.status_code == 400 and "empty" in bad.text
         documents = stack.documents()
 
@@ -105,7 +124,11 @@ def test_sigkill_mid_ingestion_indexes_every_document_exactly_once(tmp_path):
     corpus = tmp_path / "corpus"
     n_docs = 24
     for i in range(n_docs):
-        _write(corpus, f"pdfs/policy-{i:02}.pdf", docs.text_pdf(pages=10, seed=100 + i, title=f"Policy {i}"))
+        _write(
+            corpus,
+            f"pdfs/policy-{i:02}.pdf",
+            docs.text_pdf(pages=10, seed=100 + i, title=f"Policy {i}"),
+        )
 
     stack = Stack(tmp_path / "data", corpus)
     stack.start()
@@ -122,11 +145,17 @@ def test_sigkill_mid_ingestion_indexes_every_document_exactly_once(tmp_path):
     with running(stack):
         documents = stack.wait_until(
             lambda ds: len(ds) == n_docs and all(d["status"] == "INDEXED" for d in ds),
-            600, "all documents indexed after restart")
+            600,
+            "all documents indexed after restart",
+        )
     # one registry version per document, and exactly chunk_count chunks per document in the index
     assert len({d["doc_id"] for d in documents}) == n_docs
     ids = index_chunk_ids(stack.data_dir, [d["doc_id"] for d in documents])
     for d in documents:
         got = ids[d["doc_id"]]
-        assert len(got) == len(set(got)) == d["chunk_count"], (d["path"], len(got), d["chunk_count"])
+        assert len(got) == len(set(got)) == d["chunk_count"], (
+            d["path"],
+            len(got),
+            d["chunk_count"],
+        )
         assert all(cid.startswith(f"{d['doc_id']}:{d['version']}:") for cid in got)

@@ -49,9 +49,14 @@ def stack(moto_server, opensearch_server, tmp_path_factory) -> Iterator[ProdStac
     """One production stack shared by this module's tests (starting five services is the slow
     part). A test that swaps a service for a variant of its own restores it when done."""
     root = tmp_path_factory.mktemp("prod-stack")
-    s = ProdStack(root, aws_endpoint=moto_server.endpoint_url, opensearch_url=opensearch_server.url,
-                  sources=["docs", "redelivery", "outage"], visibility_timeout_s=VT_S,
-                  max_receives=MAX_RECEIVES)
+    s = ProdStack(
+        root,
+        aws_endpoint=moto_server.endpoint_url,
+        opensearch_url=opensearch_server.url,
+        sources=["docs", "redelivery", "outage"],
+        visibility_timeout_s=VT_S,
+        max_receives=MAX_RECEIVES,
+    )
     try:
         started = time.monotonic()
         s.init_output = s.init()
@@ -92,8 +97,13 @@ def test_whole_pipeline_on_real_servers(stack: ProdStack) -> None:
         | {"registry", "blobstore"},
         "embedder": {f"queue:{stack.queues[q]}" for q in ("embed", "index")}
         | {"registry", "blobstore", "embedder"},
-        "indexer": {f"queue:{stack.queues['index']}", "registry", "blobstore", "embedder",
-                    "vector_index"},
+        "indexer": {
+            f"queue:{stack.queues['index']}",
+            "registry",
+            "blobstore",
+            "embedder",
+            "vector_index",
+        },
         "query-gateway": {"registry", "blobstore", "embedder", "vector_index"},
     }
     for name, deps in expect.items():
@@ -116,8 +126,12 @@ def test_whole_pipeline_on_real_servers(stack: ProdStack) -> None:
     assert unknown.status_code == 404, unknown.text
 
     expected = len(GOOD) + 1
-    got = stack.wait_docs("docs", lambda ds: len(ds) == expected and all(map(_final, ds.values())),
-                          240, "every document final")
+    got = stack.wait_docs(
+        "docs",
+        lambda ds: len(ds) == expected and all(map(_final, ds.values())),
+        240,
+        "every document final",
+    )
     print(f"{expected} documents final in {time.monotonic() - started:.1f}s")
     for rel in GOOD:
         assert got[rel]["status"] == "INDEXED", got[rel]
@@ -147,8 +161,12 @@ def test_indexer_killed_mid_message_redelivers_and_indexes_once(stack: ProdStack
     stack.services["indexer"].stop()
     try:
         with HoldingProxy(stack.opensearch_url) as proxy:
-            held = stack.replace("indexer", stack.service(
-                "indexer", log_suffix="-held", DATATORAG_OPENSEARCH_URL=proxy.url).start())
+            held = stack.replace(
+                "indexer",
+                stack.service(
+                    "indexer", log_suffix="-held", DATATORAG_OPENSEARCH_URL=proxy.url
+                ).start(),
+            )
             held.wait_healthy()
             proxy.hold.set()
             _write(folder, {"handbook.pdf": docs.text_pdf(pages=4, seed=31, title="Handbook")})
@@ -167,8 +185,12 @@ def test_indexer_killed_mid_message_redelivers_and_indexes_once(stack: ProdStack
             held.kill()
             killed_at = time.monotonic()
             stack.replace("indexer", fresh)
-            got = stack.wait_docs("redelivery", lambda ds: ds.get("handbook.pdf", {}).get(
-                "status") == "INDEXED", 120, "the redelivered message indexed")
+            got = stack.wait_docs(
+                "redelivery",
+                lambda ds: ds.get("handbook.pdf", {}).get("status") == "INDEXED",
+                120,
+                "the redelivered message indexed",
+            )
             waited = time.monotonic() - killed_at
     finally:
         stack.restore("indexer")
@@ -204,8 +226,15 @@ def test_poison_and_repeatedly_failing_messages_reach_the_dlq(stack: ProdStack) 
 
     # 2. a well-formed message whose handling keeps failing (its records blob does not exist)
     version, doc_id = "feedfacefeedface", f"poison-{stack.tag}"
-    record = DocumentRecord(tenant="acme", doc_id=doc_id, version=version, seq=time.time_ns(),
-                            source="poison", path="ghost.md", content_hash=version * 4)
+    record = DocumentRecord(
+        tenant="acme",
+        doc_id=doc_id,
+        version=version,
+        seq=time.time_ns(),
+        source="poison",
+        path="ghost.md",
+        content_hash=version * 4,
+    )
 
     async def seed(registry) -> None:
         await registry.put_version(record)
@@ -213,12 +242,23 @@ def test_poison_and_repeatedly_failing_messages_reach_the_dlq(stack: ProdStack) 
 
     run_async(stack.registry, seed)
     missing = records_key("acme", doc_id, version, "all-minilm-l6-v2")
-    body = ChunksEmbedded(tenant="acme", doc_id=doc_id, version=version, records_key=missing,
-                          chunk_count=1, model_id="all-minilm-l6-v2", dim=384).to_json()
+    body = ChunksEmbedded(
+        tenant="acme",
+        doc_id=doc_id,
+        version=version,
+        records_key=missing,
+        chunk_count=1,
+        model_id="all-minilm-l6-v2",
+        dim=384,
+    ).to_json()
     sent_at = time.monotonic()
     run_async(lambda: stack.sqs_queue("index"), lambda q: q.send(body))
-    got = stack.wait_docs("poison", lambda ds: ds.get("ghost.md", {}).get("status") == "FAILED",
-                          180, "the failing message given up on")
+    got = stack.wait_docs(
+        "poison",
+        lambda ds: ds.get("ghost.md", {}).get("status") == "FAILED",
+        180,
+        "the failing message given up on",
+    )
     took = time.monotonic() - sent_at
     print(f"gave up after {took:.1f}s")
     doc = got["ghost.md"]
@@ -226,7 +266,7 @@ def test_poison_and_repeatedly_failing_messages_reach_the_dlq(stack: ProdStack) 
     assert f"gave up after {MAX_RECEIVES} attempts" in doc["reason"], doc
     assert missing in doc["reason"], doc
     # retried with backoff (1+2+4+8 s between the five receives) before giving up
-    assert took >= sum(2 ** n for n in range(MAX_RECEIVES - 1)) - 1, took
+    assert took >= sum(2**n for n in range(MAX_RECEIVES - 1)) - 1, took
     dead = [m for m in dlq_messages(stack, "index") if m.body == body]
     assert dead and "NotFound" in dead[0].attributes["reason"], [m.attributes for m in dead]
 
@@ -241,13 +281,21 @@ def test_opensearch_outage_during_ingestion_loses_nothing(stack: ProdStack, tmp_
     folder = stack.folders["outage"]
     try:
         stack.services["indexer"].stop()
-        indexer = stack.replace("indexer", stack.service(
-            "indexer", log_suffix="-outage", DATATORAG_OPENSEARCH_URL=node.url).start())
+        indexer = stack.replace(
+            "indexer",
+            stack.service(
+                "indexer", log_suffix="-outage", DATATORAG_OPENSEARCH_URL=node.url
+            ).start(),
+        )
         indexer.wait_healthy()
         _write(folder, {f"policy-{n}.md": _policy(n) for n in (0, 1)})
         assert stack.sync("outage").status_code == 202
-        before = stack.wait_docs("outage", lambda ds: len(ds) == 2 and all(
-            d["status"] == "INDEXED" for d in ds.values()), 180, "the first two documents indexed")
+        before = stack.wait_docs(
+            "outage",
+            lambda ds: len(ds) == 2 and all(d["status"] == "INDEXED" for d in ds.values()),
+            180,
+            "the first two documents indexed",
+        )
 
         node.stop()
         down_at = time.monotonic()
@@ -255,9 +303,12 @@ def test_opensearch_outage_during_ingestion_loses_nothing(stack: ProdStack, tmp_
         _write(folder, {f"policy-{n}.md": _policy(n) for n in (2, 3, 4)})
         _write(folder, {"policy-0.md": _policy(0, revision=2)})
         assert stack.sync("outage").status_code == 202
-        waiting = stack.wait_docs("outage", lambda ds: len(ds) == 5 and sum(
-            d["status"] == "EMBEDDED" for d in ds.values()) == 4, 120,
-            "the new versions waiting at the indexer")
+        waiting = stack.wait_docs(
+            "outage",
+            lambda ds: len(ds) == 5 and sum(d["status"] == "EMBEDDED" for d in ds.values()) == 4,
+            120,
+            "the new versions waiting at the indexer",
+        )
         assert waiting["policy-0.md"]["version"] != before["policy-0.md"]["version"]
         ready = indexer.readyz()
         assert ready.status_code == 503 and ready.json()["checks"]["vector_index"] != "ok"
@@ -265,16 +316,25 @@ def test_opensearch_outage_during_ingestion_loses_nothing(stack: ProdStack, tmp_
         restart_s = node.start()
         down_s = time.monotonic() - down_at
 
-        got = stack.wait_docs("outage", lambda ds: len(ds) == 5 and all(
-            d["status"] == "INDEXED" for d in ds.values()), 300, "every document indexed")
+        got = stack.wait_docs(
+            "outage",
+            lambda ds: len(ds) == 5 and all(d["status"] == "INDEXED" for d in ds.values()),
+            300,
+            "every document indexed",
+        )
         recovered_s = time.monotonic() - down_at - down_s
-        print(f"node boot {boot_s:.1f}s, down {down_s:.1f}s (restart {restart_s:.1f}s), "
-              f"all indexed {recovered_s:.1f}s after it was back")
+        print(
+            f"node boot {boot_s:.1f}s, down {down_s:.1f}s (restart {restart_s:.1f}s), "
+            f"all indexed {recovered_s:.1f}s after it was back"
+        )
         assert got["policy-0.md"]["version"] == waiting["policy-0.md"]["version"]
         for d in got.values():
             assert_indexed_once(node.url, alias, d)  # the old version of policy-0 is gone too
-        assert not [m for m in dlq_messages(stack, "index", want=0)
-                    if any(d["doc_id"] in m.body for d in got.values())]
+        assert not [
+            m
+            for m in dlq_messages(stack, "index", want=0)
+            if any(d["doc_id"] in m.body for d in got.values())
+        ]
         assert "transient error; will retry" in indexer.log_text()
     finally:
         node.stop()
@@ -288,16 +348,28 @@ def test_services_refuse_to_start_without_their_dependencies(stack: ProdStack) -
 
     # an index of the right name but another model's dimension
     wrong = f"{stack.index_prefix}-wrongdim"
-    run_async(lambda: OpenSearchIndex(OpenSearchSettings(url=stack.opensearch_url, index_prefix=wrong),
-                                      model_id="all-minilm-l6-v2", dim=768),
-              lambda index: index.ensure())
+    run_async(
+        lambda: OpenSearchIndex(
+            OpenSearchSettings(url=stack.opensearch_url, index_prefix=wrong),
+            model_id="all-minilm-l6-v2",
+            dim=768,
+        ),
+        lambda index: index.ensure(),
+    )
     missing = f"e2e-{stack.tag}-missing"
     closed = f"http://127.0.0.1:{free_port()}"
     cases = [  # service, environment, what its message must name
         ("parser", {"DATATORAG_QUEUE_PARSE": missing}, [f"sqs queue {missing}", "does not exist"]),
-        ("connector", {"DATATORAG_AWS_BUCKET": missing}, [f"s3 bucket {missing}", "does not exist"]),
-        ("query-gateway", {"DATATORAG_AWS_REGISTRY_TABLE": missing},
-         [f"dynamodb table {missing}", "does not exist"]),
+        (
+            "connector",
+            {"DATATORAG_AWS_BUCKET": missing},
+            [f"s3 bucket {missing}", "does not exist"],
+        ),
+        (
+            "query-gateway",
+            {"DATATORAG_AWS_REGISTRY_TABLE": missing},
+            [f"dynamodb table {missing}", "does not exist"],
+        ),
         ("indexer", {"DATATORAG_OPENSEARCH_INDEX_PREFIX": wrong}, ["768-d", "384-d"]),
         ("indexer", {"DATATORAG_OPENSEARCH_URL": closed}, ["opensearch", closed.split("//")[1]]),
     ]
@@ -305,8 +377,17 @@ def test_services_refuse_to_start_without_their_dependencies(stack: ProdStack) -
     procs = []
     for i, (name, env, _) in enumerate(cases):
         port = {"DATATORAG_GATEWAY_PORT": str(free_port())}  # never the stack's own ports
-        procs.append(stack.extra(stack.service(name, log_suffix=f"-missing-{i}", **env, **port,
-                                               DATATORAG_HEALTH_PORT=str(free_port())).start()))
+        procs.append(
+            stack.extra(
+                stack.service(
+                    name,
+                    log_suffix=f"-missing-{i}",
+                    **env,
+                    **port,
+                    DATATORAG_HEALTH_PORT=str(free_port()),
+                ).start()
+            )
+        )
     try:
         for proc, (name, _, needles) in zip(procs, cases, strict=True):
             rc = proc.proc.wait(240)

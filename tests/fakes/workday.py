@@ -5,7 +5,8 @@
   "token_type": "Bearer", "expires_in"}``, or 400 ``{"error": "invalid_grant"}`` /
   401 ``{"error": "invalid_client"}``.
 * ``GET /ccx/api/v1/{tenant}/workers?limit&offset``: REST, bearer token, ``limit`` at most 100,
-  ``{"total": N, "data": [...]}``; 401 ``{"error": "invalid access token"}`` for a bad/expired token.
+  ``{"total": N, "data": [...]}``; 401 ``{"error": "invalid access token"}`` for a bad or
+  expired token.
 * ``GET /ccx/service/customreport2/{tenant}/{owner}/{report}?format=json``: RaaS,
   ``{"Report_Entry": [...]}``.
 """

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+
 from datatorag.adapters.aws.dynamodb_registry import (
     STATUS_INDEX,
     TIME_INDEX,

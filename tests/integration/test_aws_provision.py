@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+
 from datatorag.adapters.aws.dynamodb_registry import STATUS_INDEX, DynamoDbRegistry
 from datatorag.adapters.aws.provision import provision_aws
 from datatorag.adapters.aws.s3_blobstore import S3BlobStore

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+
 from datatorag.adapters.aws.provision import ensure_bucket
 from datatorag.adapters.aws.s3_blobstore import S3BlobStore
 from datatorag.adapters.aws.session import AwsClients
@@ -165,7 +166,7 @@ async def test_bad_input_is_refused_precisely(clients: AwsClients) -> None:
         await store.put("k", b"x", metadata={"Tenant": "acme"})
     with pytest.raises(ValueError, match="printable ASCII"):
         await store.put("k", b"x", metadata={"title": "Übersicht"})
-    with pytest.raises(ValueError, match="1..1024 bytes"):
+    with pytest.raises(ValueError, match=r"1..1024 bytes"):
         await store.put("", b"x")
     with pytest.raises(ValueError, match="DATATORAG_AWS_SSE"):
         S3BlobStore("b", sse="DES")

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+
 from datatorag.adapters.aws.provision import ensure_queue
 from datatorag.adapters.aws.session import AwsClients
 from datatorag.adapters.aws.sqs_queue import SqsQueue
@@ -182,7 +183,7 @@ async def test_check_reports_an_unreachable_endpoint(moto_server) -> None:
     )
     queue = SqsQueue("anything", clients=dead)
     try:
-        with pytest.raises(DependencyError, match="anything.*unreachable"):
+        with pytest.raises(DependencyError, match=r"anything.*unreachable"):
             await queue.check()
     finally:
         await dead.close()

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from datatorag.adapters.embedded.lancedb_index import LanceDbIndex
 from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
 from datatorag.config import EmbeddingSettings, Settings
@@ -17,8 +19,6 @@ from datatorag.gateway.grpc_gen import gateway_pb2 as pb
 from datatorag.gateway.grpc_gen import gateway_pb2_grpc as pb_grpc
 from datatorag.gateway.grpc_server import grpc_server_for_app
 from datatorag.gateway.metrics import REQUESTS
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from tests.integration.test_gateway_rest import KEY_A, KEY_B, _ingest
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -80,7 +80,7 @@ def _ts(value: str) -> Timestamp:
 async def test_search_matches_rest_semantics(stub) -> None:
     call = stub.Search(
         pb.SearchRequest(query="How many weeks of paid parental leave do new parents get?", k=3),
-        metadata=A + (("x-request-id", "grpc-req-1"),),
+        metadata=(*A, ("x-request-id", "grpc-req-1")),
     )
     resp = await call
     assert dict(await call.initial_metadata())["x-request-id"] == "grpc-req-1"
@@ -89,17 +89,36 @@ async def test_search_matches_rest_semantics(stub) -> None:
     assert top.id == "acme-leave:v2:0" and "sixteen weeks" in top.text
     assert set(top.ranks) == {"knn", "bm25"}
     c = top.citation
-    assert (c.doc_id, c.version, c.title, c.path, c.source, c.page_start, c.page_end,
-            c.chunk_index, c.chunk_id) == (
-        "acme-leave", "v2", "Parental Leave Policy", "hr/acme-leave.pdf", "hr", 1, 1, 0,
-        "acme-leave:v2:0")
+    assert (
+        c.doc_id,
+        c.version,
+        c.title,
+        c.path,
+        c.source,
+        c.page_start,
+        c.page_end,
+        c.chunk_index,
+        c.chunk_id,
+    ) == (
+        "acme-leave",
+        "v2",
+        "Parental Leave Policy",
+        "hr/acme-leave.pdf",
+        "hr",
+        1,
+        1,
+        0,
+        "acme-leave:v2:0",
+    )
     assert not c.HasField("section")  # None in REST is unset here
     assert top.updated_at.ToDatetime().year == 2026
 
 
 @pytest.mark.parametrize("mode", [pb.MODE_HYBRID, pb.MODE_KNN, pb.MODE_BM25])
 async def test_tenant_isolation_over_grpc(stub, mode) -> None:
-    req = pb.SearchRequest(query="Project Nightingale confidential codename budget", k=10, mode=mode)
+    req = pb.SearchRequest(
+        query="Project Nightingale confidential codename budget", k=10, mode=mode
+    )
     mine = await stub.Search(req, metadata=A)
     assert mine.hits[0].citation.doc_id == "acme-security"
     theirs = await stub.Search(req, metadata=B)
@@ -109,7 +128,9 @@ async def test_tenant_isolation_over_grpc(stub, mode) -> None:
 
 async def test_filters_over_grpc(stub) -> None:
     q = "company policy for employees"
-    it = await stub.Search(pb.SearchRequest(query=q, filters=pb.Filters(sources=["it"])), metadata=A)
+    it = await stub.Search(
+        pb.SearchRequest(query=q, filters=pb.Filters(sources=["it"])), metadata=A
+    )
     assert it.hits and {h.citation.doc_id for h in it.hits} == {"acme-security"}
     recent = await stub.Search(
         pb.SearchRequest(query=q, filters=pb.Filters(updated_after=_ts("2025-01-01T00:00:00"))),
@@ -168,19 +189,42 @@ async def test_unauthenticated(stub, metadata, message) -> None:
 @pytest.mark.parametrize(
     ("request_", "fragment", "error_code"),
     [
-        (pb.SearchRequest(query="leave", k=0), "k: Input should be greater than or equal to 1",
-         "validation_error"),
-        (pb.SearchRequest(query="leave", k=101), "k: Input should be less than or equal to 100",
-         "validation_error"),
-        (pb.SearchRequest(query="   "), "query: String should have at least 1 character",
-         "validation_error"),
-        (pb.SearchRequest(query="leave", mode=7), "mode: Input should be 'hybrid', 'knn' or 'bm25'",
-         "validation_error"),
-        (pb.SearchRequest(query="leave", filters=pb.Filters(
-            updated_after=_ts("2026-01-02T00:00:00"), updated_before=_ts("2026-01-01T00:00:00"))),
-         "updated_after must not be later than updated_before", "validation_error"),
-        (pb.SearchRequest(query="leave " * 400), "query is 2399 characters; the limit is 2000",
-         "query_too_long"),
+        (
+            pb.SearchRequest(query="leave", k=0),
+            "k: Input should be greater than or equal to 1",
+            "validation_error",
+        ),
+        (
+            pb.SearchRequest(query="leave", k=101),
+            "k: Input should be less than or equal to 100",
+            "validation_error",
+        ),
+        (
+            pb.SearchRequest(query="   "),
+            "query: String should have at least 1 character",
+            "validation_error",
+        ),
+        (
+            pb.SearchRequest(query="leave", mode=7),
+            "mode: Input should be 'hybrid', 'knn' or 'bm25'",
+            "validation_error",
+        ),
+        (
+            pb.SearchRequest(
+                query="leave",
+                filters=pb.Filters(
+                    updated_after=_ts("2026-01-02T00:00:00"),
+                    updated_before=_ts("2026-01-01T00:00:00"),
+                ),
+            ),
+            "updated_after must not be later than updated_before",
+            "validation_error",
+        ),
+        (
+            pb.SearchRequest(query="leave " * 400),
+            "query is 2399 characters; the limit is 2000",
+            "query_too_long",
+        ),
     ],
 )
 async def test_invalid_arguments(stub, request_, fragment, error_code) -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
 from datatorag.adapters.embedded.lancedb_index import LanceDbIndex
 from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
 from datatorag.config import EmbeddingSettings, Settings
@@ -17,7 +19,6 @@ from datatorag.domain.errors import DependencyError, NotFound
 from datatorag.domain.models import ChunkRecord, DocumentRecord, DocumentStatus
 from datatorag.embedding.local import LocalEmbedder
 from datatorag.gateway import GatewayDeps, create_app
-from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -53,14 +54,25 @@ CORPUS: dict[str, dict[str, tuple[str, str, str, datetime, list[tuple[str, int]]
     "acme": {
         "acme-leave": ("hr", "pdf", "Parental Leave Policy", NEW, [(LEAVE_0, 1), (LEAVE_1, 2)]),
         "acme-travel": ("hr", "pdf", "Travel and Expenses", NEW, [(TRAVEL_0, 1)]),
-        "acme-security": ("it", "md", "Information Security", OLD,
-                          [(SECURITY_0, 1), (SECURITY_1, 1)]),
+        "acme-security": (
+            "it",
+            "md",
+            "Information Security",
+            OLD,
+            [(SECURITY_0, 1), (SECURITY_1, 1)],
+        ),
     },
     "globex": {
-        "globex-handbook": ("hr", "pdf", "Globex Handbook", NEW, [
-            ("Globex employees get twelve weeks of parental leave.", 3),
-            ("Remote work is allowed three days per week from home.", 4),
-        ]),
+        "globex-handbook": (
+            "hr",
+            "pdf",
+            "Globex Handbook",
+            NEW,
+            [
+                ("Globex employees get twelve weeks of parental leave.", 3),
+                ("Remote work is allowed three days per week from home.", 4),
+            ],
+        ),
     },
 }
 VERSION = "v2"
@@ -71,7 +83,9 @@ async def _ingest(index: LanceDbIndex, registry: SqliteRegistry, embedder: Local
     for tenant, docs in CORPUS.items():
         for doc_id, (source, doc_type, title, updated, chunks) in docs.items():
             if doc_id == "acme-leave":  # an older version: listed in the registry, not indexed
-                await registry.put_version(_record(tenant, doc_id, "v1", 1, source, doc_type, title))
+                await registry.put_version(
+                    _record(tenant, doc_id, "v1", 1, source, doc_type, title)
+                )
                 await registry.advance(tenant, doc_id, "v1", DocumentStatus.INDEXED, chunk_count=1)
             await registry.put_version(_record(tenant, doc_id, VERSION, 2, source, doc_type, title))
             await registry.advance(
@@ -79,17 +93,30 @@ async def _ingest(index: LanceDbIndex, registry: SqliteRegistry, embedder: Local
             )
             vectors = await embedder.embed_documents([t for t, _ in chunks], [title] * len(chunks))
             for n, ((text, page), vec) in enumerate(zip(chunks, vectors, strict=True)):
-                records.append(ChunkRecord(
-                    id=ChunkRecord.make_id(doc_id, VERSION, n), tenant=tenant, doc_id=doc_id,
-                    version=VERSION, chunk_index=n, text=text, title=title, page_start=page,
-                    page_end=page, source=source, path=f"{source}/{doc_id}.{doc_type}",
-                    doc_type=doc_type, updated_at=updated, vector=vec.tolist(),
-                ))
+                records.append(
+                    ChunkRecord(
+                        id=ChunkRecord.make_id(doc_id, VERSION, n),
+                        tenant=tenant,
+                        doc_id=doc_id,
+                        version=VERSION,
+                        chunk_index=n,
+                        text=text,
+                        title=title,
+                        page_start=page,
+                        page_end=page,
+                        source=source,
+                        path=f"{source}/{doc_id}.{doc_type}",
+                        doc_type=doc_type,
+                        updated_at=updated,
+                        vector=vec.tolist(),
+                    )
+                )
     await index.upsert(records)
     # registry-only documents: a failure with its reason, and one stuck for two hours
     await registry.put_version(_record("acme", "acme-broken", "v1", 1, "hr", "pdf", None))
-    await registry.fail("acme", "acme-broken", "v1", "encrypted PDF: a password is required",
-                        code="encrypted")
+    await registry.fail(
+        "acme", "acme-broken", "v1", "encrypted PDF: a password is required", code="encrypted"
+    )
     stuck = _record("acme", "acme-stuck", "v1", 1, "it", "pdf", None)
     stuck.updated_at = datetime.now(UTC) - timedelta(hours=2)
     await registry.put_version(stuck)
@@ -97,8 +124,14 @@ async def _ingest(index: LanceDbIndex, registry: SqliteRegistry, embedder: Local
 
 def _record(tenant, doc_id, version, seq, source, doc_type, title) -> DocumentRecord:
     return DocumentRecord(
-        tenant=tenant, doc_id=doc_id, version=version, seq=seq, source=source,
-        path=f"{source}/{doc_id}.{doc_type}", content_hash=version * 8, title=title,
+        tenant=tenant,
+        doc_id=doc_id,
+        version=version,
+        seq=seq,
+        source=source,
+        path=f"{source}/{doc_id}.{doc_type}",
+        content_hash=version * 8,
+        title=title,
         doc_type=doc_type,
     )
 
@@ -112,7 +145,9 @@ def embedder() -> LocalEmbedder:
 async def stack(tmp_path_factory, embedder):
     root: Path = tmp_path_factory.mktemp("gateway")
     settings = Settings(
-        api_keys=f"{KEY_A}=acme,{KEY_B}=globex", stalled_after_s=600, data_dir=root,
+        api_keys=f"{KEY_A}=acme,{KEY_B}=globex",
+        stalled_after_s=600,
+        data_dir=root,
         max_document_bytes=1000,
     )
     index = LanceDbIndex(root / "lancedb", dim=embedder.dim, table="chunks_test_384")
@@ -146,10 +181,16 @@ async def client(stack, embedder, synced):
     async def on_upload(tenant, filename, data, content_type):
         return {"doc_id": f"upload-{filename}", "bytes": len(data), "tenant_seen": tenant}
 
-    app = create_app(GatewayDeps(
-        settings=settings, index=index, embedder=embedder, registry=registry,
-        on_sync=on_sync, on_upload=on_upload,
-    ))
+    app = create_app(
+        GatewayDeps(
+            settings=settings,
+            index=index,
+            embedder=embedder,
+            registry=registry,
+            on_sync=on_sync,
+            on_upload=on_upload,
+        )
+    )
     async with _client(app) as c:
         yield c
 
@@ -167,7 +208,9 @@ def _doc_ids(resp: httpx.Response) -> list[str]:
 
 
 async def test_hybrid_search_finds_the_answer_with_a_full_citation(client) -> None:
-    resp = await _search(client, A, "How many weeks of paid parental leave do new parents get?", k=3)
+    resp = await _search(
+        client, A, "How many weeks of paid parental leave do new parents get?", k=3
+    )
     body = resp.json()
     assert resp.status_code == 200 and body["mode"] == "hybrid" and body["k"] == 3
     top = body["hits"][0]
@@ -175,9 +218,17 @@ async def test_hybrid_search_finds_the_answer_with_a_full_citation(client) -> No
     assert "sixteen weeks" in top["text"]
     assert set(top["ranks"]) == {"knn", "bm25"}  # found by both retrievers
     assert top["citation"] == {
-        "doc_id": "acme-leave", "version": "v2", "title": "Parental Leave Policy",
-        "path": "hr/acme-leave.pdf", "source": "hr", "section": None, "doc_type": "pdf",
-        "page_start": 1, "page_end": 1, "chunk_index": 0, "chunk_id": "acme-leave:v2:0",
+        "doc_id": "acme-leave",
+        "version": "v2",
+        "title": "Parental Leave Policy",
+        "path": "hr/acme-leave.pdf",
+        "source": "hr",
+        "section": None,
+        "doc_type": "pdf",
+        "page_start": 1,
+        "page_end": 1,
+        "chunk_index": 0,
+        "chunk_id": "acme-leave:v2:0",
     }
     scores = [h["score"] for h in body["hits"]]
     assert scores == sorted(scores, reverse=True) and len(scores) == 3
@@ -225,10 +276,13 @@ async def test_filters(client) -> None:
     assert set(md) == {"acme-security"}
     ids = _doc_ids(await _search(client, A, q, filters={"doc_ids": ["acme-travel", "nope"]}))
     assert ids == ["acme-travel"]
-    recent = _doc_ids(await _search(client, A, q, filters={"updated_after": "2025-01-01T00:00:00Z"}))
+    recent = _doc_ids(
+        await _search(client, A, q, filters={"updated_after": "2025-01-01T00:00:00Z"})
+    )
     assert recent and "acme-security" not in recent
-    old = _doc_ids(await _search(client, A, q, mode="bm25",
-                                 filters={"updated_before": "2025-01-01T00:00:00"}))  # naive: UTC
+    old = _doc_ids(
+        await _search(client, A, q, mode="bm25", filters={"updated_before": "2025-01-01T00:00:00"})
+    )  # naive: UTC
     assert set(old) <= {"acme-security"}
     both = _doc_ids(await _search(client, A, q, filters={"sources": ["hr"], "doc_types": ["md"]}))
     assert both == []
@@ -236,7 +290,8 @@ async def test_filters(client) -> None:
 
 async def test_query_returns_context_block_with_citations(client) -> None:
     resp = await client.post(
-        "/v1/query", headers=A,
+        "/v1/query",
+        headers=A,
         json={"query": "parental leave weeks and notice to manager", "k": 3},
     )
     assert resp.status_code == 200, resp.text
@@ -291,7 +346,9 @@ async def test_document_list_states(client) -> None:
     stalled = (await client.get("/v1/documents?status=stalled", headers=A)).json()
     assert [d["doc_id"] for d in stalled["documents"]] == ["acme-stuck"]
     assert (await client.get("/v1/documents?status=stalled&source=hr", headers=A)).json() == {
-        "count": 0, "documents": []}
+        "count": 0,
+        "documents": [],
+    }
     it = (await client.get("/v1/documents?source=it", headers=A)).json()
     assert {d["doc_id"] for d in it["documents"]} == {"acme-security", "acme-stuck"}
     assert (await client.get("/v1/documents?limit=2", headers=A)).json()["count"] == 2
@@ -357,13 +414,24 @@ async def test_auth_failures_are_401(client, headers, message) -> None:
         ({"query": "x", "filters": {"source": ["hr"]}}, "filters.source", "unknown field"),
         ({"query": "x", "filters": {"sources": []}}, "filters.sources", "at least 1 item"),
         ({"query": "x", "filters": {"sources": "hr"}}, "filters.sources", "valid list"),
-        ({"query": "x", "filters": {"updated_after": "yesterday"}}, "filters.updated_after",
-         "valid datetime"),
-        ({"query": "x", "filters": {"updated_after": "2026-01-02", "updated_before": "2026-01-01"}},
-         "filters", "updated_after must not be later"),
+        (
+            {"query": "x", "filters": {"updated_after": "yesterday"}},
+            "filters.updated_after",
+            "valid datetime",
+        ),
+        (
+            {
+                "query": "x",
+                "filters": {"updated_after": "2026-01-02", "updated_before": "2026-01-01"},
+            },
+            "filters",
+            "updated_after must not be later",
+        ),
     ],
 )
-async def test_invalid_search_bodies_are_422_with_field_details(client, body, field, fragment) -> None:
+async def test_invalid_search_bodies_are_422_with_field_details(
+    client, body, field, fragment
+) -> None:
     resp = await client.post("/v1/search", json=body, headers=A)
     assert resp.status_code == 422, resp.text
     err = resp.json()["error"]
@@ -375,24 +443,31 @@ async def test_invalid_search_bodies_are_422_with_field_details(client, body, fi
 
 async def test_malformed_bodies(client) -> None:
     bad_json = await client.post(
-        "/v1/search", content=b'{"query": "leave",', headers={**A, "content-type": "application/json"}
+        "/v1/search",
+        content=b'{"query": "leave",',
+        headers={**A, "content-type": "application/json"},
     )
     assert bad_json.status_code == 422 and bad_json.json()["error"]["code"] == "validation_error"
     not_object = await client.post("/v1/search", json=["leave"], headers=A)
     assert not_object.status_code == 422
     qbad = await client.post("/v1/query", json={"query": "x", "max_context_chars": 10}, headers=A)
-    assert qbad.status_code == 422 and qbad.json()["error"]["details"][0]["field"] == "max_context_chars"
+    assert (
+        qbad.status_code == 422
+        and qbad.json()["error"]["details"][0]["field"] == "max_context_chars"
+    )
 
 
 async def test_too_long_query_and_body_are_413(client) -> None:
     resp = await _search(client, A, "leave " * 400)  # 2400 chars > 2000
     assert resp.status_code == 413
     assert resp.json()["error"] == {
-        "code": "query_too_long", "message": "query is 2399 characters; the limit is 2000",
+        "code": "query_too_long",
+        "message": "query is 2399 characters; the limit is 2000",
         "request_id": resp.headers["x-request-id"],
     }
     huge = await client.post(
-        "/v1/search", content=json.dumps({"query": "x" * (2 << 20)}),
+        "/v1/search",
+        content=json.dumps({"query": "x" * (2 << 20)}),
         headers={**A, "content-type": "application/json"},
     )
     assert huge.status_code == 413 and huge.json()["error"]["code"] == "too_large"
@@ -406,7 +481,9 @@ async def test_other_4xx(client) -> None:
     assert bad_status.json()["error"]["details"][0]["field"] == "query.status"
     for bad_limit in ("0", "1001", "many"):
         resp = await client.get(f"/v1/documents?limit={bad_limit}", headers=A)
-        assert resp.status_code == 422 and resp.json()["error"]["details"][0]["field"] == "query.limit"
+        assert (
+            resp.status_code == 422 and resp.json()["error"]["details"][0]["field"] == "query.limit"
+        )
     route = await client.get("/v1/nothing-here", headers=A)
     assert route.status_code == 404 and route.json()["error"]["code"] == "not_found"
     method = await client.get("/v1/search", headers=A)
@@ -427,8 +504,10 @@ async def test_request_id_is_echoed_or_generated(client) -> None:
 async def test_readyz_reports_each_dependency(client) -> None:
     resp = await client.get("/readyz")
     assert resp.status_code == 200
-    assert resp.json() == {"ready": True, "checks": {
-        "vector_index": "ok", "registry": "ok", "embedder": "ok"}}
+    assert resp.json() == {
+        "ready": True,
+        "checks": {"vector_index": "ok", "registry": "ok", "embedder": "ok"},
+    }
 
 
 async def test_readyz_fails_when_one_check_fails(stack, embedder) -> None:
@@ -437,15 +516,26 @@ async def test_readyz_fails_when_one_check_fails(stack, embedder) -> None:
     async def queue_down() -> None:
         raise DependencyError("queue", "datatorag-parse does not exist")
 
-    app = create_app(GatewayDeps(
-        settings, index, embedder, registry,
-        readiness=[index.check, ("queue", queue_down), registry.check],
-    ))
+    app = create_app(
+        GatewayDeps(
+            settings,
+            index,
+            embedder,
+            registry,
+            readiness=[index.check, ("queue", queue_down), registry.check],
+        )
+    )
     async with _client(app) as c:
         resp = await c.get("/readyz")
     assert resp.status_code == 503
-    assert resp.json() == {"ready": False, "checks": {
-        "LanceDbIndex": "ok", "queue": "datatorag-parse does not exist", "SqliteRegistry": "ok"}}
+    assert resp.json() == {
+        "ready": False,
+        "checks": {
+            "LanceDbIndex": "ok",
+            "queue": "datatorag-parse does not exist",
+            "SqliteRegistry": "ok",
+        },
+    }
 
 
 async def test_metrics_exposes_request_retrieval_and_embed_series(client) -> None:
@@ -454,13 +544,23 @@ async def test_metrics_exposes_request_retrieval_and_embed_series(client) -> Non
     text = (await client.get("/metrics")).text
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
-        for fam in text_string_to_metric_families(text) for s in fam.samples
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
     }
-    ok = ("datatorag_gateway_requests_total",
-          (("method", "POST"), ("route", "/v1/search"), ("status", "200")))
+    ok = (
+        "datatorag_gateway_requests_total",
+        (("method", "POST"), ("route", "/v1/search"), ("status", "200")),
+    )
     assert samples[ok] >= 2
-    assert samples[("datatorag_gateway_requests_total",
-                    (("method", "POST"), ("route", "/v1/search"), ("status", "401")))] >= 1
+    assert (
+        samples[
+            (
+                "datatorag_gateway_requests_total",
+                (("method", "POST"), ("route", "/v1/search"), ("status", "401")),
+            )
+        ]
+        >= 1
+    )
     assert samples[("datatorag_retrieval_seconds_count", (("mode", "knn"),))] >= 1
     assert samples[("datatorag_retrieval_seconds_count", (("mode", "hybrid"),))] >= 1
     assert samples[("datatorag_query_embed_seconds_count", ())] >= 2
@@ -468,8 +568,13 @@ async def test_metrics_exposes_request_retrieval_and_embed_series(client) -> Non
 
 async def test_openapi_docs(client) -> None:
     spec = (await client.get("/openapi.json")).json()
-    assert {"/v1/search", "/v1/query", "/v1/documents/{doc_id}", "/v1/documents",
-            "/v1/sources/{source_id}/sync"} <= set(spec["paths"])
+    assert {
+        "/v1/search",
+        "/v1/query",
+        "/v1/documents/{doc_id}",
+        "/v1/documents",
+        "/v1/sources/{source_id}/sync",
+    } <= set(spec["paths"])
     assert {"HTTPBearer", "APIKeyHeader"} <= set(spec["components"]["securitySchemes"])
     assert (await client.get("/docs")).status_code == 200
 
@@ -507,6 +612,7 @@ async def test_unexpected_and_dependency_errors(stack, embedder) -> None:
 
 async def test_query_batcher_shares_forward_passes_and_keeps_rows(embedder) -> None:
     import numpy as np
+
     from datatorag.retrieval.batching import QueryBatcher
 
     batcher = QueryBatcher(embedder)

@@ -1,4 +1,7 @@
-"""OpenSearchIndex on a real node: mapping, alias, template, efficient filtering, blue/green, checks."""
+"""OpenSearchIndex on a real node.
+
+Mapping, alias, template, efficient filtering, blue/green, checks.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from datatorag.adapters.opensearch import OpenSearchIndex
 from datatorag.adapters.opensearch import mapping as m
 from datatorag.config import OpenSearchSettings
@@ -348,6 +352,7 @@ async def test_deterministic_ids_keep_tenants_apart(make_index: MakeIndex) -> No
 async def test_sigv4_auth_signs_every_request_for_the_configured_service() -> None:
     from aiohttp import web
     from botocore.credentials import Credentials
+
     from datatorag.adapters.opensearch.client import make_client
 
     seen: list[dict[str, str]] = []
@@ -381,6 +386,7 @@ async def test_sigv4_auth_signs_every_request_for_the_configured_service() -> No
 
 def test_auth_settings_are_validated() -> None:
     from botocore.credentials import Credentials
+
     from datatorag.adapters.opensearch.client import http_auth, sigv4_auth
 
     sigv4 = OpenSearchSettings(auth="sigv4", region="eu-west-1", service="es")

@@ -1,4 +1,4 @@
-"""The test node itself: the version, plugins and modules the adapter relies on, and its settings."""
+"""The test node itself: the version, plugins and modules the adapter relies on; its settings."""
 
 from __future__ import annotations
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from itertools import pairwise
 
 import pytest
-from datatorag.chunking import chunk_document, load_chunk_tokenizer
-from datatorag.embedding.model_dir import load_tokenizer
-from datatorag.parsing import Block, ParsedDocument, parse_document
 
+from datatorag.chunking import chunk_document, load_chunk_tokenizer
+from datatorag.embedding.engine import load_tokenizer
+from datatorag.parsing import Block, ParsedDocument, parse_document
 from tests.fixtures import documents as docs
 
 
@@ -41,7 +41,7 @@ def real_len(tok, text: str) -> int:
     return len(tok(text)["input_ids"])  # special tokens included
 
 
-@pytest.mark.parametrize("max_tokens,overlap", [(512, 50), (128, 20), (48, 10), (24, 0)])
+@pytest.mark.parametrize(("max_tokens", "overlap"), [(512, 50), (128, 20), (48, 10), (24, 0)])
 def test_every_chunk_fits_by_the_real_tokenizer(tok, handbook, max_tokens, overlap) -> None:
     chunks = chunk_document(handbook, tok, max_tokens=max_tokens, overlap_tokens=overlap)
     assert [c.index for c in chunks] == list(range(len(chunks)))
@@ -238,8 +238,9 @@ def test_hf_tokenizer_and_tokenizer_json_agree(handbook) -> None:
 
 def test_non_additive_tokenizer_is_recounted(handbook) -> None:
     """A pre-tokenizer the chunker cannot prove additive: counts come from a re-tokenisation."""
-    from datatorag.chunking import _adapter, _recut
     from tokenizers import Tokenizer, pre_tokenizers
+
+    from datatorag.chunking import _adapter, _recut
 
     raw = Tokenizer.from_str(load_chunk_tokenizer().to_str())
     raw.pre_tokenizer = pre_tokenizers.Sequence(

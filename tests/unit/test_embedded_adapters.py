@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from datatorag.adapters.embedded.lancedb_index import LanceDbIndex
 from datatorag.adapters.embedded.local_blobstore import LocalBlobStore, validate_key
 from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
@@ -331,7 +332,10 @@ async def test_lancedb_retrains_the_ann_index_instead_of_piling_up_segments(
     # Every optimize folds new rows in as one more index segment, and every segment is probed
     # on every query: past max_ann_segments the index is retrained whole, with ~sqrt(n) parts.
     index = LanceDbIndex(
-        tmp_path / "ldb", dim=DIM, ann_min_rows=400, max_ann_segments=1,
+        tmp_path / "ldb",
+        dim=DIM,
+        ann_min_rows=400,
+        max_ann_segments=1,
         optimize_every_rows=10**9,
     )
     try:
@@ -348,8 +352,12 @@ async def test_lancedb_retrains_the_ann_index_instead_of_piling_up_segments(
         # the partition size survives optimize (given a partition count instead, Lance
         # re-partitions to ~10k-row partitions, i.e. one here, and every probe scans everything)
         plan = await (
-            table.query().nearest_to(_cluster("q", "acme", 0, 1)[0].vector)
-            .maximum_nprobes(0).minimum_nprobes(10_000).limit(1).analyze_plan()
+            table.query()
+            .nearest_to(_cluster("q", "acme", 0, 1)[0].vector)
+            .maximum_nprobes(0)
+            .minimum_nprobes(10_000)
+            .limit(1)
+            .analyze_plan()
         )
         ranked = [int(n) for n in re.findall(r"partitions_ranked=(\d+)", plan)]
         assert ranked and min(ranked) >= 4, plan  # 1200 rows in partitions of 256 rows
@@ -375,8 +383,14 @@ async def test_lancedb_every_row_stays_findable_through_appends_and_retrains(
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             batch = [
                 ChunkRecord(
-                    id=ChunkRecord.make_id(f"d{b}", "v1", i), tenant="acme", doc_id=f"d{b}",
-                    version="v1", chunk_index=i, text=f"d{b} {i}", source="ftp", path=f"/d{b}",
+                    id=ChunkRecord.make_id(f"d{b}", "v1", i),
+                    tenant="acme",
+                    doc_id=f"d{b}",
+                    version="v1",
+                    chunk_index=i,
+                    text=f"d{b} {i}",
+                    source="ftp",
+                    path=f"/d{b}",
                     vector=v.tolist(),
                 )
                 for i, v in enumerate(vectors)

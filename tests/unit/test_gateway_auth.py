@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
+
 from datatorag.config import Settings
 from datatorag.gateway.auth import ApiKeys, AuthError
 from datatorag.gateway.errors import validation_details
 from datatorag.gateway.schemas import Filters, SearchRequest
-from pydantic import ValidationError
 
 KEYS = ApiKeys({"k-a": "acme", "k-b": "globex"})
 
@@ -55,17 +56,22 @@ def test_request_schema_rejects_tenant_and_names_it() -> None:
     with pytest.raises(ValidationError) as info:
         SearchRequest.model_validate({"query": "q", "tenant": "globex"})
     summary, details = validation_details(info.value.errors())
-    assert details == [{
-        "field": "tenant", "message": "unknown field; the tenant comes from the API key",
-        "type": "extra_forbidden",
-    }]
+    assert details == [
+        {
+            "field": "tenant",
+            "message": "unknown field; the tenant comes from the API key",
+            "type": "extra_forbidden",
+        }
+    ]
     assert summary == "tenant: unknown field; the tenant comes from the API key"
 
 
 def test_filters_naive_times_are_utc_and_map_to_domain() -> None:
     f = Filters.model_validate({"updated_after": "2026-01-01T00:00:00", "sources": [" hr "]})
     domain = f.to_domain()
-    assert domain.updated_after is not None and domain.updated_after.utcoffset().total_seconds() == 0
+    assert (
+        domain.updated_after is not None and domain.updated_after.utcoffset().total_seconds() == 0
+    )
     assert domain.sources == ["hr"]  # whitespace stripped
 
 

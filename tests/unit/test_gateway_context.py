@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import pytest
+
 from datatorag.domain.models import ChunkRecord, SearchHit
 from datatorag.retrieval.context import build_context
 
 
 def chunk_hit(
-    doc: str, n: int, text: str, *, version: str = "v1", title: str | None = "Handbook",
-    pages: tuple[int, int] | None = (1, 1), score: float = 1.0,
+    doc: str,
+    n: int,
+    text: str,
+    *,
+    version: str = "v1",
+    title: str | None = "Handbook",
+    pages: tuple[int, int] | None = (1, 1),
+    score: float = 1.0,
 ) -> SearchHit:
     record = ChunkRecord(
-        id=f"{doc}:{version}:{n}", tenant="acme", doc_id=doc, version=version, chunk_index=n,
-        text=text, title=title, page_start=pages[0] if pages else None,
-        page_end=pages[1] if pages else None, source="hr", path=f"policies/{doc}.pdf",
+        id=f"{doc}:{version}:{n}",
+        tenant="acme",
+        doc_id=doc,
+        version=version,
+        chunk_index=n,
+        text=text,
+        title=title,
+        page_start=pages[0] if pages else None,
+        page_end=pages[1] if pages else None,
+        source="hr",
+        path=f"policies/{doc}.pdf",
     )
     return SearchHit(chunk=record, score=score)
 
@@ -39,7 +54,9 @@ def test_adjacent_overlapping_chunks_merge_into_one_passage() -> None:
     a = "Employees accrue vacation monthly. Unused days carry over up to five days each year."
     b = "carry over up to five days each year. Requests go to your manager two weeks ahead."
     # chunk 8 ranked first, its predecessor second: one passage, cited once, text in order
-    ctx = build_context([chunk_hit("vac", 8, b, pages=(3, 3)), chunk_hit("vac", 7, a, pages=(2, 3))])
+    ctx = build_context(
+        [chunk_hit("vac", 8, b, pages=(3, 3)), chunk_hit("vac", 7, a, pages=(2, 3))]
+    )
     assert len(ctx.citations) == 1
     cit = ctx.citations[0]
     assert cit.chunk_indexes == (7, 8) and cit.pages == "pp. 2–3"
@@ -79,8 +96,11 @@ def test_duplicates_are_dropped() -> None:
 
 def test_char_budget_cuts_the_last_passage_at_a_word_and_stops() -> None:
     long_text = " ".join(f"word{i}" for i in range(400))  # ~3.6k chars
-    hits = [chunk_hit("a", 0, "short first passage"), chunk_hit("b", 0, long_text),
-            chunk_hit("c", 0, "never reached")]
+    hits = [
+        chunk_hit("a", 0, "short first passage"),
+        chunk_hit("b", 0, long_text),
+        chunk_hit("c", 0, "never reached"),
+    ]
     ctx = build_context(hits, max_chars=1000)
     assert len(ctx.text) <= 1000
     assert ctx.truncated
@@ -99,7 +119,9 @@ def test_budget_too_small_for_a_useful_cut_leaves_the_passage_out() -> None:
 
 
 def test_token_budget_with_a_custom_counter() -> None:
-    words = lambda s: len(s.split())
+    def words(s: str) -> int:
+        return len(s.split())
+
     hits = [chunk_hit("a", 0, "one two three four"), chunk_hit("b", 0, "five six seven eight")]
     ctx = build_context(hits, max_tokens=30, count_tokens=words)
     assert len(ctx.citations) == 2 and not ctx.truncated

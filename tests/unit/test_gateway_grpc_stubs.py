@@ -15,4 +15,7 @@ def test_proto_has_no_tenant_field() -> None:
     for message in pb.DESCRIPTOR.message_types_by_name.values():
         assert "tenant" not in message.fields_by_name, message.name
     assert set(pb.DESCRIPTOR.services_by_name["QueryGateway"].methods_by_name) == {
-        "Search", "Query", "GetDocument"}
+        "Search",
+        "Query",
+        "GetDocument",
+    }

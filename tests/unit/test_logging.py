@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import structlog
+
 from datatorag.observability.log import bound, configure, get_logger
 
 
@@ -25,8 +26,13 @@ def test_json_lines_carry_tenant_doc_and_correlation_id(capfd: pytest.CaptureFix
     configure("INFO", "json")
     log = get_logger("test")
     with bound(tenant="acme", doc_id="d1", correlation_id="c-42"):
-        log.info("parsed", pages=3, at=datetime(2026, 1, 2, tzinfo=UTC), path=Path("a/b.pdf"),
-                 counts={1: "one"})
+        log.info(
+            "parsed",
+            pages=3,
+            at=datetime(2026, 1, 2, tzinfo=UTC),
+            path=Path("a/b.pdf"),
+            counts={1: "one"},
+        )
     log.debug("hidden")  # below INFO
     log.warning("after", tenant=None)
     lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line]

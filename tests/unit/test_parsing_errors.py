@@ -6,9 +6,9 @@ import io
 import zipfile
 
 import pytest
+
 from datatorag.domain.errors import PermanentError
 from datatorag.parsing import ERROR_CODES, parse_document
-
 from tests.fixtures import documents as docs
 
 
@@ -25,7 +25,7 @@ def test_empty_file() -> None:
 
 
 @pytest.mark.parametrize(
-    "data,name",
+    ("data", "name"),
     [
         (b"  \n\n\t ", "blank.txt"),
         (b"<html><body><script>x()</script></body></html>", "s.html"),
@@ -63,13 +63,16 @@ def test_invalid_utf8_in_json() -> None:
 
 
 def test_html_with_declared_legacy_charset_is_decoded() -> None:
-    html = '<html><head><meta charset="iso-8859-1"><title>Caf\xe9</title></head><body><p>Men\xfc</p></body></html>'
+    html = (
+        '<html><head><meta charset="iso-8859-1"><title>Caf\xe9</title></head>'
+        "<body><p>Men\xfc</p></body></html>"
+    )
     doc = parse_document(html.encode("latin-1"), filename="old.html")
     assert doc.title == "Café" and doc.blocks[0].text == "Menü"
 
 
 @pytest.mark.parametrize(
-    "data,name,hint",
+    ("data", "name", "hint"),
     [
         (b"\x89PNG\r\n\x1a\n" + b"\x00" * 50, "scan.png", "PNG image"),
         (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 50, "old.doc", "legacy"),
@@ -99,7 +102,7 @@ def test_docx_corrupt(data: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    "data,where",
+    ("data", "where"),
     [
         (b'{"title": "x",, }', "line 1 column 15"),
         (b'[{"a": 1}\n', "line 2 column 1"),

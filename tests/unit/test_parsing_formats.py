@@ -6,7 +6,6 @@ import json
 
 from datatorag.parsing import Block, ParsedDocument, parse_document
 from datatorag.parsing.cleaning import clean_paragraph
-
 from tests.fixtures import documents as docs
 
 TABLE_TEXT = "\n".join(" | ".join(r) for r in docs.TABLE_ROWS)
@@ -193,9 +192,14 @@ def test_connector_record_envelope_yields_only_the_record() -> None:
 
     from datatorag.parsing import parse_document
 
-    envelope = {"schema": "datatorag.record/v1", "system": "rippling", "collection": "documents",
-                "id": "D-7", "title": "Travel Policy",
-                "record": {"Effective_Date": "2025-01-01", "Body": "Book travel through the portal."}}
+    envelope = {
+        "schema": "datatorag.record/v1",
+        "system": "rippling",
+        "collection": "documents",
+        "id": "D-7",
+        "title": "Travel Policy",
+        "record": {"Effective_Date": "2025-01-01", "Body": "Book travel through the portal."},
+    }
     doc = parse_document(json.dumps(envelope).encode(), filename="rippling/documents/D-7.json")
     text = "\n".join(b.text for b in doc.blocks)
     assert doc.title == "Travel Policy"

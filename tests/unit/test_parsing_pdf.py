@@ -7,9 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pdfplumber
 import pytest
+
 from datatorag.domain.errors import PermanentError
 from datatorag.parsing import parse_document
-
 from tests.fixtures import documents as docs
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from datatorag.chunking import chunk_document, load_chunk_tokenizer
 from datatorag.parsing import parse_document
-
 from samples import build_samples
 
 SAMPLES = sorted(p for p in build_samples.ROOT.iterdir() if p.is_file())

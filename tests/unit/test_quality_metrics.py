@@ -111,7 +111,7 @@ def test_ndcg_hand_computed_against_the_ideal_of_the_indexed_corpus() -> None:
 def test_question_without_relevant_indexed_chunk_is_unanswerable_and_scores_zero() -> None:
     corpus = [NOISE, OTHER_A]  # the answer phrase was lost (e.g. mangled by parsing)
     assert unanswerable(Q, corpus) == [Q.labels[0]]
-    assert unanswerable(Q, corpus + [ANSWER_A]) == []
+    assert unanswerable(Q, [*corpus, ANSWER_A]) == []
     assert ndcg_at_k(Q, [NOISE], 10, [NOISE]) == 0.0
 
 
@@ -211,9 +211,8 @@ def test_questions_are_not_copied_from_the_handbook(handbook: Path) -> None:
 
 
 def test_markdown_rendered_as_pdf_parses_back_with_heading_table_and_phrase() -> None:
-    from datatorag.parsing import parse_document
-
     from bench.bench_quality import markdown_to_pdf
+    from datatorag.parsing import parse_document
 
     md = (
         "# Leave Policy\n\n## Sabbatical\n\nEvery three years you may take a 6\u2011week paid "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from prometheus_client import REGISTRY
+
 from datatorag.adapters.embedded.local_blobstore import LocalBlobStore
 from datatorag.adapters.embedded.sqlite_queue import SqliteQueue
 from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
@@ -9,7 +11,6 @@ from datatorag.domain.contracts import parse_message
 from datatorag.domain.keys import chunks_key, records_key
 from datatorag.domain.models import DocumentRecord, DocumentStatus
 from datatorag.pipeline.reaper import StallReaper
-from prometheus_client import REGISTRY
 
 
 async def test_each_stalled_state_is_redriven_from_its_durable_output(tmp_path):
@@ -18,8 +19,18 @@ async def test_each_stalled_state_is_redriven_from_its_durable_output(tmp_path):
     queues = {n: SqliteQueue(tmp_path / "q.sqlite3", n) for n in ("parse", "embed", "index")}
 
     def rec(doc: str, **kw) -> DocumentRecord:
-        return DocumentRecord(tenant="t", doc_id=doc, version="v1", seq=1, source="s", path=f"{doc}.pdf",
-                              content_hash="h" * 64, blob_key=f"raw/t/s/{doc}/h", size=10, **kw)
+        return DocumentRecord(
+            tenant="t",
+            doc_id=doc,
+            version="v1",
+            seq=1,
+            source="s",
+            path=f"{doc}.pdf",
+            content_hash="h" * 64,
+            blob_key=f"raw/t/s/{doc}/h",
+            size=10,
+            **kw,
+        )
 
     for doc in ("fetched", "parsed", "parsed-no-blob", "embedded", "indexed"):
         await reg.put_version(rec(doc))

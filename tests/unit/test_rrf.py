@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Sequence
 
 import pytest
+
 from datatorag.domain.models import ChunkRecord, SearchFilters, SearchHit
 from datatorag.ports import VectorIndex
 from datatorag.retrieval import hybrid
@@ -20,8 +21,14 @@ from datatorag.retrieval.rrf import rrf_fuse
 def hit(cid: str, score: float = 1.0) -> SearchHit:
     doc, _, n = cid.partition("#")
     chunk = ChunkRecord(
-        id=cid, tenant="t", doc_id=doc, version="v1", chunk_index=int(n or 0), text=cid,
-        source="s", path=f"{doc}.txt",
+        id=cid,
+        tenant="t",
+        doc_id=doc,
+        version="v1",
+        chunk_index=int(n or 0),
+        text=cid,
+        source="s",
+        path=f"{doc}.txt",
     )
     return SearchHit(chunk=chunk, score=score)
 
@@ -122,10 +129,18 @@ class FixedIndex(VectorIndex):
         return [hit(c, 10.0 - i) for i, c in enumerate(self._bm25[:k])]
 
     async def ensure(self): ...
-    async def upsert(self, records): return 0
-    async def delete_document(self, tenant, doc_id, *, keep_version=None): return 0
-    async def get_chunks(self, tenant, doc_id): return []
-    async def count(self, tenant=None): return 0
+    async def upsert(self, records):
+        return 0
+
+    async def delete_document(self, tenant, doc_id, *, keep_version=None, versions=None):
+        return 0
+
+    async def get_chunks(self, tenant, doc_id):
+        return []
+
+    async def count(self, tenant=None):
+        return 0
+
     async def check(self): ...
 
 
@@ -201,13 +216,16 @@ async def test_limiter_bounds_index_queries_in_flight() -> None:
 
     index = Counting(["a", "b"], ["b", "a"])
     limiter = asyncio.Semaphore(3)
-    results = await asyncio.gather(*(
-        hybrid.search(index, None, "t", "q", 2, query_vector=VEC, limiter=limiter)
-        for _ in range(8)
-    ))
+    results = await asyncio.gather(
+        *(
+            hybrid.search(index, None, "t", "q", 2, query_vector=VEC, limiter=limiter)
+            for _ in range(8)
+        )
+    )
     assert Counting.peak == 3  # 16 index calls, never more than 3 at once
     assert all(ids(r) == ["a", "b"] for r in results)
     Counting.peak = 0
-    await asyncio.gather(*(hybrid.search(index, None, "t", "q", 2, query_vector=VEC)
-                           for _ in range(8)))
+    await asyncio.gather(
+        *(hybrid.search(index, None, "t", "q", 2, query_vector=VEC) for _ in range(8))
+    )
     assert Counting.peak == 16  # unbounded without a limiter

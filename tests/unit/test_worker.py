@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+
 from datatorag.adapters.embedded.sqlite_queue import SqliteQueue
 from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
 from datatorag.domain.contracts import ChunksReady
@@ -16,7 +17,9 @@ from datatorag.pipeline.worker import OneByOneHandler, Worker, backoff_s
 
 
 def _msg(doc: str) -> str:
-    return ChunksReady(tenant="t1", doc_id=doc, version="v1", chunks_key=f"k/{doc}", chunk_count=1).to_json()
+    return ChunksReady(
+        tenant="t1", doc_id=doc, version="v1", chunks_key=f"k/{doc}", chunk_count=1
+    ).to_json()
 
 
 class Recorder(OneByOneHandler):
@@ -35,7 +38,9 @@ class Recorder(OneByOneHandler):
     async def on_give_up(self, message, reason: str) -> None:
         self.given_up.append((message.doc_id, reason))
         if self.registry:
-            await self.registry.fail(message.tenant, message.doc_id, message.version, reason, code="gave_up")
+            await self.registry.fail(
+                message.tenant, message.doc_id, message.version, reason, code="gave_up"
+            )
 
 
 @pytest.fixture
@@ -45,12 +50,11 @@ async def q(tmp_path):
     await queue.close()
 
 
-async def _run_until(worker: Worker, predicate, timeout: float = 20.0) -> None:
+async def _run_until(worker: Worker, predicate) -> None:
+    """Run ``worker`` until ``predicate()`` holds; the caller bounds the wait (asyncio.timeout)."""
     worker.start()
-    deadline = time.monotonic() + timeout
     try:
-        while not predicate():
-            assert time.monotonic() < deadline, "worker did not reach the expected state in time"
+        while not predicate():  # noqa: ASYNC110 - predicates read plain lists, nothing to await
             await asyncio.sleep(0.05)
     finally:
         await worker.stop()
@@ -63,7 +67,8 @@ async def test_success_acks_each_message_once(q):
     h = Recorder(ok)
     for d in ("a", "b", "c"):
         await q.send(_msg(d))
-    await _run_until(Worker(q, h, wait_s=0.2), lambda: len(h.calls) == 3)
+    async with asyncio.timeout(20):
+        await _run_until(Worker(q, h, wait_s=0.2), lambda: len(h.calls) == 3)
     assert sorted(h.calls) == ["a", "b", "c"]
     assert await q.depth() == 0
     assert await q.dlq_messages() == []
@@ -75,7 +80,8 @@ async def test_permanent_error_is_acked_at_once_without_retry(q):
 
     h = Recorder(bad)
     await q.send(_msg("a"))
-    await _run_until(Worker(q, h, wait_s=0.2), lambda: len(h.calls) == 1)
+    async with asyncio.timeout(20):
+        await _run_until(Worker(q, h, wait_s=0.2), lambda: len(h.calls) == 1)
     await asyncio.sleep(0.3)
     assert h.calls == ["a"]  # no retry storm
     assert await q.depth() == 0 and await q.dlq_messages() == []
@@ -83,8 +89,11 @@ async def test_permanent_error_is_acked_at_once_without_retry(q):
 
 async def test_transient_errors_retry_then_dead_letter_with_reason(q, tmp_path):
     registry = SqliteRegistry(tmp_path / "reg.sqlite3")
-    await registry.put_version(DocumentRecord(tenant="t1", doc_id="a", version="v1", seq=1, source="s",
-                                              path="a.pdf", content_hash="h"))
+    await registry.put_version(
+        DocumentRecord(
+            tenant="t1", doc_id="a", version="v1", seq=1, source="s", path="a.pdf", content_hash="h"
+        )
+    )
 
     async def flaky(_):
         raise ConnectionError("index unreachable")
@@ -92,7 +101,8 @@ async def test_transient_errors_retry_then_dead_letter_with_reason(q, tmp_path):
     h = Recorder(flaky, registry)
     await q.send(_msg("a"))
     # backoff: 1 s after the first failure, 2 s after the second; the third gives up
-    await _run_until(Worker(q, h, wait_s=0.2), lambda: len(h.given_up) == 1, timeout=30)
+    async with asyncio.timeout(30):
+        await _run_until(Worker(q, h, wait_s=0.2), lambda: len(h.given_up) == 1)
     assert h.calls == ["a", "a", "a"]
     dead = await q.dlq_messages()
     assert len(dead) == 1 and "index unreachable" in dead[0].attributes.get("reason", "")
@@ -110,7 +120,8 @@ async def test_malformed_body_goes_straight_to_dlq(q):
     await q.send("{not json")
     await q.send(json.dumps({"type": "chunks.ready", "tenant": "t"}))  # missing fields
     await q.send(_msg("good"))
-    await _run_until(Worker(q, h, wait_s=0.2), lambda: h.calls == ["good"])
+    async with asyncio.timeout(20):
+        await _run_until(Worker(q, h, wait_s=0.2), lambda: h.calls == ["good"])
     await asyncio.sleep(0.2)
     dead = await q.dlq_messages()
     assert len(dead) == 2
@@ -175,8 +186,10 @@ async def test_queue_and_dlq_depth_are_exported(q):
     w.start()
     try:
         for _ in range(100):
-            if (REGISTRY.get_sample_value("datatorag_queue_depth", {"queue": "work-dlq"}) == 1
-                    and REGISTRY.get_sample_value("datatorag_queue_depth", {"queue": "work"}) == 2):
+            if (
+                REGISTRY.get_sample_value("datatorag_queue_depth", {"queue": "work-dlq"}) == 1
+                and REGISTRY.get_sample_value("datatorag_queue_depth", {"queue": "work"}) == 2
+            ):
                 break
             await asyncio.sleep(0.05)
     finally:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from datatorag.bootstrap.components import Components
 from datatorag.bootstrap.gateway import UPLOADS_SOURCE
@@ -22,32 +23,57 @@ from datatorag.pipeline.reaper import StallReaper
 log = get_logger(__name__)
 
 
-def folder_sources(tenant: str, folder: Path, interval_s: float, source_id: str,
-                   exclude: list[str] | None = None,
-                   uploads: tuple[Path, list[str]] | None = None) -> SourcesConfig:
+def folder_sources(
+    tenant: str,
+    folder: Path,
+    interval_s: float,
+    source_id: str,
+    exclude: list[str] | None = None,
+    uploads: tuple[Path, list[str]] | None = None,
+) -> SourcesConfig:
     """``datatorag up`` without a sources file: one folder for ``tenant``, and, when ``uploads`` is
     given as (landing root, tenants), each tenant's upload folder as its ``uploads`` source."""
-    tenants: dict[str, list[dict]] = {tenant: [{
-        "id": source_id, "type": "folder", "path": str(folder), "interval_s": interval_s,
-        "exclude": exclude or [],
-    }]}
+    tenants: dict[str, list[dict[str, Any]]] = {
+        tenant: [
+            {
+                "id": source_id,
+                "type": "folder",
+                "path": str(folder),
+                "interval_s": interval_s,
+                "exclude": exclude or [],
+            }
+        ]
+    }
     if uploads:
         root, names = uploads
         for name in names:
             (root / name).mkdir(parents=True, exist_ok=True)
-            tenants.setdefault(name, []).append({
-                "id": UPLOADS_SOURCE, "type": "folder", "path": str(root / name),
-                "interval_s": max(interval_s, 300.0)})
+            tenants.setdefault(name, []).append(
+                {
+                    "id": UPLOADS_SOURCE,
+                    "type": "folder",
+                    "path": str(root / name),
+                    "interval_s": max(interval_s, 300.0),
+                }
+            )
     doc = {"tenants": {t: {"sources": s} for t, s in tenants.items()}}
     return parse_sources(json.dumps(doc), origin=f"folder {folder}")
 
 
 async def build_scheduler(c: Components, config: SourcesConfig) -> Scheduler:
     s = c.settings
-    resolver = SecretResolver(environ=os.environ, aws_region=s.aws.region,
-                              aws_endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))
-    scheduler = Scheduler(registry=c.registry, blobstore=c.blobstore,
-                          parse_queue=c.queue("parse"), settings=s, initial_delay=False)
+    resolver = SecretResolver(
+        environ=os.environ,
+        aws_region=s.aws.region,
+        aws_endpoint_url=os.environ.get("AWS_ENDPOINT_URL"),
+    )
+    scheduler = Scheduler(
+        registry=c.registry,
+        blobstore=c.blobstore,
+        parse_queue=c.queue("parse"),
+        settings=s,
+        initial_delay=False,
+    )
     scheduler.add_all(await build_schedules(config, resolver))
     return scheduler
 
@@ -59,11 +85,16 @@ class SingletonReaper:
         model_id, dim = index_shape(c.settings)
         self.c = c
         self.reaper = StallReaper(
-            c.registry, c.blobstore, {n: c.queue(n) for n in ("parse", "embed", "index")},
-            stalled_after_s=c.settings.stalled_after_s, model_id=model_id, dim=dim)
+            c.registry,
+            c.blobstore,
+            {n: c.queue(n) for n in ("parse", "embed", "index")},
+            stalled_after_s=c.settings.stalled_after_s,
+            model_id=model_id,
+            dim=dim,
+        )
         self.interval_s = interval_s
         self.owner = default_owner()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="stall-reaper")
@@ -77,7 +108,9 @@ class SingletonReaper:
         while True:
             await asyncio.sleep(self.interval_s)
             try:
-                if await self.c.registry.acquire_lease("stall-reaper", self.owner, self.interval_s * 2):
+                if await self.c.registry.acquire_lease(
+                    "stall-reaper", self.owner, self.interval_s * 2
+                ):
                     await self.reaper.sweep()
             except Exception:  # the next round tries again
                 log.exception("stall sweep failed")

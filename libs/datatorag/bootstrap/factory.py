@@ -6,18 +6,21 @@ be configured, and vice versa.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from datatorag.config import Mode, Settings
 from datatorag.ports import BlobStore, Embedder, Queue, Registry, VectorIndex
 
 
-def _embedded_dir(settings: Settings, *parts: str):
+def _embedded_dir(settings: Settings, *parts: str) -> Path:
     path = settings.data_dir.joinpath(*parts)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def queue_name(settings: Settings, logical: str) -> str:
-    return getattr(settings.queues, logical)
+    name: str = getattr(settings.queues, logical)
+    return name
 
 
 def make_queue(settings: Settings, logical: str) -> Queue:
@@ -27,8 +30,12 @@ def make_queue(settings: Settings, logical: str) -> Queue:
     if settings.mode is Mode.EMBEDDED:
         from datatorag.adapters.embedded.sqlite_queue import SqliteQueue
 
-        return SqliteQueue(_embedded_dir(settings, "queue.sqlite3"), name,
-                           visibility_timeout_s=q.visibility_timeout_s, max_receives=q.max_receives)
+        return SqliteQueue(
+            _embedded_dir(settings, "queue.sqlite3"),
+            name,
+            visibility_timeout_s=q.visibility_timeout_s,
+            max_receives=q.max_receives,
+        )
     from datatorag.adapters.aws.sqs_queue import SqsQueue
 
     return SqsQueue.from_settings(settings, name)
@@ -59,8 +66,11 @@ def make_vector_index(settings: Settings, *, model_id: str, dim: int) -> VectorI
     if settings.mode is Mode.EMBEDDED:
         from datatorag.adapters.embedded.lancedb_index import LanceDbIndex
 
-        return LanceDbIndex(_embedded_dir(settings, "lancedb", "x").parent, dim=dim,
-                            table=f"chunks_{_table_suffix(model_id)}_{dim}")
+        return LanceDbIndex(
+            _embedded_dir(settings, "lancedb", "x").parent,
+            dim=dim,
+            table=f"chunks_{_table_suffix(model_id)}_{dim}",
+        )
     from datatorag.adapters.opensearch.index import OpenSearchIndex
 
     return OpenSearchIndex.from_settings(settings, model_id=model_id, dim=dim)

@@ -32,7 +32,9 @@ def upload_hook(landing: LandingZone, trigger: Trigger) -> UploadHook:
     and that source is synced at once, so an upload is indexed exactly like a file on the FTP
     server."""
 
-    async def on_upload(tenant: str, filename: str, data: bytes, content_type: str | None) -> dict:
+    async def on_upload(
+        tenant: str, filename: str, data: bytes, content_type: str | None
+    ) -> dict[str, Any]:
         async def body() -> AsyncIterator[bytes]:
             yield data
 
@@ -41,9 +43,14 @@ def upload_hook(landing: LandingZone, trigger: Trigger) -> UploadHook:
         except PermanentError as exc:
             raise ApiError(_STATUS.get(exc.code, 400), exc.reason, code=exc.code) from exc
         await trigger(tenant, UPLOADS_SOURCE)
-        return {"key": landed.key, "filename": landed.filename, "size": landed.size,
-                "sha256": landed.sha256, "content_type": landed.content_type,
-                "source": UPLOADS_SOURCE}
+        return {
+            "key": landed.key,
+            "filename": landed.filename,
+            "size": landed.size,
+            "sha256": landed.sha256,
+            "content_type": landed.content_type,
+            "source": UPLOADS_SOURCE,
+        }
 
     return on_upload
 
@@ -52,7 +59,7 @@ def connector_sync_hook(base_url: str) -> tuple[SyncHook, httpx.AsyncClient]:
     """On-demand syncs forwarded to the connector service, with the tenant of the caller's key."""
     client = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=10)
 
-    async def on_sync(tenant: str, source_id: str) -> dict:
+    async def on_sync(tenant: str, source_id: str) -> dict[str, Any]:
         try:
             resp = await client.post(f"/internal/sources/{tenant}/{source_id}/sync")
         except httpx.HTTPError as exc:
@@ -60,7 +67,7 @@ def connector_sync_hook(base_url: str) -> tuple[SyncHook, httpx.AsyncClient]:
         if resp.status_code == 404:
             raise NotFound(f"no source {source_id!r}")
         resp.raise_for_status()
-        body: dict = resp.json()
+        body: dict[str, Any] = resp.json()
         return body
 
     return on_sync, client
@@ -86,6 +93,8 @@ def build_gateway(deps: GatewayDeps) -> Gateway:
     gw = Gateway(deps=deps, service=service, app=app)
     if settings.grpc_port is not None:
         gw.grpc_server, gw.grpc_port = create_grpc_server(
-            service, ApiKeys.from_settings(settings), f"{settings.gateway_host}:{settings.grpc_port}"
+            service,
+            ApiKeys.from_settings(settings),
+            f"{settings.gateway_host}:{settings.grpc_port}",
         )
     return gw

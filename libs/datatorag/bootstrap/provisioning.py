@@ -32,7 +32,10 @@ async def provision(settings: Settings) -> list[str]:
             await q.check()
             await q.close()
             lines.append(f"ready     queue {q.name} (sqlite)")
-        for store, what in ((make_blobstore(settings), "blob store"), (make_registry(settings), "registry")):
+        for store, what in (
+            (make_blobstore(settings), "blob store"),
+            (make_registry(settings), "registry"),
+        ):
             await store.check()
             await store.close()
             lines.append(f"ready     {what} under {settings.data_dir}")

@@ -13,11 +13,13 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
 from datatorag.config import EmbeddingSettings
-from datatorag.embedding.model_dir import ModelSpec, resolve_model
+from datatorag.embedding.model_dir import MINILM, ModelSpec, resolve_model
 from datatorag.observability import metrics
 from datatorag.observability.log import get_logger
 
@@ -39,6 +41,10 @@ class EmbeddingEngine:
     def __init__(self, settings: EmbeddingSettings) -> None:
         import torch
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        # a "Loading weights" bar per start is noise in logs (untyped in transformers)
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
         self.settings = settings
         self.spec: ModelSpec = resolve_model(settings.model)
@@ -62,10 +68,10 @@ class EmbeddingEngine:
         )
         self.model.eval()
         self.tokenizer = self.model.tokenizer
-        self.max_seq = min(settings.max_seq_tokens, self.model.max_seq_length or settings.max_seq_tokens)
-        self.dim = int(
-            settings.truncate_dim or self.model.get_embedding_dimension() or 0
+        self.max_seq = min(
+            settings.max_seq_tokens, self.model.max_seq_length or settings.max_seq_tokens
         )
+        self.dim = int(settings.truncate_dim or self.model.get_embedding_dimension() or 0)
         self.model_id = self.spec.model_id
         self._lock = threading.Lock()
         self._torch = torch
@@ -80,7 +86,9 @@ class EmbeddingEngine:
         )
 
     # prompts ---------------------------------------------------------------------------------
-    def document_inputs(self, texts: Sequence[str], titles: Sequence[str | None] | None) -> list[str]:
+    def document_inputs(
+        self, texts: Sequence[str], titles: Sequence[str | None] | None
+    ) -> list[str]:
         tmpl = self.spec.document_prompt
         if tmpl == "{text}":
             return list(texts)
@@ -136,3 +144,13 @@ class EmbeddingEngine:
         metrics.CHUNKS_EMBEDDED.inc(n)
         metrics.TOKENS_EMBEDDED.inc(tokens)
         return out, EncodeStats(n, tokens, padded, batches, time.perf_counter() - started)
+
+
+@lru_cache(maxsize=4)
+def load_tokenizer(model: str = MINILM) -> Any:
+    """The embedding model's own tokenizer as transformers loads it (benchmarks and tests compare
+    the chunker's tokens with it; the parser itself reads ``tokenizer.json`` directly)."""
+    from transformers import AutoTokenizer
+
+    spec = resolve_model(model)
+    return AutoTokenizer.from_pretrained(str(spec.path), local_files_only=True)

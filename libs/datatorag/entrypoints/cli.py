@@ -14,8 +14,9 @@ import typer
 from datatorag.config import Settings
 from datatorag.observability.log import configure
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="DatatoRAG: documents in, cited answers out.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="DatatoRAG: documents in, cited answers out."
+)
 
 
 def _settings() -> Settings:
@@ -32,26 +33,38 @@ def _api_key(settings: Settings, key: str | None) -> str:
 
 @app.command()
 def up(
-    source: Annotated[Path | None, typer.Option(help="folder to ingest (default: the sample corpus)")] = None,
-    sync_interval: Annotated[float, typer.Option(help="seconds between syncs of each source")] = 60.0,
+    source: Annotated[
+        Path | None, typer.Option(help="folder to ingest (default: the sample corpus)")
+    ] = None,
+    sync_interval: Annotated[
+        float, typer.Option(help="seconds between syncs of each source")
+    ] = 60.0,
 ) -> None:
     """Run everything in one process on the embedded adapters and ingest the sample corpus."""
     from datatorag.entrypoints.up import run_up
-    from datatorag.runtime import run_service
+    from datatorag.runtime import exit_process, run_service
 
     settings = _settings()
     # The progress lines are the interface of `up`; logs only speak up for warnings unless asked.
     import os
 
     level = settings.log_level if "DATATORAG_LOG_LEVEL" in os.environ else "WARNING"
-    fmt = settings.log_format if "DATATORAG_LOG_FORMAT" in os.environ else (
-        "console" if sys.stderr.isatty() else "json")
+    fmt = (
+        settings.log_format
+        if "DATATORAG_LOG_FORMAT" in os.environ
+        else ("console" if sys.stderr.isatty() else "json")
+    )
     configure(level, fmt)
     run_service(run_up(settings, source_dir=source, sync_interval_s=sync_interval))
+    exit_process(0)
 
 
 @app.command()
-def serve(service: Annotated[str, typer.Argument(help="connector | parser | embedder | indexer | query-gateway")]) -> None:
+def serve(
+    service: Annotated[
+        str, typer.Argument(help="connector | parser | embedder | indexer | query-gateway")
+    ],
+) -> None:
     """Run one service as a long-running worker."""
     from datatorag.entrypoints.serve import run
 
@@ -90,7 +103,9 @@ def query(
         c = hit.get("citation", {})
         ps, pe = c.get("page_start"), c.get("page_end")
         pages = "" if ps is None else (f"p. {ps}" if ps == pe or pe is None else f"pp. {ps}-{pe}")
-        typer.echo(f"[{n}] {c.get('title') or c.get('path')}  {pages}  (score {hit.get('score', 0):.4f})")
+        typer.echo(
+            f"[{n}] {c.get('title') or c.get('path')}  {pages}  (score {hit.get('score', 0):.4f})"
+        )
         typer.echo(f"    {c.get('path')}  doc {c.get('doc_id')} chunk {c.get('chunk_index')}")
         snippet = " ".join(hit.get("text", "").split())
         typer.echo(f"    {snippet[:300]}{'…' if len(snippet) > 300 else ''}\n")
@@ -98,17 +113,20 @@ def query(
 
 @app.command()
 def status(
-    state: Annotated[str | None, typer.Option("--status", help="FETCHED|PARSED|EMBEDDED|INDEXED|FAILED|DELETED|stalled")] = None,
+    state: Annotated[
+        str | None,
+        typer.Option("--status", help="FETCHED|PARSED|EMBEDDED|INDEXED|FAILED|DELETED|stalled"),
+    ] = None,
     tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Per-document state from the registry, with failure reasons."""
     from datatorag.bootstrap.factory import make_registry
-    from datatorag.domain.models import DocumentStatus
+    from datatorag.domain.models import DocumentRecord, DocumentStatus
 
     settings = _settings()
 
-    async def run():
+    async def run() -> list[DocumentRecord]:
         reg = make_registry(settings)
         try:
             if state == "stalled":
@@ -139,15 +157,20 @@ def sync(
 ) -> None:
     """Ask the gateway to sync a source now."""
     settings = _settings()
-    resp = httpx.post(f"{_gateway_url(settings, url)}/v1/sources/{source_id}/sync",
-                      headers={"Authorization": f"Bearer {_api_key(settings, api_key)}"}, timeout=30)
+    resp = httpx.post(
+        f"{_gateway_url(settings, url)}/v1/sources/{source_id}/sync",
+        headers={"Authorization": f"Bearer {_api_key(settings, api_key)}"},
+        timeout=30,
+    )
     typer.echo(resp.text)
     raise typer.Exit(0 if resp.status_code < 300 else 1)
 
 
 @app.command()
 def init() -> None:
-    """Create queues (with DLQs and redrive), bucket, table, index template and alias; idempotent."""
+    """Create queues (with DLQs and redrive), bucket, table, index template and alias.
+
+    Idempotent: run it on every deploy."""
     from datatorag.bootstrap.provisioning import provision
 
     settings = _settings()

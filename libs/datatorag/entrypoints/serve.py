@@ -19,6 +19,7 @@ from datatorag.pipeline.worker import Worker
 from datatorag.runtime import (
     UvicornServer,
     add_health_routes,
+    exit_process,
     freeze_heap,
     health_app,
     install_stop_signals,
@@ -68,8 +69,9 @@ async def serve_worker(name: str, settings: Settings) -> None:
         # ("Server disconnected without sending a response"). The server must outlast the client.
         http.server.config.timeout_keep_alive = EMBED_KEEP_ALIVE_S
     else:
-        http = UvicornServer(health_app(c.readiness, liveness), settings.gateway_host,
-                             settings.health_port or 9100)
+        http = UvicornServer(
+            health_app(c.readiness, liveness), settings.gateway_host, settings.health_port or 9100
+        )
     await http.start()
     worker.start()
     freeze_heap()
@@ -92,6 +94,7 @@ def run(name: str, settings: Settings | None = None) -> None:
         # unreachable node): once running, workers handle these per message.
         log.error("dependency not ready", service=name, detail=str(exc))
         raise SystemExit(f"{name}: cannot start: {exc}") from None
+    exit_process(0)  # stopped cleanly; see exit_process for why teardown is skipped
 
 
 def _run(name: str, settings: Settings) -> None:

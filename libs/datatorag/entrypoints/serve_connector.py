@@ -9,6 +9,7 @@ Sources come from the YAML file named by ``DATATORAG_SOURCES_FILE`` (see
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import FastAPI, HTTPException
 
@@ -33,14 +34,14 @@ def connector_app(scheduler: Scheduler) -> FastAPI:
     app = FastAPI(title="DatatoRAG connector", docs_url=None, redoc_url=None)
 
     @app.post("/internal/sources/{tenant}/{source_id}/sync", status_code=202)
-    async def sync(tenant: str, source_id: str) -> dict:
+    async def sync(tenant: str, source_id: str) -> dict[str, Any]:
         try:
             return scheduler.trigger(tenant, source_id)
         except NotFound as exc:
             raise HTTPException(404, str(exc)) from exc
 
     @app.get("/internal/sources")
-    async def sources() -> list[dict]:
+    async def sources() -> list[dict[str, Any]]:
         return scheduler.status()
 
     return app
@@ -63,7 +64,9 @@ async def serve_connector(settings: Settings) -> None:
     freeze_heap()
     stop = asyncio.Event()
     install_stop_signals(stop)
-    log.info("connector started", sources=[f"{s['tenant']}/{s['source']}" for s in scheduler.status()])
+    log.info(
+        "connector started", sources=[f"{s['tenant']}/{s['source']}" for s in scheduler.status()]
+    )
     await stop.wait()
     await reaper.stop()
     await scheduler.stop()

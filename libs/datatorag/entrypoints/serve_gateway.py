@@ -30,9 +30,17 @@ async def serve_gateway(settings: Settings) -> None:
     on_sync, client = connector_sync_hook(connector_url) if connector_url else (None, None)
     registry, blobstore = c.registry, c.blobstore  # built now, so the startup check covers them
     await startup_check(c, "query-gateway")
-    gw = build_gateway(GatewayDeps(settings=settings, index=index, embedder=embedder,
-                                   registry=registry, blobstore=blobstore,
-                                   readiness=c.readiness, on_sync=on_sync))
+    gw = build_gateway(
+        GatewayDeps(
+            settings=settings,
+            index=index,
+            embedder=embedder,
+            registry=registry,
+            blobstore=blobstore,
+            readiness=c.readiness,
+            on_sync=on_sync,
+        )
+    )
     http = UvicornServer(gw.app, settings.gateway_host, settings.gateway_port)
     await http.start()
     await start_grpc(gw)

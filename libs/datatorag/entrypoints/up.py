@@ -13,6 +13,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from datatorag.bootstrap import Components, embedder_worker, indexer_worker, parser_worker
 from datatorag.config import Settings, sample_corpus
@@ -27,8 +28,9 @@ def default_tenant(settings: Settings) -> str:
     return next(iter(settings.tenant_for_key().values()))
 
 
-async def run_up(settings: Settings, *, source_dir: Path | None, sync_interval_s: float,
-                 progress: bool = True) -> None:
+async def run_up(
+    settings: Settings, *, source_dir: Path | None, sync_interval_s: float, progress: bool = True
+) -> None:
     from datatorag.bootstrap.connector import SingletonReaper, build_scheduler, folder_sources
     from datatorag.bootstrap.gateway import build_gateway, upload_hook
     from datatorag.connectors.config import load_sources
@@ -45,10 +47,14 @@ async def run_up(settings: Settings, *, source_dir: Path | None, sync_interval_s
         folder = source_dir or samples
         if not folder.is_dir():
             raise SystemExit(f"datatorag up: {folder} is not a folder")
-        config = folder_sources(tenant, folder, sync_interval_s,
-                                "samples" if folder == samples else "folder",
-                                exclude=["_src/*"] if folder == samples else None,
-                                uploads=(landing_root, sorted(set(settings.tenant_for_key().values()))))
+        config = folder_sources(
+            tenant,
+            folder,
+            sync_interval_s,
+            "samples" if folder == samples else "folder",
+            exclude=["_src/*"] if folder == samples else None,
+            uploads=(landing_root, sorted(set(settings.tenant_for_key().values()))),
+        )
     c = Components(settings)
     _say("starting: loading the embedding model and opening the stores...")
     workers = [await parser_worker(c), await embedder_worker(c), await indexer_worker(c)]
@@ -59,15 +65,22 @@ async def run_up(settings: Settings, *, source_dir: Path | None, sync_interval_s
     scheduler = await build_scheduler(c, config)
     reaper = SingletonReaper(c, interval_s=max(30.0, settings.stalled_after_s / 2))
 
-    async def on_sync(tenant: str, source_id: str) -> dict:
+    async def on_sync(tenant: str, source_id: str) -> dict[str, Any]:
         return scheduler.trigger(tenant, source_id)
 
     landing = FolderLanding(landing_root, max_bytes=settings.max_document_bytes)
-    gw = build_gateway(GatewayDeps(
-        settings=settings, index=index, embedder=embedder, registry=c.registry,
-        blobstore=c.blobstore, readiness=c.readiness, on_sync=on_sync,
-        on_upload=upload_hook(landing, on_sync),
-    ))
+    gw = build_gateway(
+        GatewayDeps(
+            settings=settings,
+            index=index,
+            embedder=embedder,
+            registry=c.registry,
+            blobstore=c.blobstore,
+            readiness=c.readiness,
+            on_sync=on_sync,
+            on_upload=upload_hook(landing, on_sync),
+        )
+    )
     http = UvicornServer(gw.app, settings.gateway_host, settings.gateway_port)
     await http.start()
     await start_grpc(gw)
@@ -80,8 +93,13 @@ async def run_up(settings: Settings, *, source_dir: Path | None, sync_interval_s
     install_stop_signals(stop)
     url = f"http://{settings.gateway_host}:{settings.gateway_port}"
     _say(f"DatatoRAG is up: gateway {url} (docs {url}/docs), data in {settings.data_dir.resolve()}")
-    _say("sources: " + ", ".join(f"{s['tenant']}/{s['source']} ({s['kind']}, every {s['interval_s']:.0f}s)"
-                                 for s in scheduler.status()))
+    _say(
+        "sources: "
+        + ", ".join(
+            f"{s['tenant']}/{s['source']} ({s['kind']}, every {s['interval_s']:.0f}s)"
+            for s in scheduler.status()
+        )
+    )
     reporter = asyncio.create_task(_report_progress(c, tenant, stop)) if progress else None
     try:
         await stop.wait()
@@ -107,10 +125,12 @@ async def _report_progress(c: Components, tenant: str, stop: asyncio.Event) -> N
         await asyncio.sleep(1.0)
         try:
             records = await c.registry.find(tenant=tenant, limit=100_000)
-        except Exception:  # noqa: BLE001, S112 - progress output must never take the process down
+        except Exception:  # noqa: BLE001 - progress output must never take the process down
             continue
         counts = Counter(r.status.value for r in records)
-        line = ", ".join(f"{s.value.lower()} {counts[s.value]}" for s in DocumentStatus if counts[s.value])
+        line = ", ".join(
+            f"{s.value.lower()} {counts[s.value]}" for s in DocumentStatus if counts[s.value]
+        )
         if line and line != last:
             _say(f"[{time.monotonic() - started:6.1f}s] documents: {line}")
             last = line
@@ -128,4 +148,3 @@ async def _report_progress(c: Components, tenant: str, stop: asyncio.Event) -> N
 
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-

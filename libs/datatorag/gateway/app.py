@@ -7,7 +7,7 @@ embedder service over HTTP).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, File, Path, Query, UploadFile
 
@@ -32,7 +32,7 @@ from datatorag.runtime import add_health_routes
 # JSON bodies are small; the limit stops a multi-megabyte body before it is parsed.
 MAX_JSON_BODY_BYTES = 1 << 20
 
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "missing or invalid API key"},
     422: {"model": ErrorBody, "description": "invalid request (details per field)"},
 }

@@ -74,7 +74,9 @@ async def require_tenant(
 ) -> str:
     keys: ApiKeys = request.app.state.api_keys
     try:
-        tenant = keys.resolve(request.headers.get("authorization"), request.headers.get("x-api-key"))
+        tenant = keys.resolve(
+            request.headers.get("authorization"), request.headers.get("x-api-key")
+        )
     except AuthError as exc:
         raise ApiError(401, exc.message, headers=_CHALLENGE) from None
     request.state.tenant = tenant  # for the access log

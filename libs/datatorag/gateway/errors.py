@@ -1,4 +1,5 @@
-"""One JSON error shape for every failure: ``{"error": {"code", "message", "request_id", "details"}}``.
+"""One JSON error shape for every failure:
+``{"error": {"code", "message", "request_id", "details"}}``.
 
 Invalid requests are 4xx with a message that says what to fix; a dependency that is down is a
 503; anything unexpected is a 500 that names no internals (the traceback goes to the log).
@@ -56,7 +57,8 @@ class ApiError(Exception):
 
 
 def request_id_of(request: Request) -> str | None:
-    return request.scope.get("state", {}).get("request_id")
+    request_id: str | None = request.scope.get("state", {}).get("request_id")
+    return request_id
 
 
 def error_response(
@@ -108,12 +110,17 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        return error_response(request, exc.status_code, message, headers=exc.headers)
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(request, exc.status_code, message, headers=headers)
 
     @app.exception_handler(ApiError)
     async def _api(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(
-            request, exc.status, exc.message, code=exc.code, details=exc.details,
+            request,
+            exc.status,
+            exc.message,
+            code=exc.code,
+            details=exc.details,
             headers=exc.headers,
         )
 
@@ -129,7 +136,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _dependency(request: Request, exc: DependencyError) -> JSONResponse:
         log.error("dependency failed", dependency=exc.dependency, detail=exc.detail)
         return error_response(
-            request, 503, f"{exc.dependency} is unavailable; try again later",
+            request,
+            503,
+            f"{exc.dependency} is unavailable; try again later",
             headers={"Retry-After": "5"},
         )
 
@@ -137,6 +146,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _transient(request: Request, exc: TransientError) -> JSONResponse:
         log.warning("transient failure", error=str(exc))
         return error_response(
-            request, 503, "a dependency is temporarily unavailable; try again later",
+            request,
+            503,
+            "a dependency is temporarily unavailable; try again later",
             headers={"Retry-After": "5"},
         )

@@ -3,7 +3,8 @@
     .venv/bin/python -m datatorag.gateway.grpc_codegen [--check]
 
 The stubs are committed so running the gateway needs only ``grpcio`` and ``protobuf``;
-``grpcio-tools`` (a dev dependency) is needed only here. ``-I datatorag/gateway/grpc_gen=proto`` maps the
+``grpcio-tools`` (a dev dependency) is needed only here. ``-I datatorag/gateway/grpc_gen=proto``
+maps the
 proto into the Python package, so the generated modules import each other as
 ``datatorag.gateway.grpc_gen.*`` without any post-processing.
 """
@@ -62,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         ]
         if args.check:
             if stale:
-                print(f"stale gRPC stubs: {', '.join(stale)}; run python -m datatorag.gateway.grpc_codegen")
+                print(
+                    f"stale gRPC stubs: {', '.join(stale)}; "
+                    "run python -m datatorag.gateway.grpc_codegen"
+                )
                 return 1
             return 0
         for f in fresh:

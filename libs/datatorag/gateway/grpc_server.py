@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import structlog
@@ -38,14 +38,21 @@ from datatorag.gateway.schemas import (
 )
 from datatorag.gateway.service import QueryService
 from datatorag.observability.log import get_logger
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 from datatorag.retrieval.hybrid import Mode
 
 log = get_logger("gateway.grpc")
 
 T = TypeVar("T")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_MODE_IN = {pb.MODE_UNSPECIFIED: Mode.HYBRID, pb.MODE_HYBRID: Mode.HYBRID, pb.MODE_KNN: Mode.KNN,
-            pb.MODE_BM25: Mode.BM25}
+_MODE_IN = {
+    pb.MODE_UNSPECIFIED: Mode.HYBRID,
+    pb.MODE_HYBRID: Mode.HYBRID,
+    pb.MODE_KNN: Mode.KNN,
+    pb.MODE_BM25: Mode.BM25,
+}
 _MODE_OUT = {Mode.HYBRID: pb.MODE_HYBRID, Mode.KNN: pb.MODE_KNN, Mode.BM25: pb.MODE_BM25}
 _STATUS = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
@@ -108,31 +115,59 @@ def query_request(msg: pb.QueryRequest) -> QueryRequest:
 def _hit(h: HitOut) -> pb.Hit:
     c = h.citation
     return pb.Hit(
-        id=h.id, text=h.text, score=h.score, ranks=h.ranks, updated_at=_ts(h.updated_at),
+        id=h.id,
+        text=h.text,
+        score=h.score,
+        ranks=h.ranks,
+        updated_at=_ts(h.updated_at),
         citation=pb.Citation(
-            doc_id=c.doc_id, version=c.version, title=c.title, path=c.path, source=c.source,
-            section=c.section, doc_type=c.doc_type, page_start=c.page_start, page_end=c.page_end,
-            chunk_index=c.chunk_index, chunk_id=c.chunk_id,
+            doc_id=c.doc_id,
+            version=c.version,
+            title=c.title,
+            path=c.path,
+            source=c.source,
+            section=c.section,
+            doc_type=c.doc_type,
+            page_start=c.page_start,
+            page_end=c.page_end,
+            chunk_index=c.chunk_index,
+            chunk_id=c.chunk_id,
         ),
     )
 
 
 def search_response(r: SearchResponse) -> pb.SearchResponse:
     return pb.SearchResponse(
-        query=r.query, mode=_MODE_OUT[r.mode], k=r.k, took_ms=r.took_ms,
+        query=r.query,
+        mode=_MODE_OUT[r.mode],
+        k=r.k,
+        took_ms=r.took_ms,
         hits=[_hit(h) for h in r.hits],
     )
 
 
 def query_response(r: QueryResponse) -> pb.QueryResponse:
     return pb.QueryResponse(
-        query=r.query, mode=_MODE_OUT[r.mode], took_ms=r.took_ms, context=r.context,
-        truncated=r.truncated, hits=[_hit(h) for h in r.hits],
+        query=r.query,
+        mode=_MODE_OUT[r.mode],
+        took_ms=r.took_ms,
+        context=r.context,
+        truncated=r.truncated,
+        hits=[_hit(h) for h in r.hits],
         citations=[
             pb.ContextCitation(
-                n=c.n, label=c.label, doc_id=c.doc_id, version=c.version, title=c.title,
-                path=c.path, source=c.source, pages=c.pages, page_start=c.page_start,
-                page_end=c.page_end, chunk_indexes=c.chunk_indexes, chunk_ids=c.chunk_ids,
+                n=c.n,
+                label=c.label,
+                doc_id=c.doc_id,
+                version=c.version,
+                title=c.title,
+                path=c.path,
+                source=c.source,
+                pages=c.pages,
+                page_start=c.page_start,
+                page_end=c.page_end,
+                chunk_indexes=c.chunk_indexes,
+                chunk_ids=c.chunk_ids,
             )
             for c in r.citations
         ],
@@ -152,12 +187,17 @@ def _chunk(c: ChunkOut) -> pb.Chunk:
 
 def document_detail(d: DocumentDetail) -> pb.DocumentDetail:
     return pb.DocumentDetail(
-        document=_document(d.document), versions=[_document(v) for v in d.versions],
-        chunks=[_chunk(c) for c in d.chunks], searchable=d.searchable,
+        document=_document(d.document),
+        versions=[_document(v) for v in d.versions],
+        chunks=[_chunk(c) for c in d.chunks],
+        searchable=d.searchable,
     )
 
 
 # ------------------------------------------------------------------------------ the service
+
+
+Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class GatewayServicer(pb_grpc.QueryGatewayServicer):
@@ -165,21 +205,21 @@ class GatewayServicer(pb_grpc.QueryGatewayServicer):
         self.service = service
         self.keys = keys
 
-    async def Search(self, request: pb.SearchRequest, context: grpc.aio.ServicerContext):
+    async def Search(self, request: pb.SearchRequest, context: Context) -> pb.SearchResponse:
         async def run(tenant: str) -> pb.SearchResponse:
             return search_response(await self.service.search(tenant, search_request(request)))
 
         return await self._call("Search", context, run)
 
-    async def Query(self, request: pb.QueryRequest, context: grpc.aio.ServicerContext):
+    async def Query(self, request: pb.QueryRequest, context: Context) -> pb.QueryResponse:
         async def run(tenant: str) -> pb.QueryResponse:
             return query_response(await self.service.query(tenant, query_request(request)))
 
         return await self._call("Query", context, run)
 
     async def GetDocument(
-        self, request: pb.GetDocumentRequest, context: grpc.aio.ServicerContext
-    ):
+        self, request: pb.GetDocumentRequest, context: Context
+    ) -> pb.DocumentDetail:
         async def run(tenant: str) -> pb.DocumentDetail:
             doc_id = request.doc_id.strip()
             if not doc_id or len(doc_id) > 512:
@@ -188,11 +228,10 @@ class GatewayServicer(pb_grpc.QueryGatewayServicer):
 
         return await self._call("GetDocument", context, run)
 
-    async def _call(
-        self, method: str, context: grpc.aio.ServicerContext, run: Callable[[str], Awaitable[T]]
-    ) -> T:
-        metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ())
-                    if isinstance(v, str)}
+    async def _call(self, method: str, context: Context, run: Callable[[str], Awaitable[T]]) -> T:
+        metadata = {
+            k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)
+        }
         incoming = metadata.get("x-request-id", "")
         request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         await context.send_initial_metadata((("x-request-id", request_id),))
@@ -204,7 +243,11 @@ class GatewayServicer(pb_grpc.QueryGatewayServicer):
             tenant = self.keys.resolve(metadata.get("authorization"), metadata.get("x-api-key"))
             return await run(tenant)
         except AuthError as exc:
-            code, message, error_code = grpc.StatusCode.UNAUTHENTICATED, exc.message, "unauthenticated"
+            code, message, error_code = (
+                grpc.StatusCode.UNAUTHENTICATED,
+                exc.message,
+                "unauthenticated",
+            )
         except ValidationError as exc:
             message, _ = validation_details(exc.errors())
             code, error_code = grpc.StatusCode.INVALID_ARGUMENT, "validation_error"
@@ -212,7 +255,11 @@ class GatewayServicer(pb_grpc.QueryGatewayServicer):
             code = _STATUS.get(exc.status, grpc.StatusCode.UNKNOWN)
             message, error_code = exc.message, exc.code
         except NotFound as exc:
-            code, message, error_code = grpc.StatusCode.NOT_FOUND, str(exc) or "not found", "not_found"
+            code, message, error_code = (
+                grpc.StatusCode.NOT_FOUND,
+                str(exc) or "not found",
+                "not_found",
+            )
         except PermanentError as exc:
             code, message, error_code = grpc.StatusCode.INVALID_ARGUMENT, exc.reason, exc.code
         except DependencyError as exc:
@@ -229,11 +276,19 @@ class GatewayServicer(pb_grpc.QueryGatewayServicer):
         finally:
             elapsed = time.perf_counter() - started
             observe(f"/grpc/{method}", "GRPC", code.name, elapsed)
-            log.info("request", method="GRPC", route=f"/grpc/{method}", status=code.name,
-                     duration_ms=round(elapsed * 1000, 2), tenant=tenant)
+            log.info(
+                "request",
+                method="GRPC",
+                route=f"/grpc/{method}",
+                status=code.name,
+                duration_ms=round(elapsed * 1000, 2),
+                tenant=tenant,
+            )
             structlog.contextvars.reset_contextvars(**tokens)
         await context.abort(
-            code, message, trailing_metadata=(("error-code", error_code), ("x-request-id", request_id))
+            code,
+            message,
+            trailing_metadata=(("error-code", error_code), ("x-request-id", request_id)),
         )
         raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
@@ -242,17 +297,24 @@ def create_grpc_server(
     service: QueryService, keys: ApiKeys, address: str = "127.0.0.1:50051"
 ) -> tuple[grpc.aio.Server, int]:
     """A grpc.aio server (not started) bound to ``address``; returns it and the bound port."""
-    server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.so_reuseport", 0),
-    ])
-    pb_grpc.add_QueryGatewayServicer_to_server(GatewayServicer(service, keys), server)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    # the generated module carries no annotations
+    pb_grpc.add_QueryGatewayServicer_to_server(  # type: ignore[no-untyped-call]
+        GatewayServicer(service, keys), server
+    )
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind the gRPC server to {address}")
     return server, port
 
 
-def grpc_server_for_app(app, address: str = "127.0.0.1:50051") -> tuple[grpc.aio.Server, int]:
+def grpc_server_for_app(
+    app: FastAPI, address: str = "127.0.0.1:50051"
+) -> tuple[grpc.aio.Server, int]:
     """The gRPC server sharing a REST app's service (one query batcher, one set of adapters)."""
     return create_grpc_server(app.state.service, app.state.api_keys, address)

@@ -1,4 +1,5 @@
-"""Gateway request metrics (retrieval and query-embedding latency live in datatorag.retrieval.hybrid)."""
+"""Gateway request metrics (retrieval and query-embedding latency live in
+``datatorag.retrieval.hybrid``)."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ import json
 import re
 import time
 import uuid
+from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,7 +22,7 @@ _PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-def _json(status: int, code: str, message: str, request_id: str) -> tuple[dict, bytes]:
+def _json(status: int, code: str, message: str, request_id: str) -> tuple[dict[str, Any], bytes]:
     body = json.dumps({"error": {"code": code, "message": message, "request_id": request_id}})
     start = {
         "type": "http.response.start",
@@ -63,7 +64,8 @@ class RequestContextMiddleware:
                 response_started = True
                 message.setdefault("headers", [])
                 message["headers"] = [
-                    *message["headers"], (b"x-request-id", request_id.encode("latin-1"))
+                    *message["headers"],
+                    (b"x-request-id", request_id.encode("latin-1")),
                 ]
             await send(message)
 
@@ -77,8 +79,10 @@ class RequestContextMiddleware:
                 and int(length) > self.max_body_bytes
             ):
                 start, body = _json(
-                    413, "too_large",
-                    f"request body over {self.max_body_bytes} bytes", request_id,
+                    413,
+                    "too_large",
+                    f"request body over {self.max_body_bytes} bytes",
+                    request_id,
                 )
                 await send_wrapper(start)
                 await send_wrapper({"type": "http.response.body", "body": body})
@@ -97,7 +101,11 @@ class RequestContextMiddleware:
             template = getattr(route, "path", None) or "unmatched"
             observe(template, method, status, elapsed)
             (log.debug if template in _PROBES else log.info)(
-                "request", method=method, route=template, status=status,
-                duration_ms=round(elapsed * 1000, 2), tenant=state.get("tenant"),
+                "request",
+                method=method,
+                route=template,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+                tenant=state.get("tenant"),
             )
             structlog.contextvars.reset_contextvars(**tokens)

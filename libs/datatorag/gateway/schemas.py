@@ -113,9 +113,17 @@ class HitOut(BaseModel):
             ranks=hit.ranks,
             updated_at=c.updated_at,
             citation=CitationOut(
-                doc_id=c.doc_id, version=c.version, title=c.title, path=c.path, source=c.source,
-                section=c.section, doc_type=c.doc_type, page_start=c.page_start,
-                page_end=c.page_end, chunk_index=c.chunk_index, chunk_id=c.id,
+                doc_id=c.doc_id,
+                version=c.version,
+                title=c.title,
+                path=c.path,
+                source=c.source,
+                section=c.section,
+                doc_type=c.doc_type,
+                page_start=c.page_start,
+                page_end=c.page_end,
+                chunk_index=c.chunk_index,
+                chunk_id=c.id,
             ),
         )
 
@@ -145,9 +153,18 @@ class ContextCitationOut(BaseModel):
     @classmethod
     def of(cls, c: Citation) -> ContextCitationOut:
         return cls(
-            n=c.n, label=c.label, doc_id=c.doc_id, version=c.version, title=c.title, path=c.path,
-            source=c.source, pages=c.pages, page_start=c.page_start, page_end=c.page_end,
-            chunk_indexes=list(c.chunk_indexes), chunk_ids=list(c.chunk_ids),
+            n=c.n,
+            label=c.label,
+            doc_id=c.doc_id,
+            version=c.version,
+            title=c.title,
+            path=c.path,
+            source=c.source,
+            pages=c.pages,
+            page_start=c.page_start,
+            page_end=c.page_end,
+            chunk_indexes=list(c.chunk_indexes),
+            chunk_ids=list(c.chunk_ids),
         )
 
 
@@ -161,10 +178,16 @@ class QueryResponse(BaseModel):
     hits: list[HitOut]
 
     @classmethod
-    def of(cls, req: QueryRequest, hits: list[SearchHit], ctx: Context, took_ms: float) -> QueryResponse:
+    def of(
+        cls, req: QueryRequest, hits: list[SearchHit], ctx: Context, took_ms: float
+    ) -> QueryResponse:
         return cls(
-            query=req.query, mode=req.mode, took_ms=took_ms, context=ctx.text,
-            citations=[ContextCitationOut.of(c) for c in ctx.citations], truncated=ctx.truncated,
+            query=req.query,
+            mode=req.mode,
+            took_ms=took_ms,
+            context=ctx.text,
+            citations=[ContextCitationOut.of(c) for c in ctx.citations],
+            truncated=ctx.truncated,
             hits=[HitOut.of(h) for h in hits],
         )
 

@@ -33,7 +33,9 @@ class QueryService:
     def __init__(self, deps: GatewayDeps) -> None:
         self.deps = deps
         # concurrent queries share one forward pass (see datatorag.retrieval.batching)
-        self.embedder: Embedder = QueryBatcher(deps.embedder) if deps.batch_queries else deps.embedder
+        self.embedder: Embedder = (
+            QueryBatcher(deps.embedder) if deps.batch_queries else deps.embedder
+        )
         limit = deps.max_concurrent_index_queries
         self.limiter = asyncio.Semaphore(limit) if limit else None
 
@@ -41,7 +43,9 @@ class QueryService:
         limit = self.deps.max_query_chars
         if len(query) > limit:
             raise ApiError(
-                413, f"query is {len(query)} characters; the limit is {limit}", code="query_too_long"
+                413,
+                f"query is {len(query)} characters; the limit is {limit}",
+                code="query_too_long",
             )
 
     async def _hits(self, tenant: str, req: SearchRequest) -> list[SearchHit]:
@@ -61,7 +65,10 @@ class QueryService:
         started = time.perf_counter()
         hits = await self._hits(tenant, req)
         return SearchResponse(
-            query=req.query, mode=req.mode, k=req.k, took_ms=_ms(started),
+            query=req.query,
+            mode=req.mode,
+            k=req.k,
+            took_ms=_ms(started),
             hits=[HitOut.of(h) for h in hits],
         )
 

@@ -63,13 +63,16 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
 
 
 def get_logger(name: str | None = None) -> structlog.typing.FilteringBoundLogger:
-    return structlog.get_logger(name)
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name)
+    return logger
 
 
 @contextmanager
 def bound(**values: object) -> Iterator[None]:
     """Bind context (tenant, doc_id, correlation_id, ...) for the duration of a block."""
-    tokens = structlog.contextvars.bind_contextvars(**{k: v for k, v in values.items() if v is not None})
+    tokens = structlog.contextvars.bind_contextvars(
+        **{k: v for k, v in values.items() if v is not None}
+    )
     try:
         yield
     finally:

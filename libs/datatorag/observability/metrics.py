@@ -22,9 +22,7 @@ LAST_PROGRESS = Gauge(
     "Unix time a worker last received or finished a message (liveness)",
     ["service"],
 )
-DOCUMENTS = Counter(
-    "datatorag_documents_total", "Documents reaching a state", ["status"]
-)
+DOCUMENTS = Counter("datatorag_documents_total", "Documents reaching a state", ["status"])
 CHUNKS_EMBEDDED = Counter("datatorag_chunks_embedded_total", "Chunks embedded")
 TOKENS_EMBEDDED = Counter("datatorag_tokens_embedded_total", "Tokens embedded (incl. padding-free)")
 EMBED_BATCH_SECONDS = Histogram(

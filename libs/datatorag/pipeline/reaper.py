@@ -37,7 +37,7 @@ class StallReaper:
         self.stalled_after_s = stalled_after_s
         self.model_id = model_id
         self.dim = dim
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     async def sweep(self) -> dict[str, int]:
         """One pass: returns how many documents were re-driven per status."""
@@ -49,7 +49,9 @@ class StallReaper:
                 if await self._redrive(rec):
                     counts[rec.status.value] = counts.get(rec.status.value, 0) + 1
             except Exception:  # one bad record must not stop the sweep
-                log.exception("redrive failed", tenant=rec.tenant, doc_id=rec.doc_id, version=rec.version)
+                log.exception(
+                    "redrive failed", tenant=rec.tenant, doc_id=rec.doc_id, version=rec.version
+                )
         if counts:
             log.warning("re-drove stalled documents", counts=counts)
         return counts
@@ -57,26 +59,46 @@ class StallReaper:
     async def _redrive(self, rec: DocumentRecord) -> bool:
         common = {"tenant": rec.tenant, "doc_id": rec.doc_id, "version": rec.version}
         if rec.status is DocumentStatus.FETCHED and rec.blob_key:
-            msg = DocumentFetched(**common, seq=rec.seq, source=rec.source, path=rec.path,
-                                  blob_key=rec.blob_key, content_hash=rec.content_hash,
-                                  size=rec.size or 0, title=rec.title)
+            msg = DocumentFetched(
+                **common,
+                seq=rec.seq,
+                source=rec.source,
+                path=rec.path,
+                blob_key=rec.blob_key,
+                content_hash=rec.content_hash,
+                size=rec.size or 0,
+                title=rec.title,
+            )
             await self.queues["parse"].send(msg.to_json())
             return True
         if rec.status is DocumentStatus.PARSED:
             key = chunks_key(rec.tenant, rec.doc_id, rec.version)
             if await self.blobstore.exists(key):
                 await self.queues["embed"].send(
-                    ChunksReady(**common, chunks_key=key, chunk_count=rec.chunk_count or 0).to_json())
+                    ChunksReady(
+                        **common, chunks_key=key, chunk_count=rec.chunk_count or 0
+                    ).to_json()
+                )
                 return True
         if rec.status is DocumentStatus.EMBEDDED and self.model_id and self.dim:
             key = records_key(rec.tenant, rec.doc_id, rec.version, self.model_id)
             if await self.blobstore.exists(key):
-                await self.queues["index"].send(ChunksEmbedded(
-                    **common, records_key=key, chunk_count=rec.chunk_count or 0,
-                    model_id=self.model_id, dim=self.dim).to_json())
+                await self.queues["index"].send(
+                    ChunksEmbedded(
+                        **common,
+                        records_key=key,
+                        chunk_count=rec.chunk_count or 0,
+                        model_id=self.model_id,
+                        dim=self.dim,
+                    ).to_json()
+                )
                 return True
-        log.warning("stalled document cannot be re-driven from a durable step",
-                    tenant=rec.tenant, doc_id=rec.doc_id, status=rec.status.value)
+        log.warning(
+            "stalled document cannot be re-driven from a durable step",
+            tenant=rec.tenant,
+            doc_id=rec.doc_id,
+            status=rec.status.value,
+        )
         return False
 
     def start(self, interval_s: float) -> None:

@@ -44,7 +44,9 @@ class QueryBatcher(Embedder):
         while self._pending:
             batch: list[tuple[list[str], asyncio.Future[np.ndarray]]] = []
             size = 0
-            while self._pending and (not batch or size + len(self._pending[0][0]) <= self.max_batch):
+            while self._pending and (
+                not batch or size + len(self._pending[0][0]) <= self.max_batch
+            ):
                 texts, future = self._pending.pop(0)
                 if future.done():  # the caller went away (cancelled)
                     continue

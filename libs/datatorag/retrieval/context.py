@@ -184,7 +184,7 @@ def _join_overlapping(a: str, b: str, max_overlap_words: int = 400) -> str:
     longest = min(len(a_words), len(b_words), max_overlap_words)
     for n in range(longest, 0, -1):
         if a_words[-n:] == b_words[:n]:
-            rest = b[b_matches[n].start():] if n < len(b_matches) else ""
+            rest = b[b_matches[n].start() :] if n < len(b_matches) else ""
             return f"{a} {rest}".rstrip() if rest else a
     return f"{a}\n{b}"
 

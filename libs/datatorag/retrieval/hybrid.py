@@ -72,7 +72,8 @@ async def embed_query(embedder: Embedder, query: str, dim: int | None = None) ->
             f"query vector has {vectors.shape[1]} dimensions but the index holds {dim}; "
             "the index was built with another model",
         )
-    return vectors[0].tolist()
+    vector: list[float] = vectors[0].tolist()
+    return vector
 
 
 async def search(
@@ -137,8 +138,12 @@ async def search(
         if mode is Mode.BM25:
             return _ranked("bm25", (await bm25(k))[:k])
         knn_hits, bm25_hits = await _concurrently(knn(candidates), bm25(candidates))
-        return rrf_fuse({"knn": knn_hits, "bm25": bm25_hits}, k=rrf_k,
-                        weights=HYBRID_WEIGHTS if weights is None else weights, limit=k)
+        return rrf_fuse(
+            {"knn": knn_hits, "bm25": bm25_hits},
+            k=rrf_k,
+            weights=HYBRID_WEIGHTS if weights is None else weights,
+            limit=k,
+        )
     finally:
         RETRIEVAL_SECONDS.labels(mode.value).observe(time.perf_counter() - started)
 

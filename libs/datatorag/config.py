@@ -61,6 +61,33 @@ class ChunkingSettings(BaseSettings):
     overlap_tokens: int = Field(50, ge=0, le=4096)
 
 
+class LimitSettings(BaseSettings):
+    """What one document may cost. A document over any limit is recorded FAILED with the limit's
+    reason and acknowledged at once: never retried, never an out-of-memory for everyone else."""
+
+    model_config = SettingsConfigDict(env_prefix="DATATORAG_LIMIT_", extra="ignore")
+
+    max_chars: int = Field(10_000_000, ge=1_000, description="extracted characters (too_much_text)")
+    max_pages: int = Field(5_000, ge=1, description="pages of a paged format (too_many_pages)")
+    max_chunks: int = Field(20_000, ge=1, description="chunks of one version (too_many_chunks)")
+    max_title_chars: int = Field(200, ge=16, description="longer titles are cut, in every reader")
+    max_table_cells: int = Field(500_000, ge=100, description="table cells (too_many_cells)")
+    # archive formats (DOCX, XLSX, PPTX, ZIP): declared uncompressed size of all members, and of
+    # the XML that a reader parses (decompression_bomb)
+    max_unzipped_bytes: int = Field(512 * 1024 * 1024, ge=1 << 20)
+    max_xml_bytes: int = Field(64 * 1024 * 1024, ge=1 << 16)
+    # the parse sandbox: one worker process per slot, each parse bounded in memory and time
+    parse_workers: int = Field(2, ge=1, le=64, description="parallel parses (sandbox slots)")
+    parse_memory_mb: int = Field(2048, ge=64, description="memory a parse may add (memory_limit)")
+    parse_cpu_s: float = Field(120.0, gt=0, description="CPU seconds per parse (parse_timeout)")
+    parse_wall_s: float = Field(300.0, gt=0, description="wall seconds per parse (parse_timeout)")
+    # the chunk and vector objects the embedder and indexer read (payload_too_large)
+    max_payload_bytes: int = Field(256 * 1024 * 1024, ge=1 << 16)
+    # a message whose processing ended the consuming process this many times is failed
+    # (worker_crashed) on its next delivery instead of being tried again
+    max_crashes: int = Field(2, ge=1, le=100)
+
+
 class OpenSearchSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DATATORAG_OPENSEARCH_", extra="ignore")
 
@@ -100,7 +127,9 @@ class Settings(BaseSettings):
     log_format: str = "json"  # json | console
 
     max_document_bytes: int = Field(100 * 1024 * 1024, ge=1)
-    stalled_after_s: int = Field(900, ge=1, description="non-final state longer than this = stalled")
+    stalled_after_s: int = Field(
+        900, ge=1, description="non-final state longer than this = stalled"
+    )
 
     # API keys: "key1=tenantA,key2=tenantB". The tenant always comes from the key.
     api_keys: str = "dev-key=acme"
@@ -110,7 +139,7 @@ class Settings(BaseSettings):
     embedder_port: int = 8081
     health_port: int | None = None  # workers expose /healthz,/readyz,/metrics here
 
-    # per-tenant sources YAML (libs/datatorag/connectors/config.py); without it `up` ingests one folder
+    # per-tenant sources YAML (datatorag.connectors.config); without it `up` ingests one folder
     sources_file: Path | None = None
     # the connector service's HTTP port, where the gateway forwards POST /v1/sources/{id}/sync
     connector_url: str | None = None
@@ -121,6 +150,7 @@ class Settings(BaseSettings):
     queues: QueueNames = Field(default_factory=QueueNames)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
     opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
 

@@ -18,6 +18,8 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 API_KEY = "e2e-key"
 TENANT = "acme"
+OTHER_KEY = "other-key"  # a second tenant, on the same process
+OTHER_TENANT = "globex"
 
 
 def free_port() -> int:
@@ -27,7 +29,14 @@ def free_port() -> int:
 
 
 class Stack:
-    def __init__(self, data_dir: Path, source_dir: Path, *, max_bytes: int = 5_000_000) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        source_dir: Path,
+        *,
+        max_bytes: int = 5_000_000,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.source_dir = source_dir
         self.port = free_port()
@@ -37,11 +46,12 @@ class Stack:
             "DATATORAG_MODE": "embedded",
             "DATATORAG_DATA_DIR": str(data_dir),
             "DATATORAG_GATEWAY_PORT": str(self.port),
-            "DATATORAG_API_KEYS": f"{API_KEY}={TENANT}",
+            "DATATORAG_API_KEYS": f"{API_KEY}={TENANT},{OTHER_KEY}={OTHER_TENANT}",
             "DATATORAG_MAX_DOCUMENT_BYTES": str(max_bytes),
             "DATATORAG_QUEUE_VISIBILITY_TIMEOUT_S": "20",
             "DATATORAG_LOG_LEVEL": "INFO",  # the log is attached to any failure
             "DATATORAG_LOG_FORMAT": "console",
+            **(env or {}),
         }
         self.proc: subprocess.Popen | None = None
         self.log = data_dir / "up.log"
@@ -51,9 +61,20 @@ class Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         out = open(self.log, "ab")  # noqa: SIM115 - owned by the child process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "datatorag.entrypoints.cli", "up", "--source", str(self.source_dir),
-             "--sync-interval", "5"],
-            cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "datatorag.entrypoints.cli",
+                "up",
+                "--source",
+                str(self.source_dir),
+                "--sync-interval",
+                "5",
+            ],
+            cwd=REPO,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 300  # a loaded 2-core CI box is slow to import torch
         while time.monotonic() < deadline:
@@ -88,14 +109,25 @@ class Stack:
         except OSError:
             return "(no log)"
 
-    def documents(self) -> list[dict]:
-        resp = self.http.get("/v1/documents", params={"limit": 1000}, headers={"X-API-Key": API_KEY})
+    def peak_rss_bytes(self) -> int:
+        """The process's peak resident set (VmHWM), as the kernel counts it."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmHWM")
+
+    def documents(self, key: str = API_KEY) -> list[dict]:
+        resp = self.http.get("/v1/documents", params={"limit": 1000}, headers={"X-API-Key": key})
         resp.raise_for_status()
         return resp.json()["documents"]
 
     def search(self, query: str, k: int = 5, **extra) -> dict:
-        resp = self.http.post("/v1/search", json={"query": query, "k": k, **extra},
-                              headers={"Authorization": f"Bearer {API_KEY}"})
+        resp = self.http.post(
+            "/v1/search",
+            json={"query": query, "k": k, **extra},
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        )
         assert resp.status_code == 200, resp.text
         return resp.json()
 
@@ -111,8 +143,10 @@ class Stack:
             if predicate(docs):
                 return docs
             time.sleep(0.5)
-        raise AssertionError(f"timed out waiting for {what}; documents: "
-                             f"{[(d['path'], d['status']) for d in docs]}\n{self.tail()}")
+        raise AssertionError(
+            f"timed out waiting for {what}; documents: "
+            f"{[(d['path'], d['status']) for d in docs]}\n{self.tail()}"
+        )
 
 
 @contextmanager

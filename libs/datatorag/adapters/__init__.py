@@ -1,1 +1,2 @@
-"""Adapters: implementations of ``datatorag.ports`` (``embedded`` for one machine, production for AWS)."""
+"""Adapters: implementations of ``datatorag.ports`` (``embedded`` for one machine; ``aws`` and
+``opensearch`` for production)."""

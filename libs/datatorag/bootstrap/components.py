@@ -11,9 +11,12 @@ from datatorag.bootstrap.factory import (
     make_registry,
     make_vector_index,
 )
+from datatorag.chunking import load_chunk_tokenizer
 from datatorag.config import Mode, Settings
 from datatorag.domain.errors import DependencyError
-from datatorag.embedding.model_dir import load_tokenizer, resolve_model
+from datatorag.embedding.model_dir import resolve_model
+from datatorag.pipeline.crash_guard import CrashGuard
+from datatorag.pipeline.sandbox import ParseSandbox, SandboxLimits
 from datatorag.pipeline.stages import EmbedStage, IndexStage, ParseStage, StageDeps
 from datatorag.pipeline.worker import ReadyProbe, Worker
 from datatorag.ports import BlobStore, Embedder, Queue, Registry, VectorIndex
@@ -87,8 +90,13 @@ class Components:
         return StageDeps(self.settings, self.registry, self.blobstore)
 
     async def close(self) -> None:
-        for closable in [*self._queues.values(), self._registry, self._blobstore, self._index,
-                         self._embedder]:
+        for closable in [
+            *self._queues.values(),
+            self._registry,
+            self._blobstore,
+            self._index,
+            self._embedder,
+        ]:
             if closable is not None:
                 await closable.close()
 
@@ -106,6 +114,10 @@ def _ready_probe(readiness: Readiness) -> ReadyProbe:
     return probe
 
 
+def _crash_guard(c: Components, service: str) -> CrashGuard:
+    return CrashGuard(c.registry, service, max_crashes=c.settings.limits.max_crashes)
+
+
 def _wait(settings: Settings) -> float:
     # Embedded queues are local: poll briefly so shutdown stays snappy.
     return 1.0 if settings.mode is Mode.EMBEDDED else float(settings.queues.wait_time_s)
@@ -115,27 +127,62 @@ async def parser_worker(c: Components) -> Worker:
     s = c.settings
     spec = resolve_model(s.embedding.model)
     emb_max = min(s.embedding.max_seq_tokens, spec.max_seq_length or s.embedding.max_seq_tokens)
+    load_chunk_tokenizer(s.embedding.model)  # fail fast here: no tokenizer.json, no parser
+    lim = s.limits
+    sandbox = ParseSandbox(
+        s.embedding.model,
+        SandboxLimits(
+            workers=lim.parse_workers,
+            memory_mb=lim.parse_memory_mb,
+            cpu_s=lim.parse_cpu_s,
+            wall_s=lim.parse_wall_s,
+        ),
+    )
     stage = ParseStage(
-        c.stage_deps(), out=c.queue("embed"), index_queue=c.queue("index"),
-        tokenizer=load_tokenizer(s.embedding.model),
+        c.stage_deps(),
+        out=c.queue("embed"),
+        index_queue=c.queue("index"),
+        sandbox=sandbox,
         # a chunk must fit the model's window, or its tail would be silently truncated
         max_tokens=min(s.chunking.max_tokens, emb_max),
     )
-    return Worker(c.queue("parse"), stage, batch_size=1, wait_s=_wait(s),
-                  ready_probe=_ready_probe(c.readiness))
+    return Worker(
+        c.queue("parse"),
+        stage,
+        batch_size=1,
+        # twice as many documents in hand as sandbox slots: a freed slot can go to another
+        # tenant's document instead of the next in line (FairSlots)
+        loops=2 * lim.parse_workers,
+        wait_s=_wait(s),
+        ready_probe=_ready_probe(c.readiness),
+        crash_guard=_crash_guard(c, stage.service),
+    )
 
 
 async def embedder_worker(c: Components) -> Worker:
     stage = EmbedStage(c.stage_deps(), await c.embedder(in_process=True), out=c.queue("index"))
     # Up to 10 documents per receive, gathered briefly: one length-sorted encode across them.
-    return Worker(c.queue("embed"), stage, batch_size=10, wait_s=_wait(c.settings), gather_s=0.2,
-                  ready_probe=_ready_probe(c.readiness))
+    return Worker(
+        c.queue("embed"),
+        stage,
+        batch_size=10,
+        wait_s=_wait(c.settings),
+        gather_s=0.2,
+        ready_probe=_ready_probe(c.readiness),
+        crash_guard=_crash_guard(c, stage.service),
+    )
 
 
 async def indexer_worker(c: Components) -> Worker:
     stage = IndexStage(c.stage_deps(), await c.index())
-    return Worker(c.queue("index"), stage, batch_size=10, wait_s=_wait(c.settings),
-                  ready_probe=_ready_probe(c.readiness))
+    return Worker(
+        c.queue("index"),
+        stage,
+        batch_size=10,
+        wait_s=_wait(c.settings),
+        ready_probe=_ready_probe(c.readiness),
+        crash_guard=_crash_guard(c, stage.service),
+    )
 
 
 # The first dependency check also creates the clients (botocore loads its service models): on a

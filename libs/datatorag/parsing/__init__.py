@@ -3,7 +3,9 @@
 ``parse_document`` picks a reader by magic bytes, then extension, then content type. Bad input
 raises :class:`datatorag.domain.errors.PermanentError` with a human reason and a stable ``code``:
 ``empty_file``, ``too_large``, ``pdf_corrupt``, ``pdf_encrypted``, ``pdf_no_text_layer``,
-``invalid_utf8``, ``unsupported_type``, ``docx_corrupt``, ``json_invalid``.
+``invalid_utf8``, ``unsupported_type``, ``docx_corrupt``, ``json_invalid``, and the limits'
+``too_much_text``, ``too_many_pages``, ``too_many_cells``, ``decompression_bomb``
+(``datatorag.parsing.limits``).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from collections.abc import Callable
 
 from datatorag.domain.errors import PermanentError
 from datatorag.parsing import detect
+from datatorag.parsing.limits import LIMIT_CODES, ParseLimits, budget, cap_title
 from datatorag.parsing.model import Block, ParsedDocument
 
-__all__ = ["ERROR_CODES", "Block", "ParsedDocument", "parse_document"]
+__all__ = ["ERROR_CODES", "Block", "ParseLimits", "ParsedDocument", "parse_document"]
 
 ERROR_CODES = (
     "empty_file",
@@ -26,6 +29,7 @@ ERROR_CODES = (
     "unsupported_type",
     "docx_corrupt",
     "json_invalid",
+    *LIMIT_CODES,
 )
 
 
@@ -35,8 +39,12 @@ def parse_document(
     filename: str,
     content_type: str | None = None,
     max_bytes: int | None = None,
+    limits: ParseLimits | None = None,
 ) -> ParsedDocument:
-    """Parse one document. Runs in the calling thread (PDF parses serialise on a lock)."""
+    """Parse one document. Runs in the calling thread (PDF parses serialise on a lock).
+
+    ``limits`` bound what the document may hold (text, pages, table cells, inflated bytes):
+    exceeding one raises ``PermanentError`` with its code while reading, not after."""
     if max_bytes is not None and len(data) > max_bytes:
         raise PermanentError(
             f"{filename!r} is {_size(len(data))} ({len(data):,} bytes), over the limit of "
@@ -46,7 +54,14 @@ def parse_document(
     if not data:
         raise PermanentError(f"{filename!r} is empty (0 bytes)", code="empty_file")
     doc_type = detect.detect_type(data, filename, content_type)
-    doc = _READERS[doc_type]()(data, filename)
+    lim = limits or ParseLimits()
+    with budget(lim, filename) as used:
+        doc = _READERS[doc_type]()(data, filename)
+        # readers charge as they go; formats read in one piece are charged here
+        used.charge_text(sum(len(b.text) for b in doc.blocks) - used.chars)
+        if doc.page_count:
+            used.check_pages(doc.page_count)
+    doc.title = cap_title(doc.title, lim.max_title_chars)
     if not doc.blocks:
         raise PermanentError(
             f"{filename!r} contains no text ({len(data):,} bytes of {doc_type} with nothing "

@@ -5,10 +5,15 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+from typing import TYPE_CHECKING
 
 from datatorag.domain.errors import PermanentError
+from datatorag.parsing import limits
 from datatorag.parsing.cleaning import clean_inline, clean_paragraph
 from datatorag.parsing.model import Block, ParsedDocument
+
+if TYPE_CHECKING:
+    from docx.table import Table
 
 _HEADING_STYLE = re.compile(r"^(?:heading\s*\d|title|subtitle)$", re.IGNORECASE)
 
@@ -18,6 +23,14 @@ def parse_docx(data: bytes, filename: str) -> ParsedDocument:
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
+    used = limits.current()
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            used.check_archive(archive, ("word/",))
+    except zipfile.BadZipFile as exc:
+        raise PermanentError(
+            f"{filename!r} is not a readable DOCX ({_why(exc)})", code="docx_corrupt"
+        ) from None
     try:
         document = docx.Document(io.BytesIO(data))
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
@@ -50,9 +63,11 @@ def parse_docx(data: bytes, filename: str) -> ParsedDocument:
             else:
                 text = clean_paragraph(para.text)
                 if text:
+                    used.charge_text(len(text))
                     blocks.append(Block(text, None, section, "text"))
         elif tag == "tbl":
             rows = _table_rows(Table(child, document))
+            used.charge_cells(sum(len(r) for r in rows))
             if rows:
                 blocks.append(Block("\n".join(" | ".join(r) for r in rows), None, section, "table"))
 
@@ -61,12 +76,12 @@ def parse_docx(data: bytes, filename: str) -> ParsedDocument:
         core_title
         or title
         or next((b.text for b in blocks if b.kind == "heading"), None)
-        or next((b.text[:120] for b in blocks), None)
+        or next((b.text for b in blocks), None)
     )
     return ParsedDocument(title=title, doc_type="docx", page_count=None, blocks=blocks)
 
 
-def _table_rows(table) -> list[list[str]]:
+def _table_rows(table: Table) -> list[list[str]]:
     rows = []
     for row in table.rows:
         cells: list[str] = []

@@ -3,7 +3,8 @@ dropped, h1-h6 open sections, tables become pipe-separated rows."""
 
 from __future__ import annotations
 
-from bs4 import BeautifulSoup, NavigableString, Tag
+from bs4 import BeautifulSoup, Tag
+from bs4.element import NavigableString
 
 from datatorag.parsing.cleaning import clean_inline, clean_paragraph
 from datatorag.parsing.model import Block, ParsedDocument
@@ -103,8 +104,8 @@ def parse_html(data: bytes, filename: str) -> ParsedDocument:
     first_heading = next((b.text for b in blocks if b.kind == "heading"), None)
     if title and first_heading and title != first_heading and title.startswith(first_heading):
         title = first_heading  # "Expense Policy | Intranet" -> the page's own heading
-    title = title or first_heading or next((b.text[:120] for b in blocks), None)
-    return ParsedDocument(title=title, doc_type="html", page_count=None, blocks=blocks)
+    best: str | None = title or first_heading or next((b.text for b in blocks), None)
+    return ParsedDocument(title=best, doc_type="html", page_count=None, blocks=blocks)
 
 
 class _Walker:

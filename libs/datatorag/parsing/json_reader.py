@@ -81,7 +81,7 @@ def parse_json(data: bytes, filename: str) -> ParsedDocument:
         ) from None
 
 
-def _document(records: list[Any], wrapper: dict | None, filename: str) -> ParsedDocument:
+def _document(records: list[Any], wrapper: dict[str, Any] | None, filename: str) -> ParsedDocument:
     blocks: list[Block] = []
     titles: list[str] = []
     for n, record in enumerate(records, 1):
@@ -109,13 +109,15 @@ def _document(records: list[Any], wrapper: dict | None, filename: str) -> Parsed
     return ParsedDocument(title=doc_title, doc_type="json", page_count=None, blocks=blocks)
 
 
-# The envelope our HR API connectors write around one record (libs/datatorag/connectors/http_api.py).
+# The envelope our HR API connectors write around one record (datatorag.connectors.http_api).
 RECORD_SCHEMA = "datatorag.record/v1"
 
 
-def _records(value: Any, filename: str) -> tuple[list[Any], dict | None]:
-    if isinstance(value, dict) and value.get("schema") == RECORD_SCHEMA and isinstance(
-        value.get("record"), dict
+def _records(value: Any, filename: str) -> tuple[list[Any], dict[str, Any] | None]:
+    if (
+        isinstance(value, dict)
+        and value.get("schema") == RECORD_SCHEMA
+        and isinstance(value.get("record"), dict)
     ):
         # Only the record is content; the envelope names its title.
         record = dict(value["record"])
@@ -143,7 +145,7 @@ def _norm(key: str) -> str:
     return re.sub(r"[^a-z0-9]", "", key.lower())
 
 
-def _title_of(record: dict) -> str | None:
+def _title_of(record: dict[str, Any]) -> str | None:
     by_norm = {_norm(k): v for k, v in record.items() if isinstance(k, str)}
     for key in _TITLE_KEYS:
         v = by_norm.get(_norm(key))

@@ -20,11 +20,13 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 from datatorag.domain.errors import PermanentError
+from datatorag.parsing import limits
 from datatorag.parsing.cleaning import clean_inline, clean_paragraph
 from datatorag.parsing.headings import is_numbered_heading, looks_like_heading_text
 from datatorag.parsing.model import Block, ParsedDocument
@@ -68,7 +70,13 @@ def parse_pdf(data: bytes, filename: str) -> ParsedDocument:
         pdf = _open(data, filename)
         try:
             title_meta = _meta_title(pdf)
-            page_list = [_read_page(pdf, i, filename) for i in range(len(pdf))]
+            used = limits.current()
+            used.check_pages(len(pdf))
+            page_list = []
+            for i in range(len(pdf)):
+                page = _read_page(pdf, i, filename)
+                used.charge_text(sum(len(line.text) for line in page.lines))
+                page_list.append(page)
         finally:
             pdf.close()
     if not page_list:
@@ -178,18 +186,18 @@ _FORCE_BOLD = 1 << 18  # PDF font descriptor flag 19
 def _is_bold(raw: object, char: int) -> bool:
     weight = pdfium_c.FPDFText_GetFontWeight(raw, char)
     if weight > 0:
-        return weight >= 600
+        return bool(weight >= 600)
     # base-14 and some embedded fonts report no weight: go by the flags and the font name
     n = pdfium_c.FPDFText_GetFontInfo(raw, char, _FONT_NAME, len(_FONT_NAME), _FONT_FLAGS)
     name = _FONT_NAME.raw[: max(0, min(n, len(_FONT_NAME)) - 1)].decode("latin-1").lower()
     return bool(_FONT_FLAGS.value & _FORCE_BOLD) or "bold" in name or "black" in name
 
 
-def _ruling_edges(page: pdfium.PdfPage) -> list[dict]:
+def _ruling_edges(page: pdfium.PdfPage) -> list[dict[str, Any]]:
     """Axis-aligned straight segments of the page's paths, as pdfplumber edge dicts (top-down
     coordinates). Paths with curves are skipped: logos and drawings are not tables."""
     height = page.get_height()
-    edges: list[dict] = []
+    edges: list[dict[str, Any]] = []
     forms: dict[int, tuple[float, ...]] = {}  # level -> form matrix composed to page space
     x, y = ctypes.c_float(), ctypes.c_float()
     examined = 0
@@ -258,7 +266,7 @@ def _compose(inner: tuple[float, ...], outer: tuple[float, ...]) -> tuple[float,
 
 
 def _add_edge(
-    edges: list[dict], p: tuple[float, float], q: tuple[float, float], height: float
+    edges: list[dict[str, Any]], p: tuple[float, float], q: tuple[float, float], height: float
 ) -> None:
     (x0, y0), (x1, y1) = p, q
     if abs(y0 - y1) < 0.5 and abs(x1 - x0) >= 1:  # horizontal
@@ -292,7 +300,7 @@ def _add_edge(
 
 
 def _find_tables(
-    page: _Page, edges: list[dict], textpage: pdfium.PdfTextPage, height: float
+    page: _Page, edges: list[dict[str, Any]], textpage: pdfium.PdfTextPage, height: float
 ) -> None:
     """pdfplumber's lattice table finder on PDFium's edges; marks the lines inside each table."""
     from pdfplumber.table import (
@@ -303,7 +311,7 @@ def _find_tables(
         intersections_to_cells,
         merge_edges,
     )
-    from pdfplumber.utils import filter_edges
+    from pdfplumber.utils.geometry import filter_edges
 
     cfg = TableSettings.resolve(None)
     merged = filter_edges(
@@ -329,6 +337,7 @@ def _find_tables(
             continue  # a framed paragraph, not a table
         x0, top, x1, bottom = table.bbox
         box = (x0 - 1, height - bottom - 1, x1 + 1, height - top + 1)  # back to y-up
+        limits.current().charge_cells(sum(len(r) for r in rows))
         page.tables.append((box, rows))
         for line in page.lines:
             if line.table is None and box[0] <= line.x <= box[2] and box[1] <= line.y <= box[3]:

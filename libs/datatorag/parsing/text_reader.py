@@ -25,12 +25,8 @@ def text_to_document(text: str, *, doc_type: str) -> ParsedDocument:
     for i, para in enumerate(paragraphs):
         lines = [ln for ln in para.split("\n") if ln.strip()]
         heading = None
-        if (
-            len(lines) == 2
-            and _UNDERLINE.match(lines[1])
-            or len(lines) == 1
-            and i + 1 < len(paragraphs)
-            and looks_like_heading_text(lines[0])
+        if (len(lines) == 2 and _UNDERLINE.match(lines[1])) or (
+            len(lines) == 1 and i + 1 < len(paragraphs) and looks_like_heading_text(lines[0])
         ):
             heading, lines = lines[0], []
         elif len(lines) > 1 and looks_like_heading_text(lines[0]) and _is_list_or_body(lines[1:]):

@@ -7,10 +7,10 @@ advance the registry, then ack. A crash anywhere replays the message; the replay
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+import numpy as np
 
 from datatorag.config import Settings
 from datatorag.domain.contracts import (
@@ -25,7 +25,9 @@ from datatorag.domain.keys import chunks_key, records_key
 from datatorag.domain.models import ChunkRecord, DocumentRecord, DocumentStatus, utcnow
 from datatorag.observability import metrics
 from datatorag.observability.log import bound, get_logger
-from datatorag.pipeline.payloads import ChunkSet, DocumentMeta, EmbeddedChunkSet
+from datatorag.parsing.limits import ParseLimits
+from datatorag.pipeline.payloads import ChunkSet, EmbeddedChunkSet
+from datatorag.pipeline.sandbox import ParseJob, ParseSandbox
 from datatorag.pipeline.worker import BatchHandler, Delivery, OneByOneHandler
 from datatorag.ports import BlobStore, Embedder, Queue, Registry, VectorIndex
 
@@ -45,6 +47,12 @@ async def _record_give_up(registry: Registry, message: Message, reason: str) -> 
         await registry.fail(message.tenant, message.doc_id, version, reason, code="gave_up")
 
 
+async def _record_permanent(registry: Registry, message: Message, error: PermanentError) -> None:
+    version = getattr(message, "version", None)
+    if version:  # a no-op when the stage recorded it already (FAILED never moves again)
+        await registry.fail(message.tenant, message.doc_id, version, error.reason, code=error.code)
+
+
 def _should_skip(record: DocumentRecord | None, upto: DocumentStatus) -> str | None:
     """Why a message for this version needs no work (None: do the work)."""
     if record is None:
@@ -56,12 +64,28 @@ def _should_skip(record: DocumentRecord | None, upto: DocumentStatus) -> str | N
     return None
 
 
+async def _bounded_get(deps: StageDeps, key: str, what: str) -> bytes:
+    """A stage's input object, refused (not loaded) when it is over the payload bound."""
+    limit = deps.settings.limits.max_payload_bytes
+    info = await deps.blobstore.head(key)
+    if info.size > limit:
+        raise PermanentError(
+            f"the {what} object is {info.size:,} bytes, over the {limit:,}-byte bound "
+            "(DATATORAG_LIMIT_MAX_PAYLOAD_BYTES)",
+            code="payload_too_large",
+        )
+    return await deps.blobstore.get(key)
+
+
 async def _superseded(registry: Registry, record: DocumentRecord) -> bool:
     """A newer version of the document exists: do not spend work on this one."""
     current = await registry.current(record.tenant, record.doc_id)
     if current is not None and current.version != record.version and current.seq > record.seq:
         await registry.advance(
-            record.tenant, record.doc_id, record.version, DocumentStatus.DELETED,
+            record.tenant,
+            record.doc_id,
+            record.version,
+            DocumentStatus.DELETED,
             reason=f"superseded by version {current.version}",
         )
         return True
@@ -73,17 +97,29 @@ class ParseStage(OneByOneHandler):
 
     service = "parser"
 
-    def __init__(self, deps: StageDeps, out: Queue, index_queue: Queue, tokenizer, max_tokens: int) -> None:
+    def __init__(
+        self,
+        deps: StageDeps,
+        out: Queue,
+        index_queue: Queue,
+        sandbox: ParseSandbox,
+        max_tokens: int,
+    ) -> None:
         self.deps = deps
         self.out = out
         self.index_queue = index_queue
-        self.tokenizer = tokenizer
+        self.sandbox = sandbox  # every parse runs in a bounded worker process
         self.max_tokens = max_tokens
-        # pypdfium2 is not thread-safe: all parsing in this process happens on one thread.
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse")
+
+    async def interrupt(self) -> None:
+        """Shutdown: kill the parses in flight; their messages are released, not failed."""
+        await self.sandbox.close()
 
     async def on_give_up(self, message: Message, reason: str) -> None:
         await _record_give_up(self.deps.registry, message, reason)
+
+    async def on_permanent(self, message: Message, error: PermanentError) -> None:
+        await _record_permanent(self.deps.registry, message, error)
 
     async def handle(self, message: Message) -> None:
         if isinstance(message, DocumentDeleted):
@@ -101,50 +137,63 @@ class ParseStage(OneByOneHandler):
             return
         try:
             data = await self.deps.blobstore.get(message.blob_key)
-            chunk_set = await asyncio.get_running_loop().run_in_executor(
-                self._pool, self._parse, data, message
-            )
+            parsed = await self.sandbox.parse(message.tenant, self._job(data, message))
         except PermanentError as exc:
-            await reg.fail(message.tenant, message.doc_id, message.version, exc.reason, code=exc.code)
+            await reg.fail(
+                message.tenant, message.doc_id, message.version, exc.reason, code=exc.code
+            )
             metrics.DOCUMENTS.labels("FAILED").inc()
             raise
         key = chunks_key(message.tenant, message.doc_id, message.version)
-        await self.deps.blobstore.put(key, chunk_set.model_dump_json().encode(), content_type="application/json")
+        await self.deps.blobstore.put(key, parsed.payload, content_type="application/json")
         await self.out.send(
             ChunksReady(
-                correlation_id=message.correlation_id, tenant=message.tenant, doc_id=message.doc_id,
-                version=message.version, chunks_key=key, chunk_count=len(chunk_set.chunks),
+                correlation_id=message.correlation_id,
+                tenant=message.tenant,
+                doc_id=message.doc_id,
+                version=message.version,
+                chunks_key=key,
+                chunk_count=parsed.chunk_count,
             ).to_json()
         )
         await reg.advance(
-            message.tenant, message.doc_id, message.version, DocumentStatus.PARSED,
-            chunk_count=len(chunk_set.chunks), page_count=chunk_set.doc.page_count,
-            title=chunk_set.doc.title, doc_type=chunk_set.doc.doc_type,
+            message.tenant,
+            message.doc_id,
+            message.version,
+            DocumentStatus.PARSED,
+            chunk_count=parsed.chunk_count,
+            page_count=parsed.page_count,
+            title=parsed.title,
+            doc_type=parsed.doc_type,
         )
         metrics.DOCUMENTS.labels("PARSED").inc()
-        log.info("parsed", chunks=len(chunk_set.chunks), pages=chunk_set.doc.page_count)
+        if parsed.page_count:
+            metrics.PAGES_PARSED.inc(parsed.page_count)
+        log.info("parsed", chunks=parsed.chunk_count, pages=parsed.page_count)
 
-    def _parse(self, data: bytes, message: DocumentFetched) -> ChunkSet:
-        from datatorag.chunking import chunk_document
-        from datatorag.parsing import parse_document
-
+    def _job(self, data: bytes, message: DocumentFetched) -> ParseJob:
         settings = self.deps.settings
-        doc = parse_document(
-            data, filename=message.path, content_type=message.content_type,
+        lim = settings.limits
+        return ParseJob(
+            data=data,
+            filename=message.path,
+            content_type=message.content_type,
             max_bytes=settings.max_document_bytes,
-        )
-        if doc.page_count:
-            metrics.PAGES_PARSED.inc(doc.page_count)
-        chunks = chunk_document(
-            doc, self.tokenizer, max_tokens=self.max_tokens,
+            limits=ParseLimits(
+                max_chars=lim.max_chars,
+                max_pages=lim.max_pages,
+                max_chunks=lim.max_chunks,
+                max_title_chars=lim.max_title_chars,
+                max_table_cells=lim.max_table_cells,
+                max_unzipped_bytes=lim.max_unzipped_bytes,
+                max_xml_bytes=lim.max_xml_bytes,
+            ),
+            max_tokens=self.max_tokens,
             overlap_tokens=min(settings.chunking.overlap_tokens, self.max_tokens // 4),
+            title_hint=message.title,
+            source=message.source,
+            path=message.path,
         )
-        if not chunks:
-            raise PermanentError("document has no extractable text", code="no_text")
-        title = doc.title or message.title
-        meta = DocumentMeta(title=title, doc_type=doc.doc_type, page_count=doc.page_count,
-                            source=message.source, path=message.path)
-        return ChunkSet(doc=meta, chunks=chunks)
 
 
 class EmbedStage(BatchHandler):
@@ -160,6 +209,9 @@ class EmbedStage(BatchHandler):
     async def on_give_up(self, message: Message, reason: str) -> None:
         await _record_give_up(self.deps.registry, message, reason)
 
+    async def on_permanent(self, message: Message, error: PermanentError) -> None:
+        await _record_permanent(self.deps.registry, message, error)
+
     async def handle_batch(self, deliveries: Sequence[Delivery]) -> list[BaseException | None]:
         results: list[BaseException | None] = [None] * len(deliveries)
         work: list[tuple[int, ChunksReady, ChunkSet]] = []
@@ -168,12 +220,14 @@ class EmbedStage(BatchHandler):
             with bound(tenant=msg.tenant, doc_id=msg.doc_id, correlation_id=msg.correlation_id):
                 try:
                     if not isinstance(msg, ChunksReady):
-                        raise PermanentError(f"embedder cannot handle {msg.type}", code="wrong_queue")
+                        raise PermanentError(
+                            f"embedder cannot handle {msg.type}", code="wrong_queue"
+                        )
                     record = await self.deps.registry.get(msg.tenant, msg.doc_id, msg.version)
                     if (why := _should_skip(record, DocumentStatus.EMBEDDED)) is not None:
                         log.info("skip", why=why)
                         continue
-                    raw = await self.deps.blobstore.get(msg.chunks_key)
+                    raw = await _bounded_get(self.deps, msg.chunks_key, "chunks")
                     work.append((i, msg, ChunkSet.model_validate_json(raw)))
                 except Exception as exc:  # noqa: BLE001 - classified by the worker
                     results[i] = exc
@@ -198,18 +252,27 @@ class EmbedStage(BatchHandler):
             offset += n
         return results
 
-    async def _emit(self, msg: ChunksReady, cs: ChunkSet, vectors) -> None:
+    async def _emit(self, msg: ChunksReady, cs: ChunkSet, vectors: np.ndarray) -> None:
         key = records_key(msg.tenant, msg.doc_id, msg.version, self.embedder.model_id)
         payload = EmbeddedChunkSet.build(cs, vectors, self.embedder.model_id)
-        await self.deps.blobstore.put(key, payload.model_dump_json().encode(), content_type="application/json")
+        await self.deps.blobstore.put(
+            key, payload.model_dump_json().encode(), content_type="application/json"
+        )
         await self.out.send(
             ChunksEmbedded(
-                correlation_id=msg.correlation_id, tenant=msg.tenant, doc_id=msg.doc_id,
-                version=msg.version, records_key=key, chunk_count=len(cs.chunks),
-                model_id=self.embedder.model_id, dim=payload.dim,
+                correlation_id=msg.correlation_id,
+                tenant=msg.tenant,
+                doc_id=msg.doc_id,
+                version=msg.version,
+                records_key=key,
+                chunk_count=len(cs.chunks),
+                model_id=self.embedder.model_id,
+                dim=payload.dim,
             ).to_json()
         )
-        await self.deps.registry.advance(msg.tenant, msg.doc_id, msg.version, DocumentStatus.EMBEDDED)
+        await self.deps.registry.advance(
+            msg.tenant, msg.doc_id, msg.version, DocumentStatus.EMBEDDED
+        )
         metrics.DOCUMENTS.labels("EMBEDDED").inc()
 
 
@@ -224,6 +287,9 @@ class IndexStage(OneByOneHandler):
 
     async def on_give_up(self, message: Message, reason: str) -> None:
         await _record_give_up(self.deps.registry, message, reason)
+
+    async def on_permanent(self, message: Message, error: PermanentError) -> None:
+        await _record_permanent(self.deps.registry, message, error)
 
     async def handle(self, message: Message) -> None:
         if isinstance(message, DocumentDeleted):
@@ -242,31 +308,53 @@ class IndexStage(OneByOneHandler):
         if message.dim != self.index.dim:
             raise PermanentError(
                 f"vector dimension {message.dim} from model {message.model_id} does not match the "
-                f"index dimension {self.index.dim}", code="dimension_mismatch",
+                f"index dimension {self.index.dim}",
+                code="dimension_mismatch",
             )
-        payload = EmbeddedChunkSet.model_validate_json(await self.deps.blobstore.get(message.records_key))
+        payload = EmbeddedChunkSet.model_validate_json(
+            await _bounded_get(self.deps, message.records_key, "vectors")
+        )
         vectors = payload.vectors()
         now = utcnow()
         records = [
             ChunkRecord(
                 id=ChunkRecord.make_id(message.doc_id, message.version, c.index),
-                tenant=message.tenant, doc_id=message.doc_id, version=message.version,
-                chunk_index=c.index, text=c.text, title=c.title or payload.doc.title,
-                section=c.section, page_start=c.page_start, page_end=c.page_end,
-                source=payload.doc.source, path=payload.doc.path, doc_type=payload.doc.doc_type,
-                updated_at=now, vector=vectors[j].tolist(),
+                tenant=message.tenant,
+                doc_id=message.doc_id,
+                version=message.version,
+                chunk_index=c.index,
+                text=c.text,
+                title=c.title or payload.doc.title,
+                section=c.section,
+                page_start=c.page_start,
+                page_end=c.page_end,
+                source=payload.doc.source,
+                path=payload.doc.path,
+                doc_type=payload.doc.doc_type,
+                updated_at=now,
+                vector=vectors[j].tolist(),
             )
             for j, c in enumerate(payload.chunks)
         ]
         await self.index.upsert(records)
         metrics.CHUNKS_INDEXED.inc(len(records))
         if await _superseded(reg, record):  # a newer version landed while we wrote
-            await self.index.delete_document(message.tenant, message.doc_id,
-                                             keep_version=(await reg.current(message.tenant, message.doc_id)).version)
+            await self.index.delete_document(
+                message.tenant, message.doc_id, versions=[message.version]
+            )
             return
-        removed = await self.index.delete_document(message.tenant, message.doc_id, keep_version=message.version)
-        await reg.advance(message.tenant, message.doc_id, message.version, DocumentStatus.INDEXED,
-                          chunk_count=len(records))
+        # Only versions known to be older go: "all but mine" would also remove a newer version
+        # indexed between our check above and this delete.
+        older = [v.version for v in await reg.versions(message.tenant, message.doc_id)
+                 if v.seq < record.seq]  # fmt: skip
+        removed = await self.index.delete_document(message.tenant, message.doc_id, versions=older)
+        await reg.advance(
+            message.tenant,
+            message.doc_id,
+            message.version,
+            DocumentStatus.INDEXED,
+            chunk_count=len(records),
+        )
         metrics.DOCUMENTS.labels("INDEXED").inc()
         log.info("indexed", chunks=len(records), stale_chunks_removed=removed)
 
@@ -275,7 +363,10 @@ class IndexStage(OneByOneHandler):
         current = await self.deps.registry.current(message.tenant, message.doc_id)
         if current is not None:
             await self.deps.registry.advance(
-                message.tenant, message.doc_id, current.version, DocumentStatus.DELETED,
+                message.tenant,
+                message.doc_id,
+                current.version,
+                DocumentStatus.DELETED,
                 reason=f"removed from source {message.source}: {message.path}",
             )
         metrics.DOCUMENTS.labels("DELETED").inc()

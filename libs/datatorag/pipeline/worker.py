@@ -18,6 +18,7 @@ At-least-once, done carefully:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from datatorag.domain.contracts import Message, parse_message
 from datatorag.domain.errors import PermanentError
 from datatorag.observability import metrics
 from datatorag.observability.log import bound, get_logger
+from datatorag.pipeline.crash_guard import CrashGuard
 from datatorag.ports.queue import Queue, QueueMessage
 
 log = get_logger(__name__)
@@ -52,6 +54,13 @@ class BatchHandler:
 
     async def handle_batch(self, deliveries: Sequence[Delivery]) -> list[BaseException | None]:
         raise NotImplementedError
+
+    async def on_permanent(self, message: Message, error: PermanentError) -> None:
+        """Record a permanent failure before the delivery is acknowledged (default: nothing)."""
+
+    async def interrupt(self) -> None:
+        """Shutdown has begun: abandon work that cannot finish within the grace period (its
+        deliveries are released, not failed). Most handlers simply finish what they hold."""
 
     async def on_give_up(self, message: Message, reason: str) -> None:
         """Record a message that will not be retried (dead-lettered)."""
@@ -98,6 +107,7 @@ class Worker:
         grace_s: float = 25.0,
         gather_s: float = 0.0,
         ready_probe: ReadyProbe | None = None,
+        crash_guard: CrashGuard | None = None,
     ) -> None:
         self.queue = queue
         self.handler = handler
@@ -108,10 +118,11 @@ class Worker:
         self.grace_s = grace_s
         self.gather_s = gather_s  # extra time to fill a batch (embedder: cross-message batches)
         self.ready_probe = ready_probe
+        self.crash_guard = crash_guard
         self.last_progress = time.time()
         self._stopping = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
-        self._sampler: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._sampler: asyncio.Task[None] | None = None
         self.depth_interval_s = 15.0
 
     # lifecycle --------------------------------------------------------------------------------
@@ -121,14 +132,17 @@ class Worker:
         self._sampler = asyncio.create_task(self._sample_depth(), name=f"{self.service}-depth")
 
     async def stop(self) -> None:
+        """Within ``grace_s``: no new receives, in-flight work finished or released."""
         self._stopping.set()
+        await self.handler.interrupt()
         if self._sampler is not None:
             self._sampler.cancel()
             await asyncio.gather(self._sampler, return_exceptions=True)
             self._sampler = None
         if not self._tasks:
             return
-        _, pending = await asyncio.wait(self._tasks, timeout=self.grace_s + self.wait_s + 1)
+        # a loop in receive returns within wait_s (< grace_s) holding nothing
+        _, pending = await asyncio.wait(self._tasks, timeout=self.grace_s)
         for t in pending:  # the loop's own finally-block releases the messages it holds
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -188,11 +202,17 @@ class Worker:
                 await self.queue.dead_letter(m, reason)
         if not deliveries:
             return False
+        retrying = False
+        if self.crash_guard is not None:
+            deliveries, crashed = await self._guard(deliveries)
+            for d, err in crashed:
+                retrying |= await self._settle(d, err)
+            if not deliveries:
+                return retrying
         heartbeat = asyncio.create_task(self._heartbeat([d.raw for d in deliveries]))
         metrics.IN_FLIGHT.labels(self.service).inc(len(deliveries))
         started = time.perf_counter()
         settled: set[str] = set()
-        retrying = False
         try:
             results = await self.handler.handle_batch(deliveries)
             for d, result in zip(deliveries, results, strict=True):
@@ -207,33 +227,81 @@ class Worker:
             for d in deliveries:
                 if d.raw.receipt not in settled:
                     await asyncio.shield(self._release_quietly(d.raw))
+            if self.crash_guard is not None:  # the process survived every attempt above
+                for d in deliveries:
+                    await asyncio.shield(self._leave_quietly(d))
         return retrying
+
+    async def _guard(
+        self, deliveries: list[Delivery]
+    ) -> tuple[list[Delivery], list[tuple[Delivery, PermanentError]]]:
+        """Split off deliveries whose earlier attempts kept killing the process."""
+        assert self.crash_guard is not None
+        keep: list[Delivery] = []
+        crashed: list[tuple[Delivery, PermanentError]] = []
+        for d in deliveries:
+            try:
+                err = await self.crash_guard.enter(d.raw, d.message)
+            except Exception:
+                log.warning("crash marker not recorded", service=self.service, exc_info=True)
+                err = None
+            if err is None:
+                keep.append(d)
+            else:
+                crashed.append((d, err))
+        return keep, crashed
+
+    async def _leave_quietly(self, d: Delivery) -> None:
+        assert self.crash_guard is not None
+        try:
+            await self.crash_guard.leave(d.message)
+        except Exception:
+            log.warning("crash marker not cleared", service=self.service, exc_info=True)
 
     async def _settle(self, d: Delivery, result: BaseException | None) -> bool:
         """Ack, dead-letter or release one delivery; True when it was released for a retry."""
-        with bound(tenant=d.message.tenant, doc_id=d.message.doc_id, correlation_id=d.message.correlation_id):
+        with bound(
+            tenant=d.message.tenant,
+            doc_id=d.message.doc_id,
+            correlation_id=d.message.correlation_id,
+        ):
             if result is None:
                 await self.queue.ack(d.raw)
                 metrics.MESSAGES.labels(self.service, "ok").inc()
                 return False
             if isinstance(result, PermanentError):
-                log.warning("permanent error; recorded and acknowledged", code=result.code, reason=result.reason)
+                log.warning(
+                    "permanent error; recorded and acknowledged",
+                    code=result.code,
+                    reason=result.reason,
+                )
+                await self.handler.on_permanent(d.message, result)
                 await self.queue.ack(d.raw)
                 metrics.MESSAGES.labels(self.service, "permanent_error").inc()
                 return False
             reason = f"{type(result).__name__}: {result}"[:1000]
             if d.raw.receive_count >= self.queue.max_receives:
-                log.error("giving up after max receives; dead-lettered", reason=reason,
-                          receives=d.raw.receive_count)
+                log.error(
+                    "giving up after max receives; dead-lettered",
+                    reason=reason,
+                    receives=d.raw.receive_count,
+                )
                 try:
-                    await self.handler.on_give_up(d.message, f"gave up after {d.raw.receive_count} attempts: {reason}")
+                    await self.handler.on_give_up(
+                        d.message, f"gave up after {d.raw.receive_count} attempts: {reason}"
+                    )
                 finally:
                     await self.queue.dead_letter(d.raw, reason)
                 metrics.MESSAGES.labels(self.service, "dead_letter").inc()
                 return False
             delay = backoff_s(d.raw.receive_count)
-            log.warning("transient error; will retry", reason=reason, retry_in_s=delay,
-                        receives=d.raw.receive_count, exc_info=result)
+            log.warning(
+                "transient error; will retry",
+                reason=reason,
+                retry_in_s=delay,
+                receives=d.raw.receive_count,
+                exc_info=result,
+            )
             await self.queue.release(d.raw, delay_s=delay)
             metrics.MESSAGES.labels(self.service, "retry").inc()
             return True
@@ -251,15 +319,21 @@ class Worker:
             except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
                 if paused_at is None:
                     paused_at = time.monotonic()
-                    log.warning("dependency down; receiving paused until it is back",
-                                service=self.service, detail=str(exc)[:500])
+                    log.warning(
+                        "dependency down; receiving paused until it is back",
+                        service=self.service,
+                        detail=str(exc)[:500],
+                    )
                 self._progress()
                 await self._sleep(interval)
                 interval = min(PROBE_MAX_INTERVAL_S, interval * 2)
                 continue
             if paused_at is not None:
-                log.info("dependencies back; receiving again", service=self.service,
-                         paused_s=round(time.monotonic() - paused_at, 1))
+                log.info(
+                    "dependencies back; receiving again",
+                    service=self.service,
+                    paused_s=round(time.monotonic() - paused_at, 1),
+                )
             return
 
     async def _heartbeat(self, messages: list[QueueMessage]) -> None:
@@ -279,7 +353,7 @@ class Worker:
         while True:
             try:
                 metrics.QUEUE_DEPTH.labels(self.queue.name).set(await self.queue.depth())
-                dlq = getattr(self.queue, "dlq_name", f"{self.queue.name}-dlq")
+                dlq = self.queue.dlq_name
                 metrics.QUEUE_DEPTH.labels(dlq).set(await self.queue.dlq_depth())
             except Exception:  # noqa: BLE001 - metrics must never disturb the work
                 log.debug("queue depth sample failed", queue=self.queue.name)
@@ -289,13 +363,13 @@ class Worker:
         try:
             await self.queue.release(m)
         except Exception:  # noqa: BLE001
-            log.warning("release on shutdown failed; message returns after its timeout", message_id=m.id)
+            log.warning(
+                "release on shutdown failed; message returns after its timeout", message_id=m.id
+            )
 
     async def _sleep(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
-        except TimeoutError:
-            pass
 
     def _progress(self) -> None:
         self.last_progress = time.time()

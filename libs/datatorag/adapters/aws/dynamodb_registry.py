@@ -4,17 +4,17 @@ Table schema (single-table design; on-demand capacity; created by ``provision.en
 
     key: pk (S, partition), sk (S, sort)
 
-    item            pk                              sk                  other attributes
-    --------------  ------------------------------  ------------------  -----------------------------
-    version         DOC#<tenant>#<doc_id>           V#<version>         every DocumentRecord field
-                                                                        (status S, status_rank N,
-                                                                        seq N, updated_at S, ...),
-                                                                        is_current N (1, current only),
-                                                                        lsi1sk S = V#<seq, 20 digits>
-    current pointer DOC#<tenant>#<doc_id>           CURRENT             version S, seq N
-    lease           LEASE#<name>                    LEASE               owner S, expires_at N (epoch s)
-    sync run        SYNC#<tenant>#<source>          RUN#<run_id>        data S (SyncRun JSON),
-                                                                        lsi1sk S = R#<started_at ISO>
+    item          pk                       sk            other attributes
+    ------------  -----------------------  ------------  --------------------------------------
+    version       DOC#<tenant>#<doc_id>    V#<version>   every DocumentRecord field
+                                                         (status S, status_rank N, seq N,
+                                                         updated_at S, ...), is_current N
+                                                         (1, current only),
+                                                         lsi1sk S = V#<seq, 20 digits>
+    current ptr   DOC#<tenant>#<doc_id>    CURRENT       version S, seq N
+    lease         LEASE#<name>             LEASE         owner S, expires_at N (epoch s)
+    sync run      SYNC#<tenant>#<source>   RUN#<run_id>  data S (SyncRun JSON),
+                                                         lsi1sk S = R#<started_at ISO>
 
     GSI by_status   partition status (S), sort updated_at (S: ISO-8601 UTC, fixed width, so it
                     sorts by time); projection ALL. Only version items carry both attributes, so
@@ -40,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -203,7 +203,8 @@ class DynamoDbRegistry(Registry):
         ddb = await self._ddb()
         try:
             async with aws_errors(self._what):
-                return await getattr(ddb, op)(TableName=self.table, **kwargs)
+                reply: dict[str, Any] = await getattr(ddb, op)(TableName=self.table, **kwargs)
+                return reply
         except Exception as exc:
             if error_code(exc) == "ResourceNotFoundException":
                 raise DependencyError(self._what, "does not exist") from exc
@@ -365,6 +366,32 @@ class DynamoDbRegistry(Registry):
             ExpressionAttributeValues=values,
         )
 
+    async def set_marker(
+        self, tenant: str, doc_id: str, version: str, key: str, value: str | None
+    ) -> None:
+        # One map attribute; its member is named through an expression name, so any key works.
+        # SET on a member needs the map to exist: the first marker writes the whole map.
+        pk, sk = _av(_doc_pk(tenant, doc_id)), _av(_version_sk(version))
+        names = {"#m": "metadata", "#k": key}
+        if value is None:
+            await self._conditional(
+                "update_item", Key={"pk": pk, "sk": sk}, UpdateExpression="REMOVE #m.#k",
+                ConditionExpression="attribute_exists(#m)", ExpressionAttributeNames=names,
+            )  # fmt: skip
+            return
+        member = await self._conditional(
+            "update_item", Key={"pk": pk, "sk": sk}, UpdateExpression="SET #m.#k = :v",
+            ConditionExpression="attribute_exists(pk) AND attribute_exists(#m)",
+            ExpressionAttributeNames=names, ExpressionAttributeValues={":v": _av(value)},
+        )  # fmt: skip
+        if not member:
+            await self._conditional(
+                "update_item", Key={"pk": pk, "sk": sk}, UpdateExpression="SET #m = :m",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#m)",
+                ExpressionAttributeNames={"#m": "metadata"},
+                ExpressionAttributeValues={":m": _av({key: value})},
+            )  # fmt: skip
+
     async def get(self, tenant: str, doc_id: str, version: str) -> DocumentRecord | None:
         item = await self._get_item(_doc_pk(tenant, doc_id), _version_sk(version))
         return _record_from(item) if item else None
@@ -395,7 +422,7 @@ class DynamoDbRegistry(Registry):
         source: str | None,
         current_only: bool,
         before: str | None = None,
-    ) -> AsyncIterator[DocumentRecord]:
+    ) -> AsyncGenerator[DocumentRecord, None]:
         names = {"#status": "status"}
         values: dict[str, Any] = {":status": _av(status.value)}
         key = "#status = :status"

@@ -243,7 +243,7 @@ class S3BlobStore(BlobStore):
                 raise self._missing(key, exc) from exc
             raise
 
-    async def open(self, key: str, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:  # type: ignore[override]
+    async def open(self, key: str, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
         s3 = await self._s3()
         try:
             async with aws_errors(self._what):
@@ -284,7 +284,7 @@ class S3BlobStore(BlobStore):
         async with aws_errors(self._what):
             await s3.delete_object(Bucket=self.bucket, Key=key)
 
-    async def list(self, prefix: str = "") -> AsyncIterator[str]:  # type: ignore[override]
+    async def list(self, prefix: str = "") -> AsyncIterator[str]:
         s3 = await self._s3()
         paginator = s3.get_paginator("list_objects_v2")
         async with aws_errors(self._what):

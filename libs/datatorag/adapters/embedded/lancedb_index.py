@@ -11,10 +11,10 @@
   default of ~10k rows each on the next optimize - measured 316 partitions down to 7 - and every
   query becomes a near-full scan).
   Queries probe ``nprobes`` partitions and, when a narrow filter leaves fewer than ``k`` hits
-  there, search again probing on (``maximum_nprobes(0)``) so the ``k``-hits promise holds. Rows added after
-  the build are scanned exactly until the next ``optimize`` folds them in as a delta segment;
-  every segment is probed separately, so past ``max_ann_segments`` the index is retrained whole
-  (partitions sized for the grown table).
+  there, search again probing on (``maximum_nprobes(0)``) so the ``k``-hits promise holds.
+  Rows added after the build are scanned exactly until the next ``optimize`` folds them in as a
+  delta segment; every segment is probed separately, so past ``max_ann_segments`` the index is
+  retrained whole (partitions sized for the grown table).
 * Reads select two columns, ``text`` and ``payload`` (the other record fields as one JSON
   string): Lance pays per column read (~0.3 ms each), so a 14-column hit list cost 4-5 ms more
   per query than this. The separate columns remain for filters, the merge key and full text.
@@ -237,7 +237,8 @@ class LanceDbIndex(VectorIndex):
         ]
         data = data.append_column("payload", pa.array(payloads, pa.string()))
         table = await db.create_table(
-            self.table_name, data.select(_schema(self.dim).names).cast(_schema(self.dim)),
+            self.table_name,
+            data.select(_schema(self.dim).names).cast(_schema(self.dim)),
             mode="overwrite",
         )
         if self._ann_min_rows is not None and data.num_rows >= self._ann_min_rows:
@@ -253,10 +254,10 @@ class LanceDbIndex(VectorIndex):
 
     async def close(self) -> None:
         if self._table is not None:
-            self._table.close()
+            self._table.close()  # type: ignore[no-untyped-call]
             self._table = None
         if self._db is not None:
-            self._db.close()
+            self._db.close()  # type: ignore[no-untyped-call]
             self._db = None
 
     # -- writes ----------------------------------------------------------------------------
@@ -300,18 +301,28 @@ class LanceDbIndex(VectorIndex):
             self._written_since_optimize += data.num_rows
             if self._written_since_optimize >= self._optimize_every_rows:
                 await self._optimize(table)
-        return data.num_rows
+        return int(data.num_rows)
 
     async def delete_document(
-        self, tenant: str, doc_id: str, *, keep_version: str | None = None
+        self,
+        tenant: str,
+        doc_id: str,
+        *,
+        keep_version: str | None = None,
+        versions: Sequence[str] | None = None,
     ) -> int:
         where = f"{_where(tenant, None)} AND doc_id = {_sql_str(doc_id)}"
-        if keep_version is not None:
+        if versions is not None:
+            if not versions:
+                return 0
+            where += f" AND version IN ({', '.join(_sql_str(v) for v in versions)})"
+        elif keep_version is not None:
             where += f" AND version != {_sql_str(keep_version)}"
         table = await self._tbl()
         async with self._write_lock:
             result = await table.delete(where)
-        return int(result.num_deleted_rows)
+        # lancedb's stubs lag its result type: num_deleted_rows is there at run time
+        return int(result.num_deleted_rows)  # type: ignore[attr-defined]
 
     async def optimize(self) -> None:
         """Compact fragments and fold new rows into the full-text indexes."""
@@ -333,7 +344,7 @@ class LanceDbIndex(VectorIndex):
             return
         # optimize folded new rows in as one more segment; each is probed on every query
         stats = await table.index_stats(_VECTOR_INDEX)
-        if stats is not None and stats.num_indices > self._max_ann_segments:
+        if stats is not None and (stats.num_indices or 0) > self._max_ann_segments:
             await self._build_ann(table, await table.count_rows())
 
     async def _build_ann(self, table: lancedb.AsyncTable, rows: int) -> None:
@@ -364,8 +375,10 @@ class LanceDbIndex(VectorIndex):
         def search(unbounded: bool) -> Any:
             q = table.query().nearest_to(query).distance_type("cosine")
             # (unbounded: the maximum first, as a minimum above the current maximum raises)
-            q = q.maximum_nprobes(0).minimum_nprobes(self._nprobes) if unbounded else q.nprobes(
-                self._nprobes
+            q = (
+                q.maximum_nprobes(0).minimum_nprobes(self._nprobes)
+                if unbounded
+                else q.nprobes(self._nprobes)
             )
             return (
                 q.where(where)  # prefilter (the async API's default)

@@ -11,6 +11,7 @@ never leave the root.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -263,7 +264,5 @@ def _flush_close(f) -> None:  # type: ignore[no-untyped-def]
 
 
 def _unlink(path: str | Path) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass

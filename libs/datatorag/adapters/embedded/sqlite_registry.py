@@ -101,7 +101,9 @@ def _from_us(us: int) -> datetime:
 
 @cache
 def _field_adapter(name: str) -> TypeAdapter[Any]:
-    return TypeAdapter(DocumentRecord.model_fields[name].annotation)
+    annotation = DocumentRecord.model_fields[name].annotation
+    assert annotation is not None, name  # every DocumentRecord field is annotated
+    return TypeAdapter(annotation)
 
 
 def _row_to_record(row: sqlite3.Row) -> DocumentRecord:
@@ -173,6 +175,18 @@ class SqliteRegistry(Registry):
         cur = await self._db.write(lambda c: c.execute(sql, params))
         return cur.rowcount == 1
 
+    async def set_marker(
+        self, tenant: str, doc_id: str, version: str, key: str, value: str | None
+    ) -> None:
+        path = "$." + json.dumps(key)  # a quoted JSON path member: any key is safe
+        expr = "json_remove(metadata, ?)" if value is None else "json_set(metadata, ?, ?)"
+        args = (path,) if value is None else (path, value)
+        sql = (
+            f"UPDATE doc_versions SET metadata = {expr}"
+            " WHERE tenant = ? AND doc_id = ? AND version = ?"
+        )
+        await self._db.write(lambda c: c.execute(sql, (*args, tenant, doc_id, version)))
+
     async def get(self, tenant: str, doc_id: str, version: str) -> DocumentRecord | None:
         row = await self._db.run(
             lambda c: c.execute(
@@ -236,7 +250,8 @@ class SqliteRegistry(Registry):
     async def stalled(
         self, older_than_s: float, *, tenant: str | None = None
     ) -> list[DocumentRecord]:
-        """Current versions in FETCHED/PARSED/EMBEDDED not updated for ``older_than_s``, oldest first."""
+        """Current versions in FETCHED/PARSED/EMBEDDED not updated for ``older_than_s``, oldest
+        first."""
         if older_than_s < 0:
             raise ValueError(f"older_than_s must be >= 0, got {older_than_s}")
         cutoff = _to_us(utcnow()) - round(older_than_s * 1_000_000)

@@ -306,9 +306,18 @@ class OpenSearchIndex(VectorIndex):
         )
 
     async def delete_document(
-        self, tenant: str, doc_id: str, *, keep_version: str | None = None
+        self,
+        tenant: str,
+        doc_id: str,
+        *,
+        keep_version: str | None = None,
+        versions: Sequence[str] | None = None,
     ) -> int:
-        body = {"query": m.document_query(tenant, doc_id, keep_version=keep_version)}
+        if versions is not None and not versions:
+            return 0
+        body = {
+            "query": m.document_query(tenant, doc_id, keep_version=keep_version, versions=versions)
+        }
         with translate_errors(self._what()):
             result = await self._client.delete_by_query(
                 index=self.target,

@@ -76,7 +76,8 @@ def check_dim(dim: int) -> int:
 
 
 def doc_id_for(record: ChunkRecord) -> str:
-    """Deterministic ``_id``: tenant + chunk id, so a redelivered batch overwrites, never duplicates.
+    """Deterministic ``_id``: tenant + chunk id, so a redelivered batch overwrites, never
+    duplicates.
 
     The tenant is part of it because two tenants may hold the same ``doc_id`` (it derives from
     source name and path). It is percent-encoded, so ``:`` separates unambiguously.
@@ -272,12 +273,21 @@ def bm25_query(
     }
 
 
-def document_query(tenant: str, doc_id: str, *, keep_version: str | None = None) -> dict[str, Any]:
-    """The chunks of one document of one tenant (optionally all versions but ``keep_version``)."""
+def document_query(
+    tenant: str,
+    doc_id: str,
+    *,
+    keep_version: str | None = None,
+    versions: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The chunks of one document of one tenant: of ``versions`` only, or of every version but
+    ``keep_version``, or all."""
     query: dict[str, Any] = {
         "bool": {"filter": [*filter_clauses(tenant, None), {"term": {"doc_id": doc_id}}]}
     }
-    if keep_version is not None:
+    if versions is not None:
+        query["bool"]["filter"].append({"terms": {"version": list(versions)}})
+    elif keep_version is not None:
         query["bool"]["must_not"] = [{"term": {"version": keep_version}}]
     return query
 

@@ -78,18 +78,21 @@ class SandboxClosed(TransientError):
 
 
 class FairSlots:
-    """``n`` slots; a freed slot goes to the waiting tenant with the fewest parses running
-    (ties: the tenant that waited longest), not simply to whoever asked first."""
+    """``n`` slots; a freed slot goes to the waiting tenant with the fewest parses running, then
+    the fewest served while there was a queue (then the one waiting longest), not simply to
+    whoever asked first: a tenant that floods the parser gets its share, not everyone's."""
 
     def __init__(self, n: int) -> None:
         self.free = n
         self.running: Counter[str] = Counter()
+        self.served: Counter[str] = Counter()  # grants since the queue was last empty
         self._waiting: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
 
     async def acquire(self, tenant: str) -> None:
         if self.free > 0 and not self._waiting:
             self.free -= 1
             self.running[tenant] += 1
+            self.served[tenant] += 1
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(tenant, deque()).append(fut)
@@ -111,7 +114,8 @@ class FairSlots:
 
     def _grant(self) -> None:
         while self.free > 0 and self._waiting:
-            tenant = min(self._waiting, key=lambda t: self.running[t])  # first among equals
+            # min() keeps the first of equals: the waiting order
+            tenant = min(self._waiting, key=lambda t: (self.running[t], self.served[t]))
             queue = self._waiting[tenant]
             fut = queue.popleft()
             if not queue:
@@ -122,7 +126,10 @@ class FairSlots:
                 continue
             self.free -= 1
             self.running[tenant] += 1
+            self.served[tenant] += 1
             fut.set_result(None)
+        if not self._waiting:
+            self.served = Counter(self.running)
 
     def _forget(self, tenant: str, fut: asyncio.Future[None]) -> None:
         queue = self._waiting.get(tenant)

@@ -37,7 +37,8 @@ from datatorag.parsing.limits import ParseLimits
 
 log = get_logger(__name__)
 
-STARTUP_TIMEOUT_S = 120.0  # a cold start on a loaded 2-core box imports for seconds
+STARTUP_TIMEOUT_S = 120.0
+WORKER_NICENESS = 10  # a cold start on a loaded 2-core box imports for seconds
 
 
 @dataclass(frozen=True)
@@ -287,6 +288,9 @@ def _worker_main(conn: Connection, model: str, memory_mb: int) -> None:
     # before the parent has decided what to do with its document.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Parsing is batch work: when it competes for a core with the service's own event loop
+    # (queries, acks, heartbeats), the kernel should let the latter win.
+    os.nice(WORKER_NICENESS)
     _limit_memory(memory_mb)
     from datatorag.chunking import load_chunk_tokenizer
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from datatorag.bootstrap.factory import (
     make_blobstore,
@@ -20,7 +22,7 @@ from datatorag.pipeline.sandbox import ParseSandbox, SandboxLimits
 from datatorag.pipeline.stages import EmbedStage, IndexStage, ParseStage, StageDeps
 from datatorag.pipeline.worker import ReadyProbe, Worker
 from datatorag.ports import BlobStore, Embedder, Queue, Registry, VectorIndex
-from datatorag.runtime import Check, Readiness, check_all_or_exit
+from datatorag.runtime import Check, Readiness, check_all_or_exit, free_disk_check
 
 
 def _naming_the_resource(check: Check) -> Check:
@@ -49,6 +51,15 @@ class Components:
     _embedder: Embedder | None = None
     _index: VectorIndex | None = None
     readiness: Readiness = field(default_factory=Readiness)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.readiness.debug = s.debug_errors
+        # uploads spool to the temporary directory; embedded mode keeps everything in data_dir
+        disks = {"temp_dir": Path(tempfile.gettempdir())}
+        if s.mode is Mode.EMBEDDED:
+            disks = {"data_dir": s.data_dir, **disks}
+        self.readiness.add("disk", free_disk_check(disks, s.min_free_disk_mb * 1024 * 1024))
 
     def queue(self, logical: str) -> Queue:
         if logical not in self._queues:

@@ -2,7 +2,8 @@
 ``{"error": {"code", "message", "request_id", "details"}}``.
 
 Invalid requests are 4xx with a message that says what to fix; a dependency that is down is a
-503; anything unexpected is a 500 that names no internals (the traceback goes to the log).
+503 (a full disk: 507); anything unexpected is a 500 that names no internals (the traceback goes
+to the log).
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from datatorag.domain.errors import DependencyError, NotFound, PermanentError, TransientError
+from datatorag.domain.errors import (
+    DependencyError,
+    InsufficientStorage,
+    NotFound,
+    PermanentError,
+    TransientError,
+)
 from datatorag.observability.log import get_logger
 
 log = get_logger(__name__)
@@ -33,6 +40,7 @@ _CODES = {
     500: "internal_error",
     501: "not_implemented",
     503: "unavailable",
+    507: "insufficient_storage",
 }
 
 
@@ -131,6 +139,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PermanentError)
     async def _permanent(request: Request, exc: PermanentError) -> JSONResponse:
         return error_response(request, 422, exc.reason, code=exc.code)
+
+    @app.exception_handler(InsufficientStorage)
+    async def _storage(request: Request, exc: InsufficientStorage) -> JSONResponse:
+        log.error("storage full", dependency=exc.dependency, detail=exc.detail)
+        return error_response(
+            request,
+            507,
+            "the server has no room to store this right now; try again later",
+            headers={"Retry-After": "60"},
+        )
 
     @app.exception_handler(DependencyError)
     async def _dependency(request: Request, exc: DependencyError) -> JSONResponse:

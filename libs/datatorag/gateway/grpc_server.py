@@ -21,6 +21,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import ValidationError
 
 from datatorag.domain.errors import DependencyError, NotFound, PermanentError, TransientError
+from datatorag.domain.models import no_control_characters
 from datatorag.gateway.auth import ApiKeys, AuthError
 from datatorag.gateway.errors import ApiError, validation_details
 from datatorag.gateway.grpc_gen import gateway_pb2 as pb
@@ -224,6 +225,10 @@ class GatewayServicer(pb_grpc.QueryGatewayServicer):
             doc_id = request.doc_id.strip()
             if not doc_id or len(doc_id) > 512:
                 raise ApiError(422, "doc_id: must be 1 to 512 characters")
+            try:
+                no_control_characters(doc_id)
+            except ValueError as exc:
+                raise ApiError(422, f"doc_id: {exc}") from None
             return document_detail(await self.service.document(tenant, doc_id))
 
         return await self._call("GetDocument", context, run)

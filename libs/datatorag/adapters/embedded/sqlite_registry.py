@@ -321,7 +321,16 @@ class SqliteRegistry(Registry):
         return [SyncRun.model_validate_json(r["data"]) for r in rows]
 
     async def check(self) -> None:
-        await self._db.check()
+        """A registry read as the services make it (the newest current versions, joined), under
+        the write lock the next ``put_version`` takes; rolled back."""
+        await self._db.check(
+            lambda c: [
+                _row_to_record(r)
+                for r in c.execute(
+                    f"{_SELECT}{_JOIN_CURRENT} ORDER BY v.updated_at DESC LIMIT 10"
+                ).fetchall()
+            ]
+        )
 
     async def close(self) -> None:
         await self._db.close()

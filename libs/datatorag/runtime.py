@@ -89,7 +89,7 @@ class CheckResult:
         """The class that says what went wrong: a ``DependencyError``'s cause when it has one
         (``DatabaseError`` says more than the wrapper)."""
         exc = self.error
-        if isinstance(exc, DependencyError) and exc.__cause__ is not None:
+        while isinstance(exc, DependencyError) and exc.__cause__ is not None:
             exc = exc.__cause__
         return type(exc).__name__
 

@@ -112,7 +112,7 @@ class Components:
                 await closable.close()
 
 
-def _ready_probe(readiness: Readiness) -> ReadyProbe:
+def readiness_probe(readiness: Readiness) -> ReadyProbe:
     """Raises while any dependency of the service is not ready: a worker that failed in a
     retryable way takes no new message until this passes (see ``Worker``)."""
 
@@ -165,7 +165,7 @@ async def parser_worker(c: Components) -> Worker:
         # tenant's document instead of the next in line (FairSlots)
         loops=2 * lim.parse_workers,
         wait_s=_wait(s),
-        ready_probe=_ready_probe(c.readiness),
+        ready_probe=readiness_probe(c.readiness),
         crash_guard=_crash_guard(c, stage.service),
     )
 
@@ -179,7 +179,7 @@ async def embedder_worker(c: Components) -> Worker:
         batch_size=10,
         wait_s=_wait(c.settings),
         gather_s=0.2,
-        ready_probe=_ready_probe(c.readiness),
+        ready_probe=readiness_probe(c.readiness),
         crash_guard=_crash_guard(c, stage.service),
     )
 
@@ -191,7 +191,7 @@ async def indexer_worker(c: Components) -> Worker:
         stage,
         batch_size=10,
         wait_s=_wait(c.settings),
-        ready_probe=_ready_probe(c.readiness),
+        ready_probe=readiness_probe(c.readiness),
         crash_guard=_crash_guard(c, stage.service),
     )
 

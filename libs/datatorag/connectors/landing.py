@@ -24,13 +24,13 @@ import errno
 import hashlib
 import os
 import re
-import tempfile
 import unicodedata
 import uuid
 import zipfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from tempfile import SpooledTemporaryFile
 from typing import IO, TYPE_CHECKING
 
 from datatorag.domain.errors import InsufficientStorage, PermanentError
@@ -236,7 +236,7 @@ class LandingZone(abc.ABC):
         """Validate and store one upload; returns where it landed."""
         name = safe_filename(filename)
         # an unlinked temporary file past 8 MiB: nothing is left behind however this ends
-        spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115
+        spool: IO[bytes] = SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115
         with spool, _full_disk_is_insufficient_storage("upload spool"):
             digest = hashlib.sha256()
             size = 0

@@ -23,6 +23,7 @@ from datatorag.domain.errors import (
     TransientError,
 )
 from datatorag.observability.log import get_logger
+from datatorag.runtime import redact
 
 log = get_logger(__name__)
 
@@ -62,6 +63,12 @@ class ApiError(Exception):
         self.code = code or _CODES.get(status, "error")
         self.details = details
         self.headers = headers
+
+
+def dependency_kind(dependency: str) -> str:
+    """What a client may read of a ``DependencyError``'s dependency: its kind, not its location
+    ("lancedb:/srv/data/lancedb" names a local path)."""
+    return redact(dependency.split(":", 1)[0])
 
 
 def request_id_of(request: Request) -> str | None:
@@ -156,7 +163,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(
             request,
             503,
-            f"{exc.dependency} is unavailable; try again later",
+            f"{dependency_kind(exc.dependency)} is unavailable; try again later",
             headers={"Retry-After": "5"},
         )
 

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from datatorag.domain.errors import DependencyError, NotFound, PermanentError, TransientError
 from datatorag.domain.models import no_control_characters
 from datatorag.gateway.auth import ApiKeys, AuthError
-from datatorag.gateway.errors import ApiError, validation_details
+from datatorag.gateway.errors import ApiError, dependency_kind, validation_details
 from datatorag.gateway.grpc_gen import gateway_pb2 as pb
 from datatorag.gateway.grpc_gen import gateway_pb2_grpc as pb_grpc
 from datatorag.gateway.metrics import observe
@@ -270,7 +270,7 @@ class GatewayServicer(pb_grpc.QueryGatewayServicer):
         except DependencyError as exc:
             log.error("dependency failed", dependency=exc.dependency, detail=exc.detail)
             code, error_code = grpc.StatusCode.UNAVAILABLE, "unavailable"
-            message = f"{exc.dependency} is unavailable; try again later"
+            message = f"{dependency_kind(exc.dependency)} is unavailable; try again later"
         except TransientError as exc:
             log.warning("transient failure", error=str(exc))
             code, error_code = grpc.StatusCode.UNAVAILABLE, "unavailable"

@@ -321,16 +321,15 @@ class SqliteRegistry(Registry):
         return [SyncRun.model_validate_json(r["data"]) for r in rows]
 
     async def check(self) -> None:
-        """A registry read as the services make it (the newest current versions, joined), under
-        the write lock the next ``put_version`` takes; rolled back."""
-        await self._db.check(
-            lambda c: [
-                _row_to_record(r)
-                for r in c.execute(
-                    f"{_SELECT}{_JOIN_CURRENT} ORDER BY v.updated_at DESC LIMIT 10"
-                ).fetchall()
-            ]
-        )
+        """Registry reads as the services make them (versions, and the current-version join)
+        under the write lock the next ``put_version`` takes; rolled back."""
+
+        def probe(c: sqlite3.Connection) -> None:
+            for sql in (f"{_SELECT} LIMIT 10", f"{_SELECT}{_JOIN_CURRENT} LIMIT 10"):
+                for row in c.execute(sql).fetchall():
+                    _row_to_record(row)
+
+        await self._db.check(probe)
 
     async def close(self) -> None:
         await self._db.close()

@@ -336,6 +336,29 @@ async def test_a_full_disk_is_507_and_leaves_no_file(
     assert await landed.files() == {} and landed.triggered == []
 
 
+async def test_a_full_temp_dir_while_the_body_is_read_is_507(
+    uploads: httpx.AsyncClient, landed: Landed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before our code runs, the multipart parser spools a body over 1 MiB to the temporary
+    directory; FastAPI calls any failure there a 400, a full disk is not the client's fault."""
+
+    def full(*_: Any) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("tempfile.SpooledTemporaryFile.rollover", full)
+    resp = await _upload(uploads, "Leave.pdf", PDF + b"x" * (2 << 20))
+    assert resp.status_code == 507, resp.text
+    assert resp.json()["error"]["code"] == "insufficient_storage"
+    assert await landed.files() == {} and landed.triggered == []
+    monkeypatch.undo()
+    malformed = await uploads.post(
+        "/v1/documents",
+        content=b"--xx\r\nnot a part",
+        headers={**AUTH, "Content-Type": "multipart/form-data; boundary=xx"},
+    )
+    assert malformed.status_code in (400, 422), malformed.text  # a bad body stays the client's
+
+
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 1 MiB filesystem (tmpfs); mounting needs root."""

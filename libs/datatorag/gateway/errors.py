@@ -8,6 +8,7 @@ to the log).
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -116,6 +117,17 @@ def validation_details(errors: Any) -> tuple[str, list[dict[str, Any]]]:
     return summary or "invalid request", details
 
 
+def _disk_full(exc: BaseException) -> bool:
+    """FastAPI reports any failure to read a body as a 400; a full disk underneath is not the
+    client's fault."""
+    seen: BaseException | None = exc.__cause__ or exc.__context__
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -124,6 +136,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if _disk_full(exc):  # the multipart parser spooling an upload to a full temp dir
+            return await _storage(request, InsufficientStorage("request body spool is full"))
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         headers = dict(exc.headers) if exc.headers else None
         return error_response(request, exc.status_code, message, headers=headers)

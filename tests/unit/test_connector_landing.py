@@ -105,6 +105,7 @@ def test_content_that_is_not_what_its_name_says_is_refused_naming_it(
         ("leave.pdf", b"%PDF-1.7\n...", "application/pdf"),
         ("handbook.docx", _zip("[Content_Types].xml", "word/document.xml"), DOCX),
         ("page.htm", b"<!doctype html><p>x", "text/html"),
+        ("fragment.html", b"<div><p>an HTML fragment</p></div>", "text/html"),
         ("notes.md", b"# Title", "text/markdown"),
         ("notes.md", b'["a list in markdown"]', "text/markdown"),
         ("table.csv", b"a,b\n1,2", "text/csv"),

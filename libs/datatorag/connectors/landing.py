@@ -111,8 +111,9 @@ _TEXT = frozenset({"text/plain", "application/json"})
 _PROMISED: dict[str, tuple[frozenset[str], str]] = {
     ".pdf": (frozenset({"application/pdf"}), "a PDF"),
     ".docx": (frozenset({DOCX}), "a DOCX document"),
-    ".html": (frozenset({"text/html"}), "HTML"),
-    ".htm": (frozenset({"text/html"}), "HTML"),
+    # an HTML fragment (no <html> to sniff) is text; the HTML reader takes it as it is
+    ".html": (frozenset({"text/html", "text/plain"}), "HTML"),
+    ".htm": (frozenset({"text/html", "text/plain"}), "HTML"),
     ".json": (frozenset({"application/json"}), "JSON"),
     ".md": (_TEXT, "Markdown text"),
     ".markdown": (_TEXT, "Markdown text"),
@@ -195,7 +196,7 @@ def accepted_type(name: str, detected: str) -> str:
             detected,
         )
     if detected == "text/plain" or (detected == "application/json" and ext in TEXT_TYPES):
-        return TEXT_TYPES.get(ext, detected)  # Markdown and CSV are known by their name only
+        return TEXT_TYPES.get(ext, detected)  # Markdown, CSV, fragments: known by their name
     return detected
 
 

@@ -127,6 +127,13 @@ class Settings(BaseSettings):
     log_format: str = "json"  # json | console
 
     max_document_bytes: int = Field(100 * 1024 * 1024, ge=1)
+    # /readyz is not ready (naming the disk) while the data directory (embedded mode) or the
+    # temporary directory (uploads spool there) has less free space than this
+    min_free_disk_mb: int = Field(512, ge=0)
+    # /readyz (unauthenticated) names each failing dependency and its error class only; true adds
+    # the full messages (local paths, library source locations) and tracebacks: for debugging,
+    # never on a public endpoint
+    debug_errors: bool = False
     stalled_after_s: int = Field(
         900, ge=1, description="non-final state longer than this = stalled"
     )

@@ -11,11 +11,14 @@ import contextlib
 import gc
 import logging
 import os
+import re
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+import traceback
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NoReturn, Protocol, TypeVar
 
 import uvicorn
@@ -23,7 +26,7 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from datatorag.domain.errors import DependencyError
+from datatorag.domain.errors import DependencyError, InsufficientStorage
 from datatorag.observability.log import get_logger
 
 log = get_logger(__name__)
@@ -71,36 +74,128 @@ def exit_process(code: int = 0) -> NoReturn:
     os._exit(code)
 
 
+@dataclass(frozen=True)
+class CheckResult:
+    """One dependency check's outcome; ``error`` is the failure, ``None`` when it passed."""
+
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def error_class(self) -> str:
+        """The class that says what went wrong: a ``DependencyError``'s cause when it has one
+        (``DatabaseError`` says more than the wrapper)."""
+        exc = self.error
+        while isinstance(exc, DependencyError) and exc.__cause__ is not None:
+            exc = exc.__cause__
+        return type(exc).__name__
+
+    @property
+    def message(self) -> str:
+        exc = self.error
+        if exc is None:
+            return "ok"
+        return exc.detail if isinstance(exc, DependencyError) else str(exc)
+
+    def public(self, *, debug: bool = False) -> str:
+        """``ok``, or ``<error class>: <message>`` with local paths and source locations removed
+        (an unauthenticated endpoint must not map the host) unless ``debug``."""
+        if self.ok:
+            return "ok"
+        return f"{self.error_class}: {self.message if debug else redact(self.message)}"
+
+    def traceback(self) -> str:
+        if self.error is None:
+            return ""
+        return "".join(traceback.format_exception(self.error))
+
+
+# library source locations (Rust panics and errors name them: lance-io/src/object_store.rs:123:45)
+_SOURCE_LOCATION = re.compile(r"[^\s'\"()\[\]]+\.(?:rs|c|cc|cpp|h|hpp|go|py|pyx)(?::\d+)+")
+# absolute paths: /x/y (but not the // of a URL), C:\x, file:///x
+_PATH = re.compile(
+    r"file://\S+"
+    r"|\b[A-Za-z]:\\[^\s'\"(),;]*"
+    r"|(?:(?<=^)|(?<=[\s'\"(=:,\[]))/(?!/)[^\s'\"(),;\]]+?(?=$|[\s'\"(),;\]]|[:.](?:\s|$))"
+    # and relative ones of three or more parts (Lance drops the leading slash: tmp/x/t.lance)
+    r"|(?<![\w/:.@-])[\w.-]+(?:/[\w.-]+){2,}/?"
+)
+
+
+def redact(text: str) -> str:
+    """``text`` without local paths or library source locations."""
+    return _PATH.sub("<path>", _SOURCE_LOCATION.sub("<source>", text))
+
+
 @dataclass
 class Readiness:
-    """Named dependency checks; each raises (preferably ``DependencyError``) when not ready."""
+    """Named dependency checks; each raises (preferably ``DependencyError``) when not ready.
+
+    A check exercises its dependency the way the service uses it (a queue's receive path, a
+    blob write and delete, an index read), so "ready" means the work would succeed. ``debug``
+    (``DATATORAG_DEBUG_ERRORS``) puts full messages and tracebacks in the ``/readyz`` body.
+    """
 
     checks: dict[str, Check] = field(default_factory=dict)
     timeout_s: float = 5.0
+    debug: bool = False
 
     def add(self, name: str, check: Check) -> None:
         self.checks[name] = check
 
-    async def run(self) -> dict[str, str]:
-        async def one(name: str, check: Check) -> tuple[str, str]:
+    async def results(self) -> dict[str, CheckResult]:
+        async def one(name: str, check: Check) -> tuple[str, CheckResult]:
             try:
                 await asyncio.wait_for(check(), self.timeout_s)
-                return name, "ok"
+                return name, CheckResult()
             except TimeoutError:
-                return name, f"timed out after {self.timeout_s}s"
-            except DependencyError as exc:
-                return name, exc.detail
+                return name, CheckResult(TimeoutError(f"timed out after {self.timeout_s}s"))
             except Exception as exc:  # noqa: BLE001 - report, never crash the probe
-                return name, f"{type(exc).__name__}: {exc}"
+                return name, CheckResult(exc)
 
-        results = await asyncio.gather(*(one(n, c) for n, c in self.checks.items()))
-        return dict(results)
+        return dict(await asyncio.gather(*(one(n, c) for n, c in self.checks.items())))
+
+    async def run(self) -> dict[str, str]:
+        """``{name: "ok" | "<error class>: <message>"}``, redacted unless ``debug``."""
+        return {n: r.public(debug=self.debug) for n, r in (await self.results()).items()}
+
+
+def free_disk_check(paths: Mapping[str, Path], min_free_bytes: int) -> Check:
+    """Raises ``InsufficientStorage`` naming the location (by label, not path) whose free space
+    is below ``min_free_bytes``: before writes start failing with ``ENOSPC``."""
+
+    async def check() -> None:
+        for label, path in paths.items():
+            free = await asyncio.to_thread(_free_bytes, path)
+            if free < min_free_bytes:
+                raise InsufficientStorage(
+                    f"{label} has {free / _MIB:.0f} MiB free, below the "
+                    f"{min_free_bytes / _MIB:.0f} MiB floor (DATATORAG_MIN_FREE_DISK_MB)"
+                )
+
+    return check
+
+
+_MIB = 1024 * 1024
+
+
+def _free_bytes(path: Path) -> int:
+    """Free bytes for an unprivileged writer at ``path`` (or its nearest existing parent)."""
+    for candidate in (path, *path.resolve().parents):
+        if candidate.exists():
+            st = os.statvfs(candidate)
+            return st.f_bavail * st.f_frsize
+    return 0
 
 
 async def check_all_or_exit(readiness: Readiness, service: str) -> None:
-    """Fail fast at startup with a message naming every missing dependency."""
-    results = await readiness.run()
-    bad = {k: v for k, v in results.items() if v != "ok"}
+    """Fail fast at startup with a message naming every missing dependency (in full: this goes
+    to the operator's terminal and log, not to an HTTP client)."""
+    results = await readiness.results()
+    bad = {k: r.public(debug=True) for k, r in results.items() if not r.ok}
     if bad:
         for name, why in bad.items():
             log.error("dependency not ready", service=service, dependency=name, detail=why)
@@ -129,11 +224,26 @@ def add_health_routes(
             status_code=200 if ok else 503,
         )
 
+    reported: dict[str, str] = {}
+
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
-        results = await readiness.run()
-        ready = all(v == "ok" for v in results.values())
-        return JSONResponse({"ready": ready, "checks": results}, status_code=200 if ready else 503)
+        results = await readiness.results()
+        ready = all(r.ok for r in results.values())
+        body: dict[str, Any] = {
+            "ready": ready,
+            "checks": {n: r.public(debug=readiness.debug) for n, r in results.items()},
+        }
+        if readiness.debug and not ready:
+            body["debug"] = {n: r.traceback() for n, r in results.items() if not r.ok}
+        # the full story goes to the log, where only operators read it: once per new failure
+        failing = {n: r.public(debug=True) for n, r in results.items() if not r.ok}
+        for name, detail in failing.items():
+            if reported.get(name) != detail:
+                log.warning("dependency not ready", dependency=name, detail=detail)
+        reported.clear()
+        reported.update(failing)
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -532,7 +532,7 @@ async def test_readyz_fails_when_one_check_fails(stack, embedder) -> None:
         "ready": False,
         "checks": {
             "LanceDbIndex": "ok",
-            "queue": "datatorag-parse does not exist",
+            "queue": "DependencyError: datatorag-parse does not exist",
             "SqliteRegistry": "ok",
         },
     }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from datatorag.bootstrap.factory import (
     make_blobstore,
@@ -20,7 +22,7 @@ from datatorag.pipeline.sandbox import ParseSandbox, SandboxLimits
 from datatorag.pipeline.stages import EmbedStage, IndexStage, ParseStage, StageDeps
 from datatorag.pipeline.worker import ReadyProbe, Worker
 from datatorag.ports import BlobStore, Embedder, Queue, Registry, VectorIndex
-from datatorag.runtime import Check, Readiness, check_all_or_exit
+from datatorag.runtime import Check, Readiness, check_all_or_exit, free_disk_check
 
 
 def _naming_the_resource(check: Check) -> Check:
@@ -49,6 +51,15 @@ class Components:
     _embedder: Embedder | None = None
     _index: VectorIndex | None = None
     readiness: Readiness = field(default_factory=Readiness)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.readiness.debug = s.debug_errors
+        # uploads spool to the temporary directory; embedded mode keeps everything in data_dir
+        disks = {"temp_dir": Path(tempfile.gettempdir())}
+        if s.mode is Mode.EMBEDDED:
+            disks = {"data_dir": s.data_dir, **disks}
+        self.readiness.add("disk", free_disk_check(disks, s.min_free_disk_mb * 1024 * 1024))
 
     def queue(self, logical: str) -> Queue:
         if logical not in self._queues:
@@ -101,7 +112,7 @@ class Components:
                 await closable.close()
 
 
-def _ready_probe(readiness: Readiness) -> ReadyProbe:
+def readiness_probe(readiness: Readiness) -> ReadyProbe:
     """Raises while any dependency of the service is not ready: a worker that failed in a
     retryable way takes no new message until this passes (see ``Worker``)."""
 
@@ -154,7 +165,7 @@ async def parser_worker(c: Components) -> Worker:
         # tenant's document instead of the next in line (FairSlots)
         loops=2 * lim.parse_workers,
         wait_s=_wait(s),
-        ready_probe=_ready_probe(c.readiness),
+        ready_probe=readiness_probe(c.readiness),
         crash_guard=_crash_guard(c, stage.service),
     )
 
@@ -168,7 +179,7 @@ async def embedder_worker(c: Components) -> Worker:
         batch_size=10,
         wait_s=_wait(c.settings),
         gather_s=0.2,
-        ready_probe=_ready_probe(c.readiness),
+        ready_probe=readiness_probe(c.readiness),
         crash_guard=_crash_guard(c, stage.service),
     )
 
@@ -180,7 +191,7 @@ async def indexer_worker(c: Components) -> Worker:
         stage,
         batch_size=10,
         wait_s=_wait(c.settings),
-        ready_probe=_ready_probe(c.readiness),
+        ready_probe=readiness_probe(c.readiness),
         crash_guard=_crash_guard(c, stage.service),
     )
 

@@ -13,7 +13,7 @@ import httpx
 from fastapi import FastAPI
 
 from datatorag.config import Settings
-from datatorag.connectors.landing import LandingZone
+from datatorag.connectors.landing import LandingZone, UnsupportedUpload
 from datatorag.domain.errors import NotFound, PermanentError, TransientError
 from datatorag.gateway.app import create_app
 from datatorag.gateway.auth import ApiKeys
@@ -30,7 +30,8 @@ Trigger = Callable[[str, str], Awaitable[Any]]
 def upload_hook(landing: LandingZone, trigger: Trigger) -> UploadHook:
     """``POST /v1/documents``: an upload lands where the tenant's ``uploads`` source picks it up,
     and that source is synced at once, so an upload is indexed exactly like a file on the FTP
-    server."""
+    server. A full disk propagates as ``InsufficientStorage`` (507), a landing bucket that is
+    down as ``DependencyError`` (503)."""
 
     async def on_upload(
         tenant: str, filename: str, data: bytes, content_type: str | None
@@ -40,6 +41,11 @@ def upload_hook(landing: LandingZone, trigger: Trigger) -> UploadHook:
 
         try:
             landed = await landing.receive(tenant, filename, body())
+        except UnsupportedUpload as exc:
+            detail = {"field": "file", "message": exc.reason, "type": exc.code}
+            raise ApiError(
+                415, exc.reason, code=exc.code, details=[{**detail, "detected": exc.detected_type}]
+            ) from exc
         except PermanentError as exc:
             raise ApiError(_STATUS.get(exc.code, 400), exc.reason, code=exc.code) from exc
         await trigger(tenant, UPLOADS_SOURCE)

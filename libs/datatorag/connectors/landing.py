@@ -2,32 +2,38 @@
 picks it up (an S3 bucket/prefix watched by ``S3Source``, or a folder watched by ``FolderSource``).
 
 The gateway streams the request body in; this module enforces the size limit while streaming,
-sniffs the real content type from the first bytes (the declared one is only a hint: a ``.pdf``
-that is not a PDF is refused), and stores the file under
-``{prefix}{tenant}/{YYYY}/{MM}/{DD}/{uuid}-{safe name}``. The sync that follows assigns the document
-id and does the rest, so an upload is indexed exactly like a file dropped on the FTP server.
+sniffs the real content type from the bytes and holds it against the name (the declared type is
+only a hint: a ``.pdf`` that is a ZIP, an HTML page or plain text is refused, naming what it is),
+and stores the file under ``{prefix}{tenant}/{safe name}``. The sync that follows assigns the
+document id from that path, so the same name uploaded again is a new version of the same document
+(the old version leaves the index once the new one is in), exactly like a file replaced on the
+FTP server.
 
 Errors are ``PermanentError`` with a code the gateway maps to a status: ``too_large`` (413),
-``empty_file`` (400), ``unsupported_type`` (415), ``bad_filename`` (400).
+``empty_file`` (400), ``unsupported_type`` (415, an ``UnsupportedUpload`` naming the detected
+type), ``bad_filename`` (400). A full disk (``ENOSPC``/``EDQUOT``, in the spool or the landing
+folder) is ``InsufficientStorage`` (507), and leaves no partial file behind.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
+import errno
 import hashlib
 import os
 import re
-import tempfile
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator
+import zipfile
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
+from tempfile import SpooledTemporaryFile
 from typing import IO, TYPE_CHECKING
 
-from datatorag.domain.errors import PermanentError
+from datatorag.domain.errors import InsufficientStorage, PermanentError
 
 if TYPE_CHECKING:  # imported where used: aiobotocore loads only for the AWS sources
     from datatorag.adapters.aws.session import AwsClients
@@ -63,31 +69,145 @@ def safe_filename(name: str | None) -> str:
     return base[:120]
 
 
-def sniff_content_type(head: bytes, filename: str) -> str | None:
-    """The content type the bytes prove, or ``None`` when it is none we accept."""
-    ext = os.path.splitext(filename)[1].lower()
-    if head.startswith(b"%PDF-"):
+OCTET_STREAM = "application/octet-stream"
+ZIP = "application/zip"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+_MAGIC = {
+    b"\xd0\xcf\x11\xe0": "application/x-ole-storage",  # legacy Office (.doc, .xls)
+    b"\x89PNG": "image/png",
+    b"\xff\xd8\xff": "image/jpeg",
+    b"GIF8": "image/gif",
+    b"II*\x00": "image/tiff",
+    b"MM\x00*": "image/tiff",
+    b"\x1f\x8b": "application/gzip",
+    b"{\\rtf": "application/rtf",
+    b"\x7fELF": "application/x-executable",
+}
+_LABELS = {
+    "application/pdf": "a PDF",
+    DOCX: "a DOCX document",
+    XLSX: "an Excel workbook",
+    PPTX: "a PowerPoint presentation",
+    "application/vnd.oasis.opendocument": "an OpenDocument file",
+    ZIP: "a ZIP archive",
+    "text/html": "HTML",
+    "application/json": "JSON",
+    "text/plain": "plain text",
+    "text/markdown": "Markdown",
+    "text/csv": "CSV",
+    OCTET_STREAM: "binary data of no supported format",
+    "application/x-ole-storage": "a legacy Office file (.doc/.xls)",
+    "image/png": "a PNG image",
+    "image/jpeg": "a JPEG image",
+    "image/gif": "a GIF image",
+    "image/tiff": "a TIFF image",
+    "application/gzip": "a gzip archive",
+    "application/rtf": "an RTF document",
+    "application/x-executable": "an executable",
+}
+# what a name's extension promises, and how to say it; a textual extension takes any text but HTML
+_TEXT = frozenset({"text/plain", "application/json"})
+_PROMISED: dict[str, tuple[frozenset[str], str]] = {
+    ".pdf": (frozenset({"application/pdf"}), "a PDF"),
+    ".docx": (frozenset({DOCX}), "a DOCX document"),
+    # an HTML fragment (no <html> to sniff) is text; the HTML reader takes it as it is
+    ".html": (frozenset({"text/html", "text/plain"}), "HTML"),
+    ".htm": (frozenset({"text/html", "text/plain"}), "HTML"),
+    ".json": (frozenset({"application/json"}), "JSON"),
+    ".md": (_TEXT, "Markdown text"),
+    ".markdown": (_TEXT, "Markdown text"),
+    ".txt": (_TEXT, "plain text"),
+    ".csv": (_TEXT, "CSV text"),
+}
+
+
+def sniff_content_type(head: bytes, data: IO[bytes] | None = None) -> str:
+    """The type the bytes prove: a MIME type, ``application/octet-stream`` for binary data of no
+    known format. ``data`` (the whole upload, seekable) tells ZIP-based formats apart."""
+    if b"%PDF-" in head[:1024]:  # the spec allows junk before the header
         return "application/pdf"
     if head.startswith(b"PK\x03\x04"):
-        # DOCX is a ZIP whose entries include word/; other ZIPs (xlsx, jars) are refused
-        is_docx = b"word/" in head or (b"[Content_Types].xml" in head and ext == ".docx")
-        return DOCX if is_docx else None
+        return _zip_type(data) if data is not None else ZIP
+    for magic, mime in _MAGIC.items():
+        if head.startswith(magic):
+            return mime
     if b"\x00" in head:
-        return None  # binary we do not know
+        return OCTET_STREAM
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as exc:
         if exc.start < len(head) - 4:  # not just a character cut at the sniff boundary
-            return None
+            return OCTET_STREAM
         text = head[: exc.start].decode("utf-8")
     stripped = text.lstrip("\ufeff \t\r\n").lower()
     if stripped.startswith(("<!doctype html", "<html")):
         return "text/html"
-    if ext in TEXT_TYPES:
-        return TEXT_TYPES[ext]
     if stripped.startswith(("{", "[")):
         return "application/json"
     return "text/plain"
+
+
+def _zip_type(data: IO[bytes]) -> str:
+    """Only the central directory is read (no member is inflated)."""
+    try:
+        data.seek(0)
+        names = set(zipfile.ZipFile(data).namelist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return ZIP
+    finally:
+        data.seek(0)
+    if "word/document.xml" in names:
+        return DOCX
+    if "xl/workbook.xml" in names:
+        return XLSX
+    if "ppt/presentation.xml" in names:
+        return PPTX
+    if "mimetype" in names:
+        return "application/vnd.oasis.opendocument"
+    return ZIP
+
+
+class UnsupportedUpload(PermanentError):
+    """An upload refused for what its bytes are (``detected_type``), or for not being what its
+    name says it is."""
+
+    def __init__(self, reason: str, detected_type: str) -> None:
+        super().__init__(reason, code="unsupported_type")
+        self.detected_type = detected_type
+
+
+def accepted_type(name: str, detected: str) -> str:
+    """The content type to store ``name`` under, given the ``detected`` one; raises
+    ``UnsupportedUpload`` when the bytes are no format we read, or not the one the name says."""
+    ext = os.path.splitext(name)[1].lower()
+    what = f"{_LABELS.get(detected, detected)} ({detected})"
+    promised, expected = _PROMISED.get(ext, (None, ""))
+    if promised is not None and detected not in promised:
+        raise UnsupportedUpload(
+            f"{name}: the content is {what}, not {expected} as its name says; "
+            "upload it under a name with the right extension",
+            detected,
+        )
+    if detected not in ALLOWED:
+        raise UnsupportedUpload(
+            f"{name}: the content is {what}; upload a PDF, DOCX, HTML, Markdown, text or JSON "
+            "document",
+            detected,
+        )
+    if detected == "text/plain" or (detected == "application/json" and ext in TEXT_TYPES):
+        return TEXT_TYPES.get(ext, detected)  # Markdown, CSV, fragments: known by their name
+    return detected
+
+
+@contextlib.contextmanager
+def _full_disk_is_insufficient_storage(where: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage(f"{where}: {exc.strerror}", dependency="landing") from exc
+        raise
 
 
 @dataclass(frozen=True)
@@ -106,17 +226,19 @@ class LandingZone(abc.ABC):
         self.max_bytes = max_bytes
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
 
-    def key_for(self, tenant: str, filename: str, now: datetime | None = None) -> str:
-        now = now or datetime.now(UTC)
-        return f"{self.prefix}{tenant}/{now:%Y/%m/%d}/{uuid.uuid4().hex[:12]}-{filename}"
+    def key_for(self, tenant: str, filename: str) -> str:
+        """One key per (tenant, name): the same name again replaces the file, and the sync sees
+        a new version of the same document (its id derives from the path)."""
+        return f"{self.prefix}{tenant}/{filename}"
 
     async def receive(
         self, tenant: str, filename: str | None, stream: AsyncIterator[bytes]
     ) -> Upload:
         """Validate and store one upload; returns where it landed."""
         name = safe_filename(filename)
-        spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115
-        with spool:
+        # an unlinked temporary file past 8 MiB: nothing is left behind however this ends
+        spool: IO[bytes] = SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115
+        with spool, _full_disk_is_insufficient_storage("upload spool"):
             digest = hashlib.sha256()
             size = 0
             head = b""
@@ -132,12 +254,7 @@ class LandingZone(abc.ABC):
                 spool.write(chunk)
             if size == 0:
                 raise PermanentError("the upload is empty", code="empty_file")
-            content_type = sniff_content_type(head, name)
-            if content_type not in ALLOWED:
-                raise PermanentError(
-                    f"{name}: not a PDF, DOCX, HTML, Markdown, text or JSON document",
-                    code="unsupported_type",
-                )
+            content_type = accepted_type(name, sniff_content_type(head, spool))
             spool.seek(0)
             key = self.key_for(tenant, name)
             await self._write(key, spool, size, content_type, digest.hexdigest())
@@ -163,15 +280,21 @@ class FolderLanding(LandingZone):
         def write() -> None:
             final = self.root / key
             final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = final.parent / f".{final.name}.part"
-            with open(tmp, "wb") as fh:
-                while block := data.read(1 << 20):
-                    fh.write(block)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
+            # unique per upload: two uploads of one name never share a temporary file
+            tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.part"
+            try:
+                with open(tmp, "wb") as fh:
+                    while block := data.read(1 << 20):
+                        fh.write(block)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, final)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
 
-        await asyncio.to_thread(write)
+        with _full_disk_is_insufficient_storage("landing folder"):
+            await asyncio.to_thread(write)
 
 
 class S3Landing(LandingZone):
@@ -187,13 +310,17 @@ class S3Landing(LandingZone):
     async def _write(
         self, key: str, data: IO[bytes], size: int, content_type: str, sha256: str
     ) -> None:
-        s3 = await self.clients.client("s3")
+        from datatorag.adapters.aws.session import dependency_check
+
         body = await asyncio.to_thread(data.read)
-        await s3.put_object(
-            Bucket=self.bucket,
-            Key=key,
-            Body=body,
-            ContentType=content_type,
-            ContentLength=size,
-            Metadata={"sha256": sha256},
-        )
+        # a missing bucket or permission is the landing zone being down (503), not a 500
+        async with dependency_check(f"landing bucket {self.bucket}"):
+            s3 = await self.clients.client("s3")
+            await s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                ContentLength=size,
+                Metadata={"sha256": sha256},
+            )

@@ -30,5 +30,13 @@ class DependencyError(DataToRagError):
         self.detail = detail
 
 
+class InsufficientStorage(DependencyError):
+    """A disk (or quota) is full: ``ENOSPC``/``EDQUOT`` at a write, or free space below the
+    configured floor. Retrying helps once space is freed; the gateway answers 507."""
+
+    def __init__(self, detail: str, *, dependency: str = "disk") -> None:
+        super().__init__(dependency, detail)
+
+
 class NotFound(DataToRagError):
     pass

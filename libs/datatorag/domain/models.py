@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def no_control_characters(value: str) -> str:
+    """``value``, when it holds no control character (NUL, C0/C1, DEL) and no lone surrogate:
+    an identifier or filter value with one is a mistake, and some stores cannot take it."""
+    for ch in value:
+        if unicodedata.category(ch) in ("Cc", "Cs"):
+            raise ValueError(f"must not contain control characters (found U+{ord(ch):04X})")
+    return value
+
+
+# a source id, document type or document id as filters and lookups take it
+Identifier = Annotated[str, AfterValidator(no_control_characters)]
 
 
 class DocumentStatus(StrEnum):
@@ -115,9 +129,9 @@ class ChunkRecord(BaseModel):
 class SearchFilters(BaseModel):
     """Filters applied inside the index query (never as a post-filter)."""
 
-    sources: list[str] | None = None
-    doc_types: list[str] | None = None
-    doc_ids: list[str] | None = None
+    sources: list[Identifier] | None = None
+    doc_types: list[Identifier] | None = None
+    doc_ids: list[Identifier] | None = None
     updated_after: datetime | None = None
     updated_before: datetime | None = None
 

@@ -20,6 +20,7 @@ from datatorag.gateway.schemas import (
     DocumentDetail,
     DocumentList,
     ErrorBody,
+    Name,
     QueryRequest,
     QueryResponse,
     SearchRequest,
@@ -97,9 +98,7 @@ def _router(service: QueryService, deps: GatewayDeps) -> APIRouter:
         responses={404: {"model": ErrorBody, "description": "no such document"}},
         summary="A document's registry record, its versions, and its chunks in the index",
     )
-    async def document(
-        doc_id: Annotated[str, Path(min_length=1, max_length=512)], tenant: Tenant
-    ) -> DocumentDetail:
+    async def document(doc_id: Annotated[Name, Path()], tenant: Tenant) -> DocumentDetail:
         return await service.document(tenant, doc_id)
 
     @v1.get(
@@ -114,7 +113,7 @@ def _router(service: QueryService, deps: GatewayDeps) -> APIRouter:
             StatusFilter | None,
             Query(description="a status, or 'stalled' (non-final for too long)"),
         ] = None,
-        source: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
+        source: Annotated[Name | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> DocumentList:
         return await service.documents(tenant, status, source, limit)
@@ -142,7 +141,14 @@ def _router(service: QueryService, deps: GatewayDeps) -> APIRouter:
         tags=["documents"],
         responses={
             413: {"model": ErrorBody, "description": "file over the size limit"},
+            415: {
+                "model": ErrorBody,
+                "description": "content not a supported type, or not "
+                "the type its name says (details name the detected type)",
+            },
             501: {"model": ErrorBody, "description": "upload not configured"},
+            503: {"model": ErrorBody, "description": "the landing zone is unavailable"},
+            507: {"model": ErrorBody, "description": "no room to store the upload"},
         },
         summary="Upload a document for ingestion",
     )

@@ -47,7 +47,7 @@ class GatewayDeps:
     def readiness_checks(self) -> Readiness:
         if isinstance(self.readiness, Readiness):
             return self.readiness
-        ready = Readiness()
+        ready = Readiness(debug=self.settings.debug_errors)
         if self.readiness is None:
             ready.add("vector_index", self.index.check)
             ready.add("registry", self.registry.check)

@@ -2,11 +2,13 @@
 ``{"error": {"code", "message", "request_id", "details"}}``.
 
 Invalid requests are 4xx with a message that says what to fix; a dependency that is down is a
-503; anything unexpected is a 500 that names no internals (the traceback goes to the log).
+503 (a full disk: 507); anything unexpected is a 500 that names no internals (the traceback goes
+to the log).
 """
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,8 +16,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from datatorag.domain.errors import DependencyError, NotFound, PermanentError, TransientError
+from datatorag.domain.errors import (
+    DependencyError,
+    InsufficientStorage,
+    NotFound,
+    PermanentError,
+    TransientError,
+)
 from datatorag.observability.log import get_logger
+from datatorag.runtime import redact
 
 log = get_logger(__name__)
 
@@ -33,6 +42,7 @@ _CODES = {
     500: "internal_error",
     501: "not_implemented",
     503: "unavailable",
+    507: "insufficient_storage",
 }
 
 
@@ -54,6 +64,12 @@ class ApiError(Exception):
         self.code = code or _CODES.get(status, "error")
         self.details = details
         self.headers = headers
+
+
+def dependency_kind(dependency: str) -> str:
+    """What a client may read of a ``DependencyError``'s dependency: its kind, not its location
+    ("lancedb:/srv/data/lancedb" names a local path)."""
+    return redact(dependency.split(":", 1)[0])
 
 
 def request_id_of(request: Request) -> str | None:
@@ -101,6 +117,17 @@ def validation_details(errors: Any) -> tuple[str, list[dict[str, Any]]]:
     return summary or "invalid request", details
 
 
+def _disk_full(exc: BaseException) -> bool:
+    """FastAPI reports any failure to read a body as a 400; a full disk underneath is not the
+    client's fault."""
+    seen: BaseException | None = exc.__cause__ or exc.__context__
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -109,6 +136,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if _disk_full(exc):  # the multipart parser spooling an upload to a full temp dir
+            return await _storage(request, InsufficientStorage("request body spool is full"))
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         headers = dict(exc.headers) if exc.headers else None
         return error_response(request, exc.status_code, message, headers=headers)
@@ -132,13 +161,23 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _permanent(request: Request, exc: PermanentError) -> JSONResponse:
         return error_response(request, 422, exc.reason, code=exc.code)
 
+    @app.exception_handler(InsufficientStorage)
+    async def _storage(request: Request, exc: InsufficientStorage) -> JSONResponse:
+        log.error("storage full", dependency=exc.dependency, detail=exc.detail)
+        return error_response(
+            request,
+            507,
+            "the server has no room to store this right now; try again later",
+            headers={"Retry-After": "60"},
+        )
+
     @app.exception_handler(DependencyError)
     async def _dependency(request: Request, exc: DependencyError) -> JSONResponse:
         log.error("dependency failed", dependency=exc.dependency, detail=exc.detail)
         return error_response(
             request,
             503,
-            f"{exc.dependency} is unavailable; try again later",
+            f"{dependency_kind(exc.dependency)} is unavailable; try again later",
             headers={"Retry-After": "5"},
         )
 

@@ -21,8 +21,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import ValidationError
 
 from datatorag.domain.errors import DependencyError, NotFound, PermanentError, TransientError
+from datatorag.domain.models import no_control_characters
 from datatorag.gateway.auth import ApiKeys, AuthError
-from datatorag.gateway.errors import ApiError, validation_details
+from datatorag.gateway.errors import ApiError, dependency_kind, validation_details
 from datatorag.gateway.grpc_gen import gateway_pb2 as pb
 from datatorag.gateway.grpc_gen import gateway_pb2_grpc as pb_grpc
 from datatorag.gateway.metrics import observe
@@ -224,6 +225,10 @@ class GatewayServicer(pb_grpc.QueryGatewayServicer):
             doc_id = request.doc_id.strip()
             if not doc_id or len(doc_id) > 512:
                 raise ApiError(422, "doc_id: must be 1 to 512 characters")
+            try:
+                no_control_characters(doc_id)
+            except ValueError as exc:
+                raise ApiError(422, f"doc_id: {exc}") from None
             return document_detail(await self.service.document(tenant, doc_id))
 
         return await self._call("GetDocument", context, run)
@@ -265,7 +270,7 @@ class GatewayServicer(pb_grpc.QueryGatewayServicer):
         except DependencyError as exc:
             log.error("dependency failed", dependency=exc.dependency, detail=exc.detail)
             code, error_code = grpc.StatusCode.UNAVAILABLE, "unavailable"
-            message = f"{exc.dependency} is unavailable; try again later"
+            message = f"{dependency_kind(exc.dependency)} is unavailable; try again later"
         except TransientError as exc:
             log.warning("transient failure", error=str(exc))
             code, error_code = grpc.StatusCode.UNAVAILABLE, "unavailable"

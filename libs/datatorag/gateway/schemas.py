@@ -23,13 +23,15 @@ from datatorag.domain.models import (
     ChunkRecord,
     DocumentRecord,
     DocumentStatus,
+    Identifier,
     SearchFilters,
     SearchHit,
 )
 from datatorag.retrieval.context import Citation, Context
 from datatorag.retrieval.hybrid import Mode
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+# a source id, document type or id: 1-512 characters, no control character (NUL, C0/C1, DEL)
+Name = Annotated[Identifier, StringConstraints(min_length=1, max_length=512)]
 NameList = Annotated[list[Name], Field(min_length=1, max_length=100)]
 
 

@@ -8,9 +8,10 @@ At-least-once, done carefully:
 * anything else -> release with exponential backoff; on the last allowed receive the message is
   dead-lettered with the reason, which is also recorded against the document;
 * an unparseable body is poison: dead-lettered immediately;
-* after a retryable failure the worker asks ``ready_probe`` (the service's dependencies) and takes
-  no new message until it passes: during an outage (OpenSearch down) receiving would only spend
-  each message's receive count, and SQS dead-letters a message after maxReceiveCount receives;
+* after a retryable failure, or a failed receive, the worker asks ``ready_probe`` (the service's
+  dependencies) and takes no new message until it passes: during an outage (OpenSearch down)
+  receiving would only spend each message's receive count, and SQS dead-letters a message after
+  maxReceiveCount receives;
 * on shutdown we stop receiving, give in-flight work ``grace_s`` to finish, and release the rest
   so another worker picks it up without waiting for the visibility timeout.
 """
@@ -39,6 +40,7 @@ GiveUpHook = Callable[[Message, str], Awaitable[None]]
 # Raises while a dependency the handler needs is down (missing or unreachable).
 ReadyProbe = Callable[[], Awaitable[None]]
 PROBE_MAX_INTERVAL_S = 5.0
+RECEIVE_BACKOFF_MAX_S = 30.0  # between receives that keep failing while the probe passes
 
 
 @dataclass
@@ -159,16 +161,20 @@ class Worker:
 
     # the loop ---------------------------------------------------------------------------------
     async def _loop(self) -> None:
+        failures = 0  # receives failed in a row
         while not self._stopping.is_set():
             self._progress()
             try:
                 raw = await self._receive()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a flaky queue must not kill the worker
-                log.exception("receive failed; backing off", service=self.service)
-                await self._sleep(2.0)
+            except Exception as exc:  # noqa: BLE001 - a flaky queue must not kill the worker
+                failures += 1
+                await self._after_receive_failed(exc, failures)
                 continue
+            if failures:
+                log.info("receiving again", service=self.service, failed_receives=failures)
+                failures = 0
             self._progress()
             if not raw:
                 continue
@@ -176,6 +182,24 @@ class Worker:
             self._progress()
             if retrying and self.ready_probe is not None:
                 await self._wait_until_ready()
+
+    async def _after_receive_failed(self, exc: Exception, failures: int) -> None:
+        """Pause, not spin: wait for ``ready_probe`` (which runs the queue's receive path) and
+        back off; the traceback is logged once per outage, then one line per retry."""
+        if failures == 1:
+            log.error(
+                "receive failed; paused until the queue is ready",
+                service=self.service,
+                exc_info=exc,
+            )
+        else:
+            log.warning(
+                "receive failed again", service=self.service, failures=failures, error=repr(exc)
+            )
+        if self.ready_probe is not None:
+            await self._wait_until_ready()
+        self._progress()
+        await self._sleep(min(RECEIVE_BACKOFF_MAX_S, 2.0 * 2 ** (failures - 1)))
 
     async def _receive(self) -> list[QueueMessage]:
         wait = min(self.wait_s, 1.0) if self._stopping.is_set() else self.wait_s

@@ -6,6 +6,9 @@ import abc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+# where ``check()`` writes its probe object, when the store needs a key for one
+PROBE_PREFIX = "_readyz/"
+
 
 @dataclass(frozen=True)
 class BlobInfo:
@@ -24,6 +27,9 @@ class BlobStore(abc.ABC):
     * ``metadata`` round-trips (keys lower-case ASCII, values ASCII).
     * ``list(prefix)`` yields keys in lexicographic order.
     * ``delete`` of a missing key is a no-op.
+    * ``check`` exercises the write path (it writes and deletes a probe object, under
+      ``PROBE_PREFIX`` where it needs a key) and leaves nothing behind; a full disk raises
+      ``InsufficientStorage``, any other failure ``DependencyError``.
     """
 
     @abc.abstractmethod
@@ -68,7 +74,8 @@ class BlobStore(abc.ABC):
 
     @abc.abstractmethod
     async def check(self) -> None:
-        """Raise ``DependencyError`` when the bucket/dir is missing or unreachable."""
+        """Raise ``DependencyError`` when the bucket/dir is missing, unreachable or refuses a
+        write (see the class docstring)."""
 
     async def close(self) -> None:
         pass

@@ -101,7 +101,10 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     async def check(self) -> None:
-        """Raise ``DependencyError`` when the queue (or its DLQ) is missing or unreachable."""
+        """Raise ``DependencyError`` when the queue (or its DLQ) is missing, unreachable, or its
+        receive path fails. It runs as much of that path as it can without consuming anything
+        (SQLite: the claim itself, rolled back; SQS: the queue and DLQ attributes, since a real
+        receive would spend a message's receive count)."""
 
     async def close(self) -> None:  # optional hook
         pass

@@ -123,7 +123,9 @@ class Registry(abc.ABC):
         """Newest first."""
 
     @abc.abstractmethod
-    async def check(self) -> None: ...
+    async def check(self) -> None:
+        """Raise ``DependencyError`` when the registry is missing, unreachable, or a read as the
+        services make one fails (a corrupted SQLite page, a missing DynamoDB permission)."""
 
     async def close(self) -> None:
         pass

@@ -64,7 +64,9 @@ class VectorIndex(abc.ABC):
     async def count(self, tenant: str | None = None) -> int: ...
 
     @abc.abstractmethod
-    async def check(self) -> None: ...
+    async def check(self) -> None:
+        """Raise ``DependencyError`` when the index is missing, unreachable, or fails a read as a
+        query makes one. Queries on a missing index raise ``DependencyError`` too (a 503)."""
 
     async def close(self) -> None:
         pass

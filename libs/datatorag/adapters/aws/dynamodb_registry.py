@@ -584,6 +584,12 @@ class DynamoDbRegistry(Registry):
             raise DependencyError(
                 self._what, f"lacks index {', '.join(sorted(missing))} (run `datatorag init`)"
             )
+        async with dependency_check(self._what):  # a read as the services make one
+            await ddb.get_item(
+                TableName=self.table,
+                Key={"pk": _av("readyz"), "sk": _av(CURRENT_SK)},
+                ConsistentRead=True,
+            )
 
     async def close(self) -> None:
         if self._owns_clients:

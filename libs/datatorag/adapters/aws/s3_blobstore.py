@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,7 +31,7 @@ from datatorag.adapters.aws.session import (
 )
 from datatorag.config import AwsSettings, Settings
 from datatorag.domain.errors import DependencyError, NotFound
-from datatorag.ports.blobstore import BlobInfo, BlobStore
+from datatorag.ports.blobstore import PROBE_PREFIX, BlobInfo, BlobStore
 
 PART_SIZE = 8 * 1024 * 1024  # S3 needs >= 5 MiB per part except the last
 MAX_PARTS = 10_000
@@ -297,9 +298,14 @@ class S3BlobStore(BlobStore):
                     yield item["Key"]
 
     async def check(self) -> None:
+        """The bucket is there and takes a write (with our encryption headers) and a delete: a
+        missing permission or KMS key fails here, not at the next document."""
         async with dependency_check(self._what):
             s3 = await self._s3()
             await s3.head_bucket(Bucket=self.bucket)
+            key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+            await s3.put_object(Body=b"readiness probe", **self._put_args(key, {}, None))
+            await s3.delete_object(Bucket=self.bucket, Key=key)
 
     async def close(self) -> None:
         if self._owns_clients:

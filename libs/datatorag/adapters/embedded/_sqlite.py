@@ -69,10 +69,24 @@ class SqliteWorker:
 
         return await self.run(tx)
 
-    async def check(self) -> None:
+    async def check(self, probe: Callable[[sqlite3.Connection], object] | None = None) -> None:
+        """Run ``probe`` (the adapter's own hot path) in a write transaction that is rolled back,
+        so it takes the write lock and reads the pages the real call reads, and changes nothing.
+        ``SELECT 1`` alone passed on a database with corrupted pages."""
+
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if probe is None:
+                    conn.execute("SELECT 1").fetchone()
+                else:
+                    probe(conn)
+            finally:
+                conn.rollback()
+
         try:
-            await self.run(lambda c: c.execute("SELECT 1").fetchone())
-        except sqlite3.Error as exc:
+            await self.run(tx)
+        except (sqlite3.Error, OSError) as exc:
             raise DependencyError(f"sqlite:{self.path}", str(exc)) from exc
 
     async def close(self) -> None:

@@ -30,8 +30,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -246,9 +247,18 @@ class LanceDbIndex(VectorIndex):
         return table
 
     async def check(self) -> None:
+        """An index read as a query makes one (a row's text and payload), and the row count."""
         table = await self._tbl()
-        try:
+        with self._reading():
+            await table.query().select(_READ_COLUMNS).limit(1).to_arrow()
             await table.count_rows()
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Lance's I/O errors (the table's files deleted under a running process: "Not found:
+        .../_versions") mean the index is missing, not a bug: a ``DependencyError`` (a 503)."""
+        try:
+            yield
         except (OSError, RuntimeError) as exc:
             raise DependencyError(f"lancedb:{self.path}", str(exc)) from exc
 
@@ -389,9 +399,10 @@ class LanceDbIndex(VectorIndex):
 
         # nprobes partitions first; only when a narrow filter leaves fewer than k hits there,
         # probe on until k hits or every partition (unbounded from the start costs 2x: 7 vs 3 ms)
-        result = await search(unbounded=False)
-        if result.num_rows < k and self._has_ann:
-            result = await search(unbounded=True)
+        with self._reading():
+            result = await search(unbounded=False)
+            if result.num_rows < k and self._has_ann:
+                result = await search(unbounded=True)
         # Lance's cosine distance is 1 - cosine similarity; report the similarity.
         distances = result.column("_distance").to_pylist()
         return [
@@ -406,14 +417,16 @@ class LanceDbIndex(VectorIndex):
         if not text or not text.strip():
             return []
         table = await self._tbl()
-        result = await (
-            table.query()
-            .nearest_to_text(text, columns=_FTS_COLUMNS)
-            .where(_where(tenant, filters))
-            .select([*_READ_COLUMNS, "_score"])
-            .limit(k)
-            .to_arrow()
-        )
+        where = _where(tenant, filters)
+        with self._reading():
+            result = await (
+                table.query()
+                .nearest_to_text(text, columns=_FTS_COLUMNS)
+                .where(where)
+                .select([*_READ_COLUMNS, "_score"])
+                .limit(k)
+                .to_arrow()
+            )
         scores = result.column("_score").to_pylist()
         hits = [
             SearchHit(chunk=chunk, score=float(score))
@@ -424,21 +437,18 @@ class LanceDbIndex(VectorIndex):
 
     async def get_chunks(self, tenant: str, doc_id: str) -> list[ChunkRecord]:
         table = await self._tbl()
-        result = await (
-            table.query()
-            .where(f"{_where(tenant, None)} AND doc_id = {_sql_str(doc_id)}")
-            .select(_READ_COLUMNS)
-            .to_arrow()
-        )
+        where = f"{_where(tenant, None)} AND doc_id = {_sql_str(doc_id)}"
+        with self._reading():
+            result = await table.query().where(where).select(_READ_COLUMNS).to_arrow()
         records = _records(result)
         records.sort(key=lambda r: (r.version, r.chunk_index))
         return records
 
     async def count(self, tenant: str | None = None) -> int:
         table = await self._tbl()
-        if tenant is None:
-            return await table.count_rows()
-        return await table.count_rows(_where(tenant, None))
+        where = None if tenant is None else _where(tenant, None)
+        with self._reading():
+            return await table.count_rows(where)
 
 
 def _check_k(k: int) -> None:

@@ -12,20 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-from datatorag.domain.errors import DependencyError, NotFound
+from datatorag.domain.errors import DependencyError, InsufficientStorage, NotFound
 from datatorag.ports.blobstore import BlobInfo, BlobStore
 
 _META_DIR = ".meta"
 _TMP_DIR = ".tmp"
 _RESERVED = {_META_DIR, _TMP_DIR}
 _MAX_KEY_BYTES = 1024  # S3's limit, kept so keys stay portable
+_FULL = (errno.ENOSPC, errno.EDQUOT)  # disk or quota full
 _META_KEY = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
@@ -106,7 +108,8 @@ class LocalBlobStore(BlobStore):
                 _unlink(tmp)
                 raise
 
-        await asyncio.to_thread(write)
+        with self._full_disk_is_insufficient_storage():
+            await asyncio.to_thread(write)
 
     async def put_stream(
         self,
@@ -122,17 +125,30 @@ class LocalBlobStore(BlobStore):
         f = os.fdopen(fd, "wb")
         size = 0
         try:
-            async for piece in stream:
-                if piece:
-                    await asyncio.to_thread(f.write, piece)
-                    size += len(piece)
-            await asyncio.to_thread(_flush_close, f)
-            await asyncio.to_thread(self._commit, key, tmp, meta, content_type)
+            with self._full_disk_is_insufficient_storage():
+                async for piece in stream:
+                    if piece:
+                        await asyncio.to_thread(f.write, piece)
+                        size += len(piece)
+                await asyncio.to_thread(_flush_close, f)
+                await asyncio.to_thread(self._commit, key, tmp, meta, content_type)
         except BaseException:
-            f.close()
+            with contextlib.suppress(OSError):  # closing flushes: on a full disk, that fails too
+                f.close()
             _unlink(tmp)
             raise
         return size
+
+    @contextlib.contextmanager
+    def _full_disk_is_insufficient_storage(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno in _FULL:
+                raise InsufficientStorage(
+                    f"cannot write: {exc.strerror}", dependency=f"blobstore:{self.root}"
+                ) from exc
+            raise
 
     def _commit(self, key: str, tmp: str, meta: dict[str, str], content_type: str | None) -> None:
         path = self._path(key)
@@ -250,11 +266,29 @@ class LocalBlobStore(BlobStore):
             yield key
 
     async def check(self) -> None:
-        ok = await asyncio.to_thread(
-            lambda: self.root.is_dir() and os.access(self.root, os.W_OK | os.X_OK)
-        )
-        if not ok:
-            raise DependencyError(f"blobstore:{self.root}", "directory missing or not writable")
+        """Write, fsync and delete a probe file where ``put`` writes (``root/.tmp``): a read-only
+        or full disk fails here, not at the next document."""
+
+        def probe() -> None:
+            if not self.root.is_dir():
+                raise FileNotFoundError("blob directory is missing")
+            fd, tmp = self._tmp_file()
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(b"readiness probe")
+                    f.flush()
+                    os.fsync(f.fileno())
+            finally:
+                _unlink(tmp)
+
+        try:
+            await asyncio.to_thread(probe)
+        except OSError as exc:
+            if exc.errno in _FULL:
+                raise InsufficientStorage(
+                    f"cannot write: {exc.strerror}", dependency=f"blobstore:{self.root}"
+                ) from exc
+            raise DependencyError(f"blobstore:{self.root}", f"cannot write: {exc}") from exc
 
 
 def _flush_close(f) -> None:  # type: ignore[no-untyped-def]

@@ -301,7 +301,8 @@ class SqliteQueue(Queue):
         ]
 
     async def check(self) -> None:
-        await self._db.check()
+        """The receive path itself (claim up to a batch, redrive included), rolled back."""
+        await self._db.check(lambda c: self._claim(c, MAX_BATCH, self.visibility_timeout_s))
 
     async def close(self) -> None:
         await self._db.close()

@@ -321,7 +321,15 @@ class SqliteRegistry(Registry):
         return [SyncRun.model_validate_json(r["data"]) for r in rows]
 
     async def check(self) -> None:
-        await self._db.check()
+        """Registry reads as the services make them (versions, and the current-version join)
+        under the write lock the next ``put_version`` takes; rolled back."""
+
+        def probe(c: sqlite3.Connection) -> None:
+            for sql in (f"{_SELECT} LIMIT 10", f"{_SELECT}{_JOIN_CURRENT} LIMIT 10"):
+                for row in c.execute(sql).fetchall():
+                    _row_to_record(row)
+
+        await self._db.check(probe)
 
     async def close(self) -> None:
         await self._db.close()

@@ -233,6 +233,15 @@ class OpenSearchIndex(VectorIndex):
             if not present:
                 raise DependencyError(self._what(), "missing; run ensure()")
             await self._check_dims(self.target)
+            # a read as a query makes one: every shard behind the alias must answer
+            result = await self._client.search(
+                index=self.target,
+                body={"size": 1, "query": {"match_all": {}}, "_source": ["doc_id"]},
+                request_timeout=_CHECK_TIMEOUT_S,
+            )
+            failed = int((result.get("_shards") or {}).get("failed") or 0)
+            if failed:
+                raise DependencyError(self._what(), f"{failed} shard(s) failed a read")
         except osx.TransportError as exc:  # includes ConnectionError
             raise DependencyError(self._what(), f"unreachable or failing: {exc}") from exc
 

@@ -35,11 +35,13 @@ import pytest
 
 from datatorag.domain.errors import NotFound
 from datatorag.ports import BlobStore
+from datatorag.ports.blobstore import PROBE_PREFIX
 
 __all__ = [
     "prefix",
     "pytestmark",
     "test_check_passes",
+    "test_check_writes_and_leaves_no_probe_behind",
     "test_delete_and_delete_missing",
     "test_empty_object",
     "test_failed_put_stream_leaves_old_object",
@@ -74,6 +76,12 @@ async def _keys(blobstore: BlobStore, prefix: str) -> list[str]:
 
 async def test_check_passes(blobstore: BlobStore) -> None:
     await blobstore.check()
+
+
+async def test_check_writes_and_leaves_no_probe_behind(blobstore: BlobStore) -> None:
+    await blobstore.check()
+    await blobstore.check()
+    assert await _keys(blobstore, PROBE_PREFIX) == []
 
 
 async def test_put_get_round_trip(blobstore: BlobStore, prefix: str) -> None:

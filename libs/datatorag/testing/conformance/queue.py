@@ -41,6 +41,7 @@ __all__ = [
     "test_ack_batch_deletes_all",
     "test_ack_deletes_the_message",
     "test_check_passes",
+    "test_check_takes_no_message_and_counts_no_receive",
     "test_concurrent_receivers_never_share_a_message",
     "test_dead_letter_moves_now_and_keeps_reason",
     "test_depth_counts_visible_and_in_flight",
@@ -101,6 +102,17 @@ async def test_check_passes(queue: Queue) -> None:
     assert queue.name
     assert queue.max_receives >= 1
     assert isinstance(queue.visibility_timeout_s, int) and queue.visibility_timeout_s >= 1
+
+
+async def test_check_takes_no_message_and_counts_no_receive(queue: Queue) -> None:
+    """``check`` runs as much of the receive path as it can without consuming anything."""
+    body = _body()
+    await queue.send(body)
+    await queue.check()
+    await queue.check()
+    (got,) = await _receive_n(queue, 1)
+    assert (got.body, got.receive_count) == (body, 1)
+    await queue.ack(got)
 
 
 async def test_dlq_name_names_the_dead_letter_queue(queue: Queue) -> None:

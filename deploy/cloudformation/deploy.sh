@@ -2,7 +2,8 @@
 # DatatoRAG on AWS from an empty account: deploys the stacks of this directory in order, wiring
 # each stack's imports to the stacks before it, from ONE parameter file.
 #
-#   deploy.sh [-f params.env] deploy        every stack, in order (then `init` on ECS)
+#   deploy.sh [-f params.env] deploy [stack...]   every stack (or those named), in order; on ECS
+#                                            then `datatorag init`
 #   deploy.sh [-f params.env] outputs       EKS: Helm values + the kubectl steps; ECS: endpoints
 #   deploy.sh [-f params.env] helm-values   EKS: only the Helm values (YAML on stdout)
 #   deploy.sh [-f params.env] plan          the stacks and parameters deploy would use (no AWS)
@@ -24,7 +25,7 @@ die() { echo "deploy.sh: $*" >&2; exit 1; }
 log() { echo "deploy.sh: $*" >&2; }
 
 usage() {
-  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -43,7 +44,7 @@ param() { # key [default]: the value from the parameter file
 }
 
 load_params() {
-  [[ -f "$params_file" ]] || die "no parameter file $params_file (copy params.example.env)"
+  [[ -f "$params_file" ]] || die "no parameter file $params_file (copy params.eks.example.env or params.ecs.example.env)"
   local line n=0 key
   while IFS= read -r line || [[ -n "$line" ]]; do
     n=$((n + 1))
@@ -212,12 +213,18 @@ ecs_run_init() {
   [[ "$code" == 0 ]] || die "datatorag init exited with $code (logs: /$(prefix)/ecs/init)"
 }
 
-cmd_deploy() {
-  local s
+cmd_deploy() { # [stack...]: only these (in deploy order), e.g. "security" before pushing images
+  local s only=" $* " all
+  all=" $(stacks | tr '\n' ' ')"
+  for s in "$@"; do
+    [[ "$all" == *" $s "* ]] || die "no stack $s on the $(platform) path (stacks:$all)"
+  done
   for s in $(stacks); do
+    [[ $# -eq 0 || "$only" == *" $s "* ]] || continue
     deploy_stack "$s"
     if [[ "$s" == security ]]; then seed_api_keys; fi
   done
+  if [[ $# -gt 0 ]]; then return; fi
   if [[ "$(platform)" == ecs ]]; then ecs_run_init; fi
   cmd_outputs
 }
@@ -438,7 +445,7 @@ check_params
 OUTPUTS_DIR="$(mktemp -d)"
 trap 'rm -rf "$OUTPUTS_DIR"' EXIT
 case "$command" in
-  deploy) cmd_deploy ;;
+  deploy) cmd_deploy "$@" ;;
   outputs) cmd_outputs ;;
   helm-values) cmd_helm_values ;;
   plan) cmd_plan ;;

@@ -196,6 +196,16 @@ def test_deploy_ecs_runs_init_and_prints_the_endpoints(fake_aws: FakeAws) -> Non
     assert samples["ecs"]["GrpcEndpoint"] in proc.stdout
 
 
+def test_deploy_named_stacks_only(fake_aws: FakeAws) -> None:
+    """The security stack first (the image repository), images pushed, then the rest."""
+    proc = fake_aws.run(ECS_PARAMS, "deploy", "security")
+    assert proc.returncode == 0, proc.stderr
+    assert [d["opts"]["--stack-name"][0] for d in fake_aws.deploys()] == ["datatorag-security"]
+    assert not [c for c in fake_aws.calls() if c["operation"] == "run-task"]
+    proc = fake_aws.run(ECS_PARAMS, "deploy", "nosuch")
+    assert proc.returncode != 0 and "no stack nosuch on the ecs path" in proc.stderr
+
+
 def test_a_failed_init_fails_the_deploy(fake_aws: FakeAws) -> None:
     proc = fake_aws.run(ECS_PARAMS, "deploy", env={"FAKE_AWS_INIT_EXIT": "1"})
     assert proc.returncode != 0
@@ -225,6 +235,15 @@ def test_ecs_only_parameters_are_refused_on_eks(fake_aws: FakeAws) -> None:
         EKS_PARAMS + "CertificateArn=arn:aws:acm:eu-west-1:1:certificate/x\n", "plan"
     )
     assert proc.returncode != 0 and "CertificateArn" in proc.stderr
+
+
+@pytest.mark.parametrize("platform", ["eks", "ecs"])
+def test_the_example_parameter_files_are_valid(fake_aws: FakeAws, platform: str) -> None:
+    example = (CFN_DIR / f"params.{platform}.example.env").read_text()
+    proc = fake_aws.run(example, "plan")
+    assert proc.returncode == 0, proc.stderr
+    order = EKS_ORDER if platform == "eks" else ECS_ORDER
+    assert f"datatorag-{order[-2]} <- {order[-2]}.yaml" in proc.stdout
 
 
 def test_plan_calls_nothing_and_lists_the_stacks(fake_aws: FakeAws) -> None:

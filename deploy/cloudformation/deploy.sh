@@ -359,7 +359,7 @@ MANIFEST
 # 3. the release (values below: deploy.sh helm-values > values-aws.yaml)
 helm upgrade --install $release deploy/helm/datatorag -n $ns -f values-aws.yaml
 # 4. the connector's sources file (the chart has no sources volume yet: a ConfigMap and a patch)
-kubectl -n $ns create configmap datatorag-sources --dry-run=client -o yaml --from-file=sources.yaml=- <<'SOURCES' | kubectl apply -f -
+kubectl -n $ns create configmap datatorag-sources --dry-run=client -o yaml --from-file=sources.yaml=/dev/stdin <<'SOURCES' | kubectl apply -f -
 tenants:
   $(param DefaultTenant default):
     sources:

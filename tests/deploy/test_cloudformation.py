@@ -287,6 +287,10 @@ def test_landing_events_notify_the_events_queue_only_from_the_landing_bucket() -
         "s3:ObjectCreated:*",
         "s3:ObjectRemoved:*",
     }
+    for c in events[1]["QueueConfigurations"]:  # only the landing prefix (uploads/ by default)
+        assert c["Filter"]["Fn::If"][1] == {
+            "S3Key": {"Rules": [{"Name": "prefix", "Value": {"Ref": "LandingPrefix"}}]}
+        }
     (policy,) = resources(storage, "AWS::SQS::QueuePolicy").values()
     (stmt,) = policy["PolicyDocument"]["Statement"]
     assert stmt["Principal"] == {"Service": "s3.amazonaws.com"}

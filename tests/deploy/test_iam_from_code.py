@@ -1,5 +1,5 @@
 """Every service's IAM policy grants exactly the AWS actions its code calls, on exactly the
-resources it touches: derived from the source (``tests/deploy/iam_from_code.py``), compared with
+resources it touches: derived from the source (``tests/deploy/iam/``), compared with
 ``deploy/cloudformation/iam.yaml``; the EKS and ECS roles carry those policies and nothing else.
 
 When this fails after a code change, the message names the call site: add the action to that
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy import iam_from_code as code
+from tests.deploy import iam as code
 from tests.deploy._cfn import policy_grants, resolve, template
 
 # symbolic resources of the derivation -> the ARN expressions of iam.yaml

@@ -173,6 +173,9 @@ def test_everything_that_encrypts_uses_the_one_key() -> None:
                 }, name
             elif rtype == "AWS::SecretsManager::Secret":
                 assert props["KmsKeyId"] == {"Ref": "Key"}, name
+            elif rtype == "AWS::EC2::LaunchTemplate":  # node volumes: the account's EBS key
+                for device in props["LaunchTemplateData"]["BlockDeviceMappings"]:
+                    assert device["Ebs"]["Encrypted"] is True, name
             else:
                 continue
             seen += 1

@@ -159,7 +159,8 @@ CLOUDFORMATION_OWNS = frozenset(
         "dynamodb:UpdateTable",
     }
 )
-# data under the deployment's KMS key: what a reader and a writer need of the key
+# data under the deployment's KMS key: what a reader and a writer need of the key (DynamoDB and
+# OpenSearch decrypt under the grants they create with the table and the domain)
 KMS_FOR = {
     "sqs:SendMessage": ("kms:GenerateDataKey", "kms:Decrypt"),
     "sqs:ReceiveMessage": ("kms:Decrypt",),

@@ -140,8 +140,11 @@ def test_stack_name_parameters_default_to_the_stacks() -> None:
         for name, spec in template(stack)["Parameters"].items():
             if name.endswith("StackName"):
                 assert spec["Default"] == f"datatorag-{STACK_PARAMS[name]}", (stack, name)
-        # every stack takes the same naming prefix
-        assert template(stack)["Parameters"]["Prefix"]["Default"] == "datatorag", stack
+        # every stack takes the same naming prefix, within the tightest name it builds (the
+        # OpenSearch domain: 3-28 characters; bucket names: 63 with account and region)
+        prefix = template(stack)["Parameters"]["Prefix"]
+        assert prefix["Default"] == "datatorag", stack
+        assert prefix["AllowedPattern"] == "^[a-z][a-z0-9-]{2,20}$", stack
 
 
 def test_everything_that_encrypts_uses_the_one_key() -> None:

@@ -5,7 +5,7 @@ PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)/libs:$(CURDIR)
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast bench bench-quick lint fmt images opensearch-start opensearch-stop clean
+.PHONY: install run test test-fast bench bench-quick lint fmt images deploy-aws opensearch-start opensearch-stop clean
 
 install:            ## create/refresh the cached virtualenv and install the project (editable)
 	@bash scripts/venv.sh >/dev/null
@@ -39,6 +39,11 @@ fmt: install        ## apply ruff's fixes and formatting
 
 images:             ## Docker images (needs a Docker engine)
 	docker build -t datatorag:latest .
+
+AWS_PARAMS ?= deploy/cloudformation/params.env
+AWS_CMD ?= deploy
+deploy-aws:         ## AWS stacks in order (AWS_PARAMS=<file>, AWS_CMD=deploy|plan|outputs|helm-values|teardown)
+	bash deploy/cloudformation/deploy.sh -f $(AWS_PARAMS) $(AWS_CMD)
 
 opensearch-start:
 	bash scripts/opensearch.sh start

@@ -184,3 +184,30 @@ def cfn_lint() -> Path:
             "cfn-lint", "not installed in the venv (a dev dependency: pip install cfn-lint)"
         )
     return found
+
+
+@pytest.fixture(scope="session")
+def checkov() -> Path:
+    """checkov from its own virtualenv (``scripts/checkov.sh``: it pins an aiobotocore/botocore
+    the product cannot use, so it is no dev extra); installed once, then cached."""
+    script = DEPLOY_TOOLS.with_name("checkov.sh")
+    try:
+        proc = subprocess.run(
+            ["bash", str(script)], check=False, capture_output=True, text=True, timeout=900
+        )
+    except subprocess.TimeoutExpired:
+        unavailable("checkov", f"{script} ran past 900 s")
+    if proc.returncode != 0:
+        unavailable("checkov", f"{script} failed:\n{proc.stderr[-3000:]}")
+    exe = Path(proc.stdout.strip().splitlines()[-1])
+    if not os.access(exe, os.X_OK):
+        unavailable("checkov", f"{exe} is not an executable")
+    return exe
+
+
+@pytest.fixture(scope="session")
+def shellcheck() -> Path:
+    found = shutil.which("shellcheck")
+    if found is None:
+        unavailable("shellcheck", "not installed (Debian: apt-get install shellcheck)")
+    return Path(found)

@@ -4,7 +4,7 @@ and ``datatorag.testing.conformance`` holds one suite per port that every adapte
 from datatorag.ports.blobstore import BlobInfo, BlobStore
 from datatorag.ports.embedder import Embedder
 from datatorag.ports.queue import Queue, QueueMessage
-from datatorag.ports.registry import Registry, SyncRun
+from datatorag.ports.registry import Registry, RunTrigger, RunType, SourceRecord, SyncRun
 from datatorag.ports.vector_index import VectorIndex
 
 __all__ = [
@@ -14,6 +14,9 @@ __all__ = [
     "Queue",
     "QueueMessage",
     "Registry",
+    "RunTrigger",
+    "RunType",
+    "SourceRecord",
     "SyncRun",
     "VectorIndex",
 ]

@@ -52,6 +52,9 @@ class EmbeddingSettings(BaseSettings):
     service_url: str = "http://127.0.0.1:8081"  # production: the embedder service's HTTP API
     # micro-batching window for POST /v1/embed
     microbatch_wait_ms: float = Field(3.0, ge=0, le=1000)
+    # embedding cache keyed by (model, text hash): SQLite embedded, the registry's DynamoDB
+    # table in production; an unchanged chunk is never embedded twice by one model
+    cache: bool = True
 
 
 class ChunkingSettings(BaseSettings):

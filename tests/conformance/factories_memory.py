@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from datatorag.ports import BlobStore, Embedder, Queue, Registry, VectorIndex
+from datatorag.ports import BlobStore, Embedder, EmbeddingCache, Queue, Registry, VectorIndex
 from datatorag.testing.memory import (
+    MemoryEmbeddingCache,
     HashingEmbedder,
     MemoryBlobStore,
     MemoryQueue,
@@ -39,3 +40,7 @@ async def make_vector_index(request: pytest.FixtureRequest, tmp_path: Path) -> V
 
 async def make_embedder(request: pytest.FixtureRequest, tmp_path: Path) -> Embedder:
     return HashingEmbedder()  # 384 dimensions, as the suite expects of the product's model
+
+
+async def make_embedding_cache(request: pytest.FixtureRequest, tmp_path: Path) -> EmbeddingCache:
+    return MemoryEmbeddingCache()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from datatorag.config import Mode, Settings
-from datatorag.ports import BlobStore, Embedder, Queue, Registry, VectorIndex
+from datatorag.ports import BlobStore, Embedder, EmbeddingCache, Queue, Registry, VectorIndex
 
 
 def _embedded_dir(settings: Settings, *parts: str) -> Path:
@@ -59,6 +59,16 @@ def make_registry(settings: Settings) -> Registry:
     from datatorag.adapters.aws.dynamodb_registry import DynamoDbRegistry
 
     return DynamoDbRegistry.from_settings(settings)
+
+
+def make_embedding_cache(settings: Settings) -> EmbeddingCache:
+    if settings.mode is Mode.EMBEDDED:
+        from datatorag.adapters.embedded.sqlite_embedding_cache import SqliteEmbeddingCache
+
+        return SqliteEmbeddingCache(_embedded_dir(settings, "embedding_cache.sqlite3"))
+    from datatorag.adapters.aws.dynamodb_embedding_cache import DynamoDbEmbeddingCache
+
+    return DynamoDbEmbeddingCache.from_settings(settings)
 
 
 def make_vector_index(settings: Settings, *, model_id: str, dim: int) -> VectorIndex:

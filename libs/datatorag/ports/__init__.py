@@ -3,6 +3,7 @@ and ``datatorag.testing.conformance`` holds one suite per port that every adapte
 
 from datatorag.ports.blobstore import BlobInfo, BlobStore
 from datatorag.ports.embedder import Embedder
+from datatorag.ports.embedding_cache import EmbeddingCache
 from datatorag.ports.queue import Queue, QueueMessage
 from datatorag.ports.registry import Registry, RunTrigger, RunType, SourceRecord, SyncRun
 from datatorag.ports.vector_index import VectorIndex
@@ -11,6 +12,7 @@ __all__ = [
     "BlobInfo",
     "BlobStore",
     "Embedder",
+    "EmbeddingCache",
     "Queue",
     "QueueMessage",
     "Registry",

@@ -11,6 +11,7 @@ same contract the embedded and production adapters honour:
   leases, sync runs, ``stalled``.
 * ``MemoryVectorIndex``: exact cosine k-NN and a small BM25 over title and text, with the
   tenant and ``SearchFilters`` applied before ranking.
+* ``MemoryEmbeddingCache``: vectors by (model, key).
 * ``HashingEmbedder``: deterministic bag-of-words hashing vectors (no model, no download).
 
 State lives in the object: nothing survives it, nothing is shared between instances. The fakes
@@ -23,6 +24,7 @@ Time-dependent behaviour (visibility timeouts, delays, leases) reads an injectab
 from datatorag.testing.memory.blobstore import MemoryBlobStore
 from datatorag.testing.memory.clock import Clock, ManualClock
 from datatorag.testing.memory.embedder import HashingEmbedder
+from datatorag.testing.memory.embedding_cache import MemoryEmbeddingCache
 from datatorag.testing.memory.queue import MemoryQueue
 from datatorag.testing.memory.registry import MemoryRegistry
 from datatorag.testing.memory.vector_index import MemoryVectorIndex
@@ -30,6 +32,7 @@ from datatorag.testing.memory.vector_index import MemoryVectorIndex
 __all__ = [
     "Clock",
     "HashingEmbedder",
+    "MemoryEmbeddingCache",
     "ManualClock",
     "MemoryBlobStore",
     "MemoryQueue",

@@ -37,6 +37,11 @@ ADAPTERS: dict[str, dict[str, str]] = {
         "opensearch": "tests.conformance.factories_opensearch:make_vector_index",
         "memory": "tests.conformance.factories_memory:make_vector_index",
     },
+    "index_admin": {
+        "lancedb": "tests.conformance.factories_embedded:make_index_admin",
+        "opensearch": "tests.conformance.factories_opensearch:make_index_admin",
+        "memory": "tests.conformance.factories_memory:make_index_admin",
+    },
     "embedding_cache": {
         "sqlite": "tests.conformance.factories_embedded:make_embedding_cache",
         "dynamodb": "tests.conformance.factories_aws:make_embedding_cache",
@@ -138,5 +143,12 @@ async def embedder(request, tmp_path):
 @pytest.fixture(params=list(ADAPTERS["embedding_cache"]))
 async def embedding_cache(request, tmp_path):
     adapter = await _build("embedding_cache", request, tmp_path)
+    yield adapter
+    await adapter.close()
+
+
+@pytest.fixture(params=list(ADAPTERS["index_admin"]))
+async def index_admin(request, tmp_path):
+    adapter = await _build("index_admin", request, tmp_path)
     yield adapter
     await adapter.close()

@@ -7,8 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from datatorag.ports import BlobStore, Embedder, EmbeddingCache, Queue, Registry, VectorIndex
+from datatorag.ports import (
+    BlobStore,
+    Embedder,
+    EmbeddingCache,
+    IndexAdmin,
+    Queue,
+    Registry,
+    VectorIndex,
+)
 from datatorag.testing.memory import (
+    MemoryIndexAdmin,
     MemoryEmbeddingCache,
     HashingEmbedder,
     MemoryBlobStore,
@@ -44,3 +53,7 @@ async def make_embedder(request: pytest.FixtureRequest, tmp_path: Path) -> Embed
 
 async def make_embedding_cache(request: pytest.FixtureRequest, tmp_path: Path) -> EmbeddingCache:
     return MemoryEmbeddingCache()
+
+
+async def make_index_admin(request: pytest.FixtureRequest, tmp_path: Path) -> IndexAdmin:
+    return MemoryIndexAdmin()

@@ -6,13 +6,14 @@ from datatorag.ports.embedder import Embedder
 from datatorag.ports.embedding_cache import EmbeddingCache
 from datatorag.ports.queue import Queue, QueueMessage
 from datatorag.ports.registry import Registry, RunTrigger, RunType, SourceRecord, SyncRun
-from datatorag.ports.vector_index import VectorIndex
+from datatorag.ports.vector_index import IndexAdmin, VectorIndex
 
 __all__ = [
     "BlobInfo",
     "BlobStore",
     "Embedder",
     "EmbeddingCache",
+    "IndexAdmin",
     "Queue",
     "QueueMessage",
     "Registry",

@@ -12,6 +12,7 @@ same contract the embedded and production adapters honour:
 * ``MemoryVectorIndex``: exact cosine k-NN and a small BM25 over title and text, with the
   tenant and ``SearchFilters`` applied before ranking.
 * ``MemoryEmbeddingCache``: vectors by (model, key).
+* ``MemoryIndexAdmin``: blue/green builds of ``MemoryVectorIndex`` objects behind aliases.
 * ``HashingEmbedder``: deterministic bag-of-words hashing vectors (no model, no download).
 
 State lives in the object: nothing survives it, nothing is shared between instances. The fakes
@@ -25,6 +26,7 @@ from datatorag.testing.memory.blobstore import MemoryBlobStore
 from datatorag.testing.memory.clock import Clock, ManualClock
 from datatorag.testing.memory.embedder import HashingEmbedder
 from datatorag.testing.memory.embedding_cache import MemoryEmbeddingCache
+from datatorag.testing.memory.index_admin import MemoryIndexAdmin
 from datatorag.testing.memory.queue import MemoryQueue
 from datatorag.testing.memory.registry import MemoryRegistry
 from datatorag.testing.memory.vector_index import MemoryVectorIndex
@@ -33,6 +35,7 @@ __all__ = [
     "Clock",
     "HashingEmbedder",
     "MemoryEmbeddingCache",
+    "MemoryIndexAdmin",
     "ManualClock",
     "MemoryBlobStore",
     "MemoryQueue",

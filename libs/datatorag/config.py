@@ -136,6 +136,11 @@ class Settings(BaseSettings):
 
     # API keys: "key1=tenantA,key2=tenantB". The tenant always comes from the key.
     api_keys: str = "dev-key=acme"
+    # keys (of api_keys) allowed the admin endpoints (delete, reindex): "key1,key2"
+    admin_api_keys: str = "dev-key"
+    # DELETE /v1/documents/{id}: "purge" deletes the raw object, chunk sets and embedded records;
+    # "keep" leaves them to the bucket's lifecycle rules
+    delete_blob_retention: str = Field("purge", pattern="^(purge|keep)$")
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     grpc_port: int | None = None  # the gateway's gRPC API (same semantics as REST) when set

@@ -85,7 +85,9 @@ class IndexAdmin(abc.ABC):
       after a grace period). ``serving`` names the physical index behind the logical name (None:
       there is none).
     * ``list(model_id, dim)`` names every physical index of the model and dimension;
-      ``drop(name)`` deletes one (a missing one is a no-op), never the serving one.
+      ``drop(name)`` deletes one (a missing one is a no-op), never a serving one (``ValueError``)
+      unless ``force``: then the logical name it served is left with nothing behind it (the
+      end of a model's grace period after a model change).
     """
 
     @abc.abstractmethod
@@ -107,7 +109,7 @@ class IndexAdmin(abc.ABC):
     async def list(self, model_id: str, dim: int) -> list[str]: ...
 
     @abc.abstractmethod
-    async def drop(self, name: str) -> None: ...
+    async def drop(self, name: str, *, force: bool = False) -> None: ...
 
     async def close(self) -> None:
         pass

@@ -537,17 +537,32 @@ class LanceDbIndexAdmin(IndexAdmin):
         aliases = _read_aliases(self.path)
         previous = [n for n in await self.list(model_id, dim) if n != name]
         aliases[logical] = name
+        self._write_aliases(aliases)
+        return previous
+
+    def _write_aliases(self, aliases: dict[str, str]) -> None:
         tmp = self.path / f"{_ALIASES}.tmp"
         with tmp.open("wb") as f:
             f.write(orjson.dumps(aliases))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path / _ALIASES)
-        return previous
 
-    async def drop(self, name: str) -> None:
-        if name in _read_aliases(self.path).values():
+    def _serves(self, name: str) -> list[str]:
+        """The logical names ``name`` serves: by the alias map, or as its own logical name."""
+        aliases = _read_aliases(self.path)
+        served = [logical for logical, target in aliases.items() if target == name]
+        if name.startswith("chunks_") and name not in aliases and not name.rpartition("_v")[2].isdigit():
+            served.append(name)  # a first table, never aliased away
+        return served
+
+    async def drop(self, name: str, *, force: bool = False) -> None:
+        served = self._serves(name)
+        if served and not force:
             raise ValueError(f"table {name!r} is serving; promote another first")
+        aliases = _read_aliases(self.path)
+        if any(aliases.get(logical) == name for logical in served):
+            self._write_aliases({k: v for k, v in aliases.items() if v != name})
         if name in await self._tables():
             db = await self._conn()
             await db.drop_table(name)

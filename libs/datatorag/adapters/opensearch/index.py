@@ -449,12 +449,12 @@ class OpenSearchIndexAdmin(IndexAdmin):
             key=lambda i: m.revision_of(i, self.settings.index_prefix, model_id, dim) or 0,
         )
 
-    async def drop(self, name: str) -> None:
+    async def drop(self, name: str, *, force: bool = False) -> None:
         with translate_errors(f"opensearch:{name}"):
             aliases = await self._client.indices.get_alias(index=name, ignore=[404])
-            if aliases.get(name, {}).get("aliases"):
+            if aliases.get(name, {}).get("aliases") and not force:
                 raise ValueError(f"index {name!r} is serving an alias; promote another first")
-            await self._client.indices.delete(index=name, ignore=[404])
+            await self._client.indices.delete(index=name, ignore=[404])  # and its aliases
 
     async def close(self) -> None:
         await self._client.close()

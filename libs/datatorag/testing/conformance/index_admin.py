@@ -128,6 +128,10 @@ async def test_drop_removes_a_retired_index_but_never_the_serving_one(
     await index_admin.drop(old)
     await index_admin.drop(old)  # already gone: a no-op
     assert await index_admin.list(model_id, DIM) == [new]
+    # forced (a model's grace period is over): gone, and nothing serves the model any more
+    await index_admin.drop(new, force=True)
+    assert await index_admin.list(model_id, DIM) == []
+    assert await index_admin.serving(model_id, DIM) is None
 
 
 async def test_two_dimensions_of_one_model_are_separate(

@@ -56,8 +56,10 @@ class MemoryIndexAdmin(IndexAdmin):
         prefix = f"{self._logical(model_id, dim)}-v"
         return [n for n in self.indexes if n.startswith(prefix)]
 
-    async def drop(self, name: str) -> None:
+    async def drop(self, name: str, *, force: bool = False) -> None:
         await asyncio.sleep(0)
         if name in self.aliases.values():
-            raise ValueError(f"index {name!r} is serving; promote another first")
+            if not force:
+                raise ValueError(f"index {name!r} is serving; promote another first")
+            self.aliases = {k: v for k, v in self.aliases.items() if v != name}
         self.indexes.pop(name, None)

@@ -17,10 +17,10 @@ from datatorag.ports import (
     VectorIndex,
 )
 from datatorag.testing.memory import (
-    MemoryIndexAdmin,
-    MemoryEmbeddingCache,
     HashingEmbedder,
     MemoryBlobStore,
+    MemoryEmbeddingCache,
+    MemoryIndexAdmin,
     MemoryQueue,
     MemoryRegistry,
     MemoryVectorIndex,

@@ -39,9 +39,7 @@ async def env(request, tmp_path):
     name = await stack.admin.create(EMB.model_id, EMB.dim)
     await stack.admin.promote(EMB.model_id, EMB.dim, name)
     index = stack.admin.open_serving(EMB.model_id, EMB.dim)
-    settings = Settings(
-        api_keys=f"{ADMIN}=acme,{READER}=acme,{OTHER}=globex", admin_api_keys=ADMIN
-    )
+    settings = Settings(api_keys=f"{ADMIN}=acme,{READER}=acme,{OTHER}=globex", admin_api_keys=ADMIN)
     deps = GatewayDeps(
         settings=settings,
         index=index,

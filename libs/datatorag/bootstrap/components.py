@@ -15,12 +15,12 @@ from datatorag.bootstrap.factory import (
 from datatorag.chunking import load_chunk_tokenizer
 from datatorag.config import Mode, Settings
 from datatorag.domain.errors import DependencyError
+from datatorag.embedding.cached import CachedEmbedder
 from datatorag.embedding.model_dir import resolve_model
 from datatorag.pipeline.crash_guard import CrashGuard
 from datatorag.pipeline.sandbox import ParseSandbox, SandboxLimits
 from datatorag.pipeline.stages import EmbedStage, IndexStage, ParseStage, StageDeps
 from datatorag.pipeline.worker import ReadyProbe, Worker
-from datatorag.embedding.cached import CachedEmbedder
 from datatorag.ports import BlobStore, Embedder, EmbeddingCache, Queue, Registry, VectorIndex
 from datatorag.runtime import Check, Readiness, check_all_or_exit
 
@@ -84,9 +84,7 @@ class Components:
     def embedding_cache(self) -> EmbeddingCache:
         if self._embedding_cache is None:
             self._embedding_cache = make_embedding_cache(self.settings)
-            self.readiness.add(
-                "embedding_cache", _naming_the_resource(self._embedding_cache.check)
-            )
+            self.readiness.add("embedding_cache", _naming_the_resource(self._embedding_cache.check))
         return self._embedding_cache
 
     async def document_embedder(self) -> Embedder:

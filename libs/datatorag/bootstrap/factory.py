@@ -89,9 +89,7 @@ def make_vector_index(settings: Settings, *, model_id: str, dim: int) -> VectorI
         )
 
         path = _embedded_dir(settings, "lancedb", "x").parent
-        return LanceDbIndex(
-            path, dim=dim, table=resolve_table(path, logical_table(model_id, dim))
-        )
+        return LanceDbIndex(path, dim=dim, table=resolve_table(path, logical_table(model_id, dim)))
     from datatorag.adapters.opensearch.index import OpenSearchIndex
 
     return OpenSearchIndex.from_settings(settings, model_id=model_id, dim=dim)

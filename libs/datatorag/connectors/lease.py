@@ -13,8 +13,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from datatorag.domain.keys import sync_lease_name
 from datatorag.domain.errors import DataToRagError
+from datatorag.domain.keys import sync_lease_name
 from datatorag.observability.log import get_logger
 from datatorag.ports.registry import Registry
 

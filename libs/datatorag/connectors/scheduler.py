@@ -18,9 +18,9 @@ import asyncio
 import contextlib
 import random
 import time
-from datetime import timedelta
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any, Self
 
 from datatorag.config import Settings
@@ -224,7 +224,7 @@ class Scheduler:
                     next_run_at=None if delay_s is None else utcnow() + timedelta(seconds=delay_s),
                 )
             )
-        except Exception:  # noqa: BLE001 - retried after the next run
+        except Exception:
             log.warning("source_register_failed", tenant=tenant, source=sid, exc_info=True)
 
     async def _loop(self, state: _State) -> None:

@@ -32,9 +32,7 @@ def _presented_key(request: Request) -> str:
     return (request.headers.get("x-api-key") or "").strip()
 
 
-async def require_admin(
-    request: Request, tenant: Annotated[str, Depends(require_tenant)]
-) -> Admin:
+async def require_admin(request: Request, tenant: Annotated[str, Depends(require_tenant)]) -> Admin:
     settings = request.app.state.deps.settings
     admins = [k.strip().encode() for k in settings.admin_api_keys.split(",") if k.strip()]
     key = _presented_key(request).encode("utf-8", "surrogateescape")

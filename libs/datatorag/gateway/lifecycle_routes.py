@@ -4,7 +4,6 @@ port), so the gateway answers them in production as in the embedded product."""
 
 from __future__ import annotations
 
-
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -27,8 +26,9 @@ from datatorag.ports import SyncRun
 Tenant = Annotated[str, Depends(require_tenant)]
 AdminCaller = Annotated[Admin, Depends(require_admin)]
 Id = Annotated[str, Path(min_length=1, max_length=512)]
-_ADMIN = {403: {"model": ErrorBody, "description": "not an admin key"}}
-_404 = {404: {"model": ErrorBody, "description": "no such document or source"}}
+Responses = dict[int | str, dict[str, Any]]
+_ADMIN: Responses = {403: {"model": ErrorBody, "description": "not an admin key"}}
+_404: Responses = {404: {"model": ErrorBody, "description": "no such document or source"}}
 
 
 class Deleted(BaseModel):
@@ -182,6 +182,5 @@ def lifecycle_router(deps: GatewayDeps) -> APIRouter:
     async def reindex_cancel(_admin: AdminCaller) -> dict[str, Any]:
         cancelled: dict[str, Any] = await _control().cancel()
         return cancelled
-
 
     return v1

@@ -144,9 +144,7 @@ async def delete_source(
         raise SourceBusy(f"a sync of source {source!r} is running; try again when it ends")
     try:
         await registry.put_source(
-            record.model_copy(
-                update={"deleted_at": utcnow(), "deleted_by": by, "enabled": False}
-            )
+            record.model_copy(update={"deleted_at": utcnow(), "deleted_by": by, "enabled": False})
         )
         result = SourceDeleteResult(source)
         docs = await registry.find(tenant=tenant, source=source, limit=_SOURCE_DOCS_LIMIT)

@@ -9,7 +9,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from datatorag.domain.models import DocumentStatus, utcnow
-from datatorag.ports import Registry, SyncRun
+from datatorag.ports import Registry, RunType, SyncRun
 
 _DOCS_LIMIT = 10_000_000
 
@@ -37,8 +37,8 @@ async def source_status(registry: Registry, tenant: str, source: str) -> SourceS
     record = await registry.get_source(tenant, source)
     if record is None:
         return None
-    runs = [r for r in await registry.sync_runs(tenant, source, limit=50)]
-    syncs = [r for r in runs if r.type != "REINDEX"]
+    runs = list(await registry.sync_runs(tenant, source, limit=50))
+    syncs = [r for r in runs if r.type is not RunType.REINDEX]
     last_ok = next((r for r in syncs if r.status == "ok"), None)
     docs = await registry.find(tenant=tenant, source=source, limit=_DOCS_LIMIT)
     counts = Counter(d.status.value for d in docs)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 
 import numpy as np
 from pydantic import BaseModel
-
-from datetime import datetime
 
 from datatorag.domain.models import Chunk, ChunkRecord
 

@@ -30,6 +30,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import math
 import os
 from collections.abc import Sequence
@@ -485,9 +486,9 @@ class LanceDbIndexAdmin(IndexAdmin):
             self._db = await lancedb.connect_async(str(self.path))
         return self._db
 
-    async def _tables(self) -> list[str]:
+    async def _tables(self) -> builtins.list[str]:
         db = await self._conn()
-        names: list[str] = []
+        names: builtins.list[str] = []
         token: str | None = None
         while True:
             page = await db.list_tables(page_token=token)
@@ -496,7 +497,7 @@ class LanceDbIndexAdmin(IndexAdmin):
             if not token:
                 return names
 
-    async def list(self, model_id: str, dim: int) -> list[str]:
+    async def list(self, model_id: str, dim: int) -> builtins.list[str]:
         logical = logical_table(model_id, dim)
         names = await self._tables()
         revisions = sorted(
@@ -530,7 +531,7 @@ class LanceDbIndexAdmin(IndexAdmin):
         name = resolve_table(self.path, logical_table(model_id, dim))
         return name if name in await self._tables() else None
 
-    async def promote(self, model_id: str, dim: int, name: str) -> list[str]:
+    async def promote(self, model_id: str, dim: int, name: str) -> builtins.list[str]:
         if name not in await self._tables():
             raise ValueError(f"table {name!r} does not exist")
         logical = logical_table(model_id, dim)
@@ -548,11 +549,15 @@ class LanceDbIndexAdmin(IndexAdmin):
             os.fsync(f.fileno())
         os.replace(tmp, self.path / _ALIASES)
 
-    def _serves(self, name: str) -> list[str]:
+    def _serves(self, name: str) -> builtins.list[str]:
         """The logical names ``name`` serves: by the alias map, or as its own logical name."""
         aliases = _read_aliases(self.path)
         served = [logical for logical, target in aliases.items() if target == name]
-        if name.startswith("chunks_") and name not in aliases and not name.rpartition("_v")[2].isdigit():
+        if (
+            name.startswith("chunks_")
+            and name not in aliases
+            and not name.rpartition("_v")[2].isdigit()
+        ):
             served.append(name)  # a first table, never aliased away
         return served
 

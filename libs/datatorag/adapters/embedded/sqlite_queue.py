@@ -302,7 +302,8 @@ class SqliteQueue(Queue):
 
     # -- dead letters ----------------------------------------------------------------------
     def _dlq_where(self, ids: Sequence[str] | None) -> tuple[str, list[object]]:
-        where, params = "queue = ? AND dlq = 1", [self.name]
+        where = "queue = ? AND dlq = 1"
+        params: list[object] = [self.name]
         if ids is not None:
             where += f" AND id IN ({', '.join('?' * len(ids))})"
             params.extend(ids)

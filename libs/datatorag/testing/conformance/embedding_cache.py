@@ -23,8 +23,8 @@ __all__ = [
     "test_many_keys_in_one_call",
     "test_missing_keys_are_absent",
     "test_models_are_separate_namespaces",
-    "test_put_then_get_round_trips_exact_float32",
     "test_put_again_replaces",
+    "test_put_then_get_round_trips_exact_float32",
 ]
 
 pytestmark = pytest.mark.timeout(60)
@@ -64,9 +64,7 @@ async def test_missing_keys_are_absent(embedding_cache: EmbeddingCache, model: s
     await embedding_cache.put_many(model, {})  # nothing to store is no error
 
 
-async def test_models_are_separate_namespaces(
-    embedding_cache: EmbeddingCache, model: str
-) -> None:
+async def test_models_are_separate_namespaces(embedding_cache: EmbeddingCache, model: str) -> None:
     await embedding_cache.put_many(model, {"k": _vec(4)})
     other = f"{model}-other"
     assert await embedding_cache.get_many(other, ["k"]) == {}

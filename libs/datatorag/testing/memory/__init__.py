@@ -34,10 +34,10 @@ from datatorag.testing.memory.vector_index import MemoryVectorIndex
 __all__ = [
     "Clock",
     "HashingEmbedder",
-    "MemoryEmbeddingCache",
-    "MemoryIndexAdmin",
     "ManualClock",
     "MemoryBlobStore",
+    "MemoryEmbeddingCache",
+    "MemoryIndexAdmin",
     "MemoryQueue",
     "MemoryRegistry",
     "MemoryVectorIndex",

@@ -25,6 +25,7 @@ BENCHES = [
     ("bench.bench_quality", []),
     ("bench.bench_bulk_index", []),
     ("bench.bench_ftp_sync", []),
+    ("bench.bench_lifecycle", []),
 ]
 
 

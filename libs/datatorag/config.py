@@ -52,6 +52,9 @@ class EmbeddingSettings(BaseSettings):
     service_url: str = "http://127.0.0.1:8081"  # production: the embedder service's HTTP API
     # micro-batching window for POST /v1/embed
     microbatch_wait_ms: float = Field(3.0, ge=0, le=1000)
+    # embedding cache keyed by (model, text hash): SQLite embedded, the registry's DynamoDB
+    # table in production; an unchanged chunk is never embedded twice by one model
+    cache: bool = True
 
 
 class ChunkingSettings(BaseSettings):
@@ -140,6 +143,11 @@ class Settings(BaseSettings):
 
     # API keys: "key1=tenantA,key2=tenantB". The tenant always comes from the key.
     api_keys: str = "dev-key=acme"
+    # keys (of api_keys) allowed the admin endpoints (delete, reindex): "key1,key2"
+    admin_api_keys: str = "dev-key"
+    # DELETE /v1/documents/{id}: "purge" deletes the raw object, chunk sets and embedded records;
+    # "keep" leaves them to the bucket's lifecycle rules
+    delete_blob_retention: str = Field("purge", pattern="^(purge|keep)$")
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     grpc_port: int | None = None  # the gateway's gRPC API (same semantics as REST) when set

@@ -37,6 +37,16 @@ ADAPTERS: dict[str, dict[str, str]] = {
         "opensearch": "tests.conformance.factories_opensearch:make_vector_index",
         "memory": "tests.conformance.factories_memory:make_vector_index",
     },
+    "index_admin": {
+        "lancedb": "tests.conformance.factories_embedded:make_index_admin",
+        "opensearch": "tests.conformance.factories_opensearch:make_index_admin",
+        "memory": "tests.conformance.factories_memory:make_index_admin",
+    },
+    "embedding_cache": {
+        "sqlite": "tests.conformance.factories_embedded:make_embedding_cache",
+        "dynamodb": "tests.conformance.factories_aws:make_embedding_cache",
+        "memory": "tests.conformance.factories_memory:make_embedding_cache",
+    },
     "embedder": {
         "local": "tests.conformance.factories_embedder:make_local_embedder",
         "http": "tests.conformance.factories_embedder:make_http_embedder",
@@ -126,5 +136,19 @@ async def vector_index(request, tmp_path):
 @pytest.fixture(params=list(ADAPTERS["embedder"]))
 async def embedder(request, tmp_path):
     adapter = await _build("embedder", request, tmp_path)
+    yield adapter
+    await adapter.close()
+
+
+@pytest.fixture(params=list(ADAPTERS["embedding_cache"]))
+async def embedding_cache(request, tmp_path):
+    adapter = await _build("embedding_cache", request, tmp_path)
+    yield adapter
+    await adapter.close()
+
+
+@pytest.fixture(params=list(ADAPTERS["index_admin"]))
+async def index_admin(request, tmp_path):
+    adapter = await _build("index_admin", request, tmp_path)
     yield adapter
     await adapter.close()

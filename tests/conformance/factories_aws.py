@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from datatorag.adapters.aws.dynamodb_embedding_cache import DynamoDbEmbeddingCache
 from datatorag.adapters.aws.dynamodb_registry import DynamoDbRegistry
 from datatorag.adapters.aws.provision import ensure_bucket, ensure_queue, ensure_table
 from datatorag.adapters.aws.s3_blobstore import S3BlobStore
 from datatorag.adapters.aws.session import AwsClients, AwsConnection
 from datatorag.adapters.aws.sqs_queue import SqsQueue
-from datatorag.ports import BlobStore, Queue, Registry
+from datatorag.ports import BlobStore, EmbeddingCache, Queue, Registry
 
 # Small enough for fast tests, the same as the embedded queue's factory.
 VISIBILITY_TIMEOUT_S = 2
@@ -78,3 +79,13 @@ async def make_registry(request: pytest.FixtureRequest, tmp_path: Path) -> Regis
     finally:
         await setup.close()
     return DynamoDbRegistry(table, clients=_connection(request))
+
+
+async def make_embedding_cache(request: pytest.FixtureRequest, tmp_path: Path) -> EmbeddingCache:
+    table = _unique("registry")  # the cache lives in the registry's table
+    setup = _clients(request)
+    try:
+        await ensure_table(setup, table)
+    finally:
+        await setup.close()
+    return DynamoDbEmbeddingCache(table, clients=_connection(request))

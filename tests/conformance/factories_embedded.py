@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from datatorag.adapters.embedded.local_blobstore import LocalBlobStore
+from datatorag.adapters.embedded.sqlite_embedding_cache import SqliteEmbeddingCache
 from datatorag.adapters.embedded.sqlite_queue import SqliteQueue
 from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
-from datatorag.ports import BlobStore, Queue, Registry, VectorIndex
+from datatorag.ports import BlobStore, EmbeddingCache, IndexAdmin, Queue, Registry, VectorIndex
 
 VECTOR_DIM = 8  # the conformance suite builds its own small vectors
 
@@ -40,3 +41,13 @@ async def make_vector_index(request: pytest.FixtureRequest, tmp_path: Path) -> V
     index = LanceDbIndex(tmp_path / "lancedb", dim=VECTOR_DIM)
     await index.ensure()
     return index
+
+
+async def make_embedding_cache(request: pytest.FixtureRequest, tmp_path: Path) -> EmbeddingCache:
+    return SqliteEmbeddingCache(tmp_path / "embedding_cache.sqlite3")
+
+
+async def make_index_admin(request: pytest.FixtureRequest, tmp_path: Path) -> IndexAdmin:
+    from datatorag.adapters.embedded.lancedb_index import LanceDbIndexAdmin
+
+    return LanceDbIndexAdmin(tmp_path / "lancedb")

@@ -7,10 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from datatorag.ports import BlobStore, Embedder, Queue, Registry, VectorIndex
+from datatorag.ports import (
+    BlobStore,
+    Embedder,
+    EmbeddingCache,
+    IndexAdmin,
+    Queue,
+    Registry,
+    VectorIndex,
+)
 from datatorag.testing.memory import (
     HashingEmbedder,
     MemoryBlobStore,
+    MemoryEmbeddingCache,
+    MemoryIndexAdmin,
     MemoryQueue,
     MemoryRegistry,
     MemoryVectorIndex,
@@ -39,3 +49,11 @@ async def make_vector_index(request: pytest.FixtureRequest, tmp_path: Path) -> V
 
 async def make_embedder(request: pytest.FixtureRequest, tmp_path: Path) -> Embedder:
     return HashingEmbedder()  # 384 dimensions, as the suite expects of the product's model
+
+
+async def make_embedding_cache(request: pytest.FixtureRequest, tmp_path: Path) -> EmbeddingCache:
+    return MemoryEmbeddingCache()
+
+
+async def make_index_admin(request: pytest.FixtureRequest, tmp_path: Path) -> IndexAdmin:
+    return MemoryIndexAdmin()

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from datatorag.adapters.opensearch import OpenSearchIndex
+from datatorag.adapters.opensearch import OpenSearchIndex, OpenSearchIndexAdmin
 from datatorag.config import OpenSearchSettings
-from datatorag.ports import VectorIndex
+from datatorag.ports import IndexAdmin, VectorIndex
 
 VECTOR_DIM = 8  # the conformance suite builds its own small vectors
 MODEL_ID = "conformance-model"
@@ -42,3 +42,18 @@ async def make_vector_index(request: pytest.FixtureRequest, tmp_path: Path) -> V
         request.config.add_cleanup(lambda: _drop_everything(server.url, index))
     await index.ensure()
     return index
+
+
+def _drop_prefix(url: str, prefix: str) -> None:
+    for path in (f"/{prefix}-*", f"/_index_template/{prefix}-*"):
+        request = urllib.request.Request(f"{url}{path}", method="DELETE")
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(request, timeout=10).close()
+
+
+async def make_index_admin(request: pytest.FixtureRequest, tmp_path: Path) -> IndexAdmin:
+    server = request.getfixturevalue("opensearch_server")
+    prefix = f"dtr-adm-{uuid.uuid4().hex[:8]}"
+    settings = OpenSearchSettings(url=server.url, engine=server.engine, index_prefix=prefix)
+    request.addfinalizer(lambda: _drop_prefix(server.url, prefix))
+    return OpenSearchIndexAdmin(settings, replicas=0)

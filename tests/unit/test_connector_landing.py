@@ -35,6 +35,7 @@ from datatorag.connectors.scheduler import Scheduler
 from datatorag.connectors.sync import SyncOptions, sync_source
 from datatorag.domain.contracts import parse_message
 from datatorag.domain.errors import InsufficientStorage, PermanentError
+from datatorag.ports import RunTrigger
 from datatorag.runtime import free_disk_check
 
 pytestmark = pytest.mark.timeout(60)
@@ -285,7 +286,8 @@ tenants:
     triggered: list[tuple[str, str]] = []
 
     class Recorder(Scheduler):
-        def trigger(self, tenant: str, source_id: str) -> dict:
+        def trigger(self, tenant: str, source_id: str, *, by: RunTrigger = RunTrigger.USER) -> dict:
+            assert by is RunTrigger.EVENT  # recorded with the run as an event-triggered sync
             triggered.append((tenant, source_id))
             return {}
 

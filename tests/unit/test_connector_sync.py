@@ -155,6 +155,7 @@ async def test_add_change_touch_rename_delete(env: Env) -> None:
         ("DocumentFetched", "new-name.txt"),
     ]
     assert run.counts == {
+        "seen": 5,  # listed in this run
         "new": 2,
         "changed": 1,
         "unchanged": 2,

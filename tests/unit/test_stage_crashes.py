@@ -413,3 +413,32 @@ async def test_query_service_returns_only_the_tenants_chunks(mode: Mode) -> None
     # and a word only the other tenant's document holds finds nothing of it
     response = await service.search("acme", SearchRequest(query=V2_ONLY, k=10, mode=Mode.BM25))
     assert response.hits == []
+
+
+# -- a delete racing the indexer -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+async def test_a_delete_while_the_indexer_writes_leaves_nothing_searchable(when: str) -> None:
+    """DELETE /v1/documents/{id} lands while the indexer upserts the document's chunks: whether
+    the delete's index removal runs before or after the upsert, no chunk stays."""
+    from datatorag.lifecycle.deletion import delete_document
+
+    p = Pipeline()
+    doc = await p.ingest("Parental leave is sixteen weeks. " * 20, seq=1)
+    for stage in ("parse", "embed"):
+        while await p.step(stage):
+            pass
+
+    async def delete_now() -> None:
+        result = await delete_document(p.registry, p.index, p.blobs, doc.tenant, doc.doc_id, by="t")
+        assert result is not None
+
+    fired = _hook(p.index, "upsert", delete_now, when=when)
+    while await p.step("index"):
+        pass
+    assert fired
+    assert await p.index.get_chunks(doc.tenant, doc.doc_id) == []
+    record = await p.registry.current(doc.tenant, doc.doc_id)
+    assert record is not None and record.status is DocumentStatus.DELETED
+    await p.assert_settled()

@@ -9,6 +9,7 @@ from pathlib import Path
 from datatorag.bootstrap.factory import (
     make_blobstore,
     make_embedder,
+    make_embedding_cache,
     make_queue,
     make_registry,
     make_vector_index,
@@ -16,12 +17,13 @@ from datatorag.bootstrap.factory import (
 from datatorag.chunking import load_chunk_tokenizer
 from datatorag.config import Mode, Settings
 from datatorag.domain.errors import DependencyError
+from datatorag.embedding.cached import CachedEmbedder
 from datatorag.embedding.model_dir import resolve_model
 from datatorag.pipeline.crash_guard import CrashGuard
 from datatorag.pipeline.sandbox import ParseSandbox, SandboxLimits
 from datatorag.pipeline.stages import EmbedStage, IndexStage, ParseStage, StageDeps
 from datatorag.pipeline.worker import ReadyProbe, Worker
-from datatorag.ports import BlobStore, Embedder, Queue, Registry, VectorIndex
+from datatorag.ports import BlobStore, Embedder, EmbeddingCache, Queue, Registry, VectorIndex
 from datatorag.runtime import Check, Readiness, check_all_or_exit, free_disk_check
 
 
@@ -50,6 +52,7 @@ class Components:
     _blobstore: BlobStore | None = None
     _embedder: Embedder | None = None
     _index: VectorIndex | None = None
+    _embedding_cache: EmbeddingCache | None = None
     readiness: Readiness = field(default_factory=Readiness)
 
     def __post_init__(self) -> None:
@@ -88,6 +91,21 @@ class Components:
             self.readiness.add("embedder", _naming_the_resource(self._embedder.check))
         return self._embedder
 
+    @property
+    def embedding_cache(self) -> EmbeddingCache:
+        if self._embedding_cache is None:
+            self._embedding_cache = make_embedding_cache(self.settings)
+            self.readiness.add("embedding_cache", _naming_the_resource(self._embedding_cache.check))
+        return self._embedding_cache
+
+    async def document_embedder(self) -> Embedder:
+        """The in-process model behind the embedding cache (when enabled): what the embed stage
+        and a reindex use."""
+        emb = await self.embedder(in_process=True)
+        if not self.settings.embedding.cache:
+            return emb
+        return CachedEmbedder(emb, self.embedding_cache)
+
     async def index(self) -> VectorIndex:
         """The index follows the model: its id and dimension come from the embedder."""
         if self._index is None:
@@ -107,6 +125,7 @@ class Components:
             self._blobstore,
             self._index,
             self._embedder,
+            self._embedding_cache,
         ]:
             if closable is not None:
                 await closable.close()
@@ -171,7 +190,7 @@ async def parser_worker(c: Components) -> Worker:
 
 
 async def embedder_worker(c: Components) -> Worker:
-    stage = EmbedStage(c.stage_deps(), await c.embedder(in_process=True), out=c.queue("index"))
+    stage = EmbedStage(c.stage_deps(), await c.document_embedder(), out=c.queue("index"))
     # Up to 10 documents per receive, gathered briefly: one length-sorted encode across them.
     return Worker(
         c.queue("embed"),

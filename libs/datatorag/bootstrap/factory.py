@@ -9,7 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from datatorag.config import Mode, Settings
-from datatorag.ports import BlobStore, Embedder, Queue, Registry, VectorIndex
+from datatorag.ports import (
+    BlobStore,
+    Embedder,
+    EmbeddingCache,
+    IndexAdmin,
+    Queue,
+    Registry,
+    VectorIndex,
+)
 
 
 def _embedded_dir(settings: Settings, *parts: str) -> Path:
@@ -61,23 +69,41 @@ def make_registry(settings: Settings) -> Registry:
     return DynamoDbRegistry.from_settings(settings)
 
 
+def make_embedding_cache(settings: Settings) -> EmbeddingCache:
+    if settings.mode is Mode.EMBEDDED:
+        from datatorag.adapters.embedded.sqlite_embedding_cache import SqliteEmbeddingCache
+
+        return SqliteEmbeddingCache(_embedded_dir(settings, "embedding_cache.sqlite3"))
+    from datatorag.adapters.aws.dynamodb_embedding_cache import DynamoDbEmbeddingCache
+
+    return DynamoDbEmbeddingCache.from_settings(settings)
+
+
 def make_vector_index(settings: Settings, *, model_id: str, dim: int) -> VectorIndex:
     """The index dimension follows the model; the index name carries model id and dimension."""
     if settings.mode is Mode.EMBEDDED:
-        from datatorag.adapters.embedded.lancedb_index import LanceDbIndex
-
-        return LanceDbIndex(
-            _embedded_dir(settings, "lancedb", "x").parent,
-            dim=dim,
-            table=f"chunks_{_table_suffix(model_id)}_{dim}",
+        from datatorag.adapters.embedded.lancedb_index import (
+            LanceDbIndex,
+            logical_table,
+            resolve_table,
         )
+
+        path = _embedded_dir(settings, "lancedb", "x").parent
+        return LanceDbIndex(path, dim=dim, table=resolve_table(path, logical_table(model_id, dim)))
     from datatorag.adapters.opensearch.index import OpenSearchIndex
 
     return OpenSearchIndex.from_settings(settings, model_id=model_id, dim=dim)
 
 
-def _table_suffix(model_id: str) -> str:
-    return "".join(ch if ch.isalnum() else "_" for ch in model_id)
+def make_index_admin(settings: Settings) -> IndexAdmin:
+    """Blue/green builds of the vector index (reindex, rebuild-index)."""
+    if settings.mode is Mode.EMBEDDED:
+        from datatorag.adapters.embedded.lancedb_index import LanceDbIndexAdmin
+
+        return LanceDbIndexAdmin(_embedded_dir(settings, "lancedb", "x").parent)
+    from datatorag.adapters.opensearch.index import OpenSearchIndexAdmin
+
+    return OpenSearchIndexAdmin(settings.opensearch)
 
 
 async def make_embedder(settings: Settings, *, in_process: bool | None = None) -> Embedder:

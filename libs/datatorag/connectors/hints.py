@@ -24,8 +24,10 @@ def hints_unchanged(
 ) -> bool:
     """Whether ``entry`` still is ``current`` by its hints; ``touched`` is the ``[size, mtime,
     version]`` remembered in the sync state for the document, if any."""
-    if current is None or current.status == DocumentStatus.DELETED:
+    if current is None:
         return False
+    if current.status == DocumentStatus.DELETED and not deleted_by_user(current):
+        return False  # vanished from the source: whatever is listed now is back
     if current.status == DocumentStatus.FAILED and current.error_code in RETRYABLE_CODES:
         return False
     md = current.metadata
@@ -38,6 +40,12 @@ def hints_unchanged(
     return bool(
         touched and touched[2] == current.version and same_hints(entry, touched[0], touched[1])
     )
+
+
+def deleted_by_user(record: DocumentRecord) -> bool:
+    """Deleted through the API (``DELETE /v1/documents/{id}``): forgotten until the source
+    changes it, so the same hints or the same bytes count as unchanged."""
+    return record.status == DocumentStatus.DELETED and "deleted_by" in record.metadata
 
 
 def same_hints(entry: SourceEntry, size: str | float | None, mtime: str | float | None) -> bool:

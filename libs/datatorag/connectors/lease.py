@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from datatorag.domain.errors import DataToRagError
+from datatorag.domain.keys import sync_lease_name
 from datatorag.observability.log import get_logger
 from datatorag.ports.registry import Registry
 
@@ -34,7 +35,7 @@ class LeaseLost(DataToRagError):
 
 
 def lease_name(tenant: str, source: str) -> str:
-    return f"sync:{tenant}:{source}"
+    return sync_lease_name(tenant, source)
 
 
 class SyncLease:

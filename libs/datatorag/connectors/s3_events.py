@@ -22,6 +22,7 @@ from datatorag.connectors.scheduler import Scheduler
 from datatorag.domain.errors import NotFound
 from datatorag.observability.log import get_logger
 from datatorag.ports.queue import Queue
+from datatorag.ports.registry import RunTrigger
 
 log = get_logger("connector.s3_events")
 
@@ -111,7 +112,7 @@ async def pump_s3_events(
                 wanted.update(match(routes, event))
         for tenant, source_id in sorted(wanted):  # one trigger per source per batch
             try:
-                scheduler.trigger(tenant, source_id)
+                scheduler.trigger(tenant, source_id, by=RunTrigger.EVENT)
             except NotFound:
                 log.warning("s3_event_unknown_source", tenant=tenant, source=source_id)
         await queue.ack_batch(handled)

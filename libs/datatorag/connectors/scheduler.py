@@ -4,6 +4,9 @@
 * Never two syncs of one source at once: a local lock per source (a trigger during a run queues
   exactly one follow-up run) and, across replicas, the registry lease taken by ``sync_source``
   (a run that finds it held is skipped and logged, not an error).
+* Every source is registered in the registry (``SourceRecord``: kind, interval, next run), so
+  the gateway serves ``GET /v1/sources`` from the registry alone; a source deleted through the
+  API (its record carries ``deleted_at``) is not synced again, here or on any replica.
 * Fairness: at most ``max_concurrent_syncs`` syncs at once, each capped by its source's
   ``max_concurrency``, and all of them draw fetch slots from one ``FairLimiter`` that serves sources
   round-robin, so a 10,000-file initial sync cannot starve a small source's new file.
@@ -17,6 +20,7 @@ import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any, Self
 
 from datatorag.config import Settings
@@ -26,10 +30,11 @@ from datatorag.connectors.fairness import FairLimiter
 from datatorag.connectors.lease import SyncInProgress
 from datatorag.connectors.sync import SyncOptions, default_owner, sync_source
 from datatorag.domain.errors import NotFound
+from datatorag.domain.models import utcnow
 from datatorag.observability.log import get_logger
 from datatorag.ports.blobstore import BlobStore
 from datatorag.ports.queue import Queue
-from datatorag.ports.registry import Registry, SyncRun
+from datatorag.ports.registry import Registry, RunTrigger, SourceRecord, SyncRun
 
 log = get_logger("connector.scheduler")
 
@@ -56,6 +61,8 @@ class _State:
     next_due: float | None = None
     last_run: SyncRun | None = None
     task: asyncio.Task[None] | None = None
+    trigger: RunTrigger | None = None  # who asked for the next run (None: its schedule)
+    deleted: bool = False  # deleted through the API: never synced again
 
     @property
     def jitter_s(self) -> float:
@@ -143,14 +150,20 @@ class Scheduler:
         await self.stop()
 
     # -- on demand -----------------------------------------------------------------------------
-    def trigger(self, tenant: str, source_id: str) -> dict[str, Any]:
+    def trigger(
+        self, tenant: str, source_id: str, *, by: RunTrigger = RunTrigger.USER
+    ) -> dict[str, Any]:
         """Ask for a sync as soon as possible (``POST /v1/sources/{id}/sync``); never blocks.
 
-        Raises ``NotFound`` for an unknown source. A trigger while the source is syncing queues
-        one follow-up run (it may have missed files added since its listing began).
+        Raises ``NotFound`` for an unknown (or deleted) source. A trigger while the source is
+        syncing queues one follow-up run (it may have missed files added since its listing
+        began). ``by`` is recorded with the run (USER, or EVENT for a storage notification).
         """
         state = self._state(tenant, source_id)
+        if state.deleted:
+            raise NotFound(f"source {source_id!r} was deleted")
         running = state.running_since is not None
+        state.trigger = by
         state.wake.set()
         if not self._started or state.task is None:
             # not running as a service (CLI): run it in the background right here
@@ -176,6 +189,7 @@ class Scheduler:
                     "enabled": state.spec.enabled,
                     "interval_s": state.spec.interval_s,
                     "running": state.running_since is not None,
+                    "deleted": state.deleted,
                     "next_in_s": None if state.next_due is None else max(0.0, state.next_due - now),
                     "last_run": last.model_dump(mode="json") if last else None,
                 }
@@ -189,9 +203,36 @@ class Scheduler:
         finally:
             state.task = None
 
+    async def _register(self, state: _State, delay_s: float | None) -> None:
+        """Record the source (and its next run) in the registry; learn whether the API deleted
+        it. Best effort: the registry being down must not stop the schedule."""
+        tenant, sid = state.spec.key
+        try:
+            existing = await self.registry.get_source(tenant, sid)
+            if existing is not None and existing.deleted_at is not None:
+                if not state.deleted:
+                    log.warning("source_deleted_not_scheduled", tenant=tenant, source=sid)
+                state.deleted = True
+                return
+            await self.registry.put_source(
+                SourceRecord(
+                    tenant=tenant,
+                    source=sid,
+                    kind=state.spec.source.kind,
+                    interval_s=state.spec.interval_s,
+                    enabled=state.spec.enabled,
+                    next_run_at=None if delay_s is None else utcnow() + timedelta(seconds=delay_s),
+                )
+            )
+        except Exception:
+            log.warning("source_register_failed", tenant=tenant, source=sid, exc_info=True)
+
     async def _loop(self, state: _State) -> None:
         delay = random.uniform(0, state.jitter_s) if self.initial_delay else 0.0
         while True:
+            await self._register(state, delay)
+            if state.deleted:
+                return
             state.next_due = time.monotonic() + delay
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(state.wake.wait(), timeout=delay)
@@ -207,9 +248,15 @@ class Scheduler:
     async def _run(self, state: _State) -> SyncRun | None:
         async with state.lock:
             state.wake.clear()  # this run serves every trigger made before it started
+            trigger, state.trigger = state.trigger or RunTrigger.SCHEDULED, None
+            await self._register(state, None)  # a deletion since the last look stops it here
+            if state.deleted:
+                return None
             async with self._syncs:
                 state.running_since = time.monotonic()
-                options = replace(state.spec.options or SyncOptions(), owner=self.owner)
+                options = replace(
+                    state.spec.options or SyncOptions(), owner=self.owner, trigger=trigger
+                )
                 try:
                     run = await sync_source(
                         state.spec.source,

@@ -52,7 +52,7 @@ from datatorag.connectors import metrics
 from datatorag.connectors.base import Source, SourceEntry, SourceError, closing_stream
 from datatorag.connectors.cursor import BlobCursorStore, CursorStore, State
 from datatorag.connectors.fairness import FairLimiter
-from datatorag.connectors.hints import hint_metadata, hints_unchanged
+from datatorag.connectors.hints import deleted_by_user, hint_metadata, hints_unchanged
 from datatorag.connectors.lease import LeaseLost, SyncLease, hold_sync_lease
 from datatorag.connectors.outbox import Outbox
 from datatorag.connectors.paths import UnsafePath, check_path, display_path
@@ -64,11 +64,13 @@ from datatorag.domain.models import DocumentRecord, DocumentStatus, utcnow
 from datatorag.observability.log import get_logger
 from datatorag.ports.blobstore import BlobStore
 from datatorag.ports.queue import Queue
-from datatorag.ports.registry import Registry, SyncRun
+from datatorag.ports.registry import Registry, RunTrigger, RunType, SyncRun
 
 log = get_logger("connector.sync")
 
-COUNT_KEYS = ("new", "changed", "unchanged", "deleted", "failed", "resent", "pending_delete")
+COUNT_KEYS = (
+    "seen", "new", "changed", "unchanged", "deleted", "failed", "resent", "pending_delete",
+)  # fmt: skip
 _KNOWN_LIMIT = 10_000_000
 
 
@@ -86,6 +88,7 @@ class SyncOptions:
     verify_after_fetch: bool = True  # re-stat after download to catch a file changed meanwhile
     spool_memory_bytes: int = 8 << 20  # larger downloads spill to a temporary file
     send_batch_wait_s: float = 0.05  # parse-queue messages go out in batches of <= 10
+    trigger: RunTrigger = RunTrigger.SCHEDULED  # recorded with the run
 
 
 async def sync_source(
@@ -152,7 +155,9 @@ class _SyncJob:
             else float(settings.stalled_after_s)
         )
         self.max_bytes = settings.max_document_bytes
-        self.run_record = SyncRun(tenant=self.tenant, source=source.id, run_id=uuid.uuid4().hex)
+        self.run_record = SyncRun(
+            tenant=self.tenant, source=source.id, run_id=uuid.uuid4().hex, trigger=options.trigger
+        )
         self.counts = dict.fromkeys(COUNT_KEYS, 0)
         self.known: dict[str, DocumentRecord] = {}
         self.seen: set[str] = set()
@@ -165,7 +170,8 @@ class _SyncJob:
     # -- run -----------------------------------------------------------------------------------
     async def run(self) -> SyncRun:
         run = self.run_record
-        await self._note_unfinished_runs()
+        ok_before = await self._note_unfinished_runs()
+        run.type = RunType.INCREMENTAL if ok_before else RunType.BATCH
         await self.registry.record_sync_run(run)
         log.info("sync_started", tenant=self.tenant, source=self.source.id, run_id=run.run_id)
         try:
@@ -218,14 +224,16 @@ class _SyncJob:
 
     async def _finish(self, run: SyncRun) -> None:
         run.finished_at = utcnow()
+        self.counts["seen"] = len(self.seen)
         run.counts = dict(self.counts)
+        run.errors = self.failures[:20]
         kind = self.source.kind
         metrics.SYNC_RUNS.labels(kind, run.status).inc()
         metrics.SYNC_SECONDS.labels(kind).observe(
             (run.finished_at - run.started_at).total_seconds()
         )
         for outcome, n in self.counts.items():
-            if n and outcome != "pending_delete":
+            if n and outcome not in ("pending_delete", "seen"):
                 metrics.SYNC_DOCUMENTS.labels(kind, outcome).inc(n)
         try:
             await asyncio.shield(self.registry.record_sync_run(run))
@@ -243,11 +251,16 @@ class _SyncJob:
             **self.counts,
         )
 
-    async def _note_unfinished_runs(self) -> None:
-        """Find the trailing runs that did not finish "ok": their versions' messages may be lost."""
+    async def _note_unfinished_runs(self) -> bool:
+        """Find the trailing runs that did not finish "ok": their versions' messages may be lost.
+        Returns whether an earlier run finished ok (this one is then INCREMENTAL, else BATCH)."""
         runs = await self.registry.sync_runs(self.tenant, self.source.id, limit=20)
+        ok_before = False
         for prev in runs:  # newest first
+            if prev.type is RunType.REINDEX:
+                continue  # a reindex of the source's documents, not a sync of the source
             if prev.status == "ok":
+                ok_before = True
                 break
             self.resend_since = prev.started_at
             if prev.status == "running":  # we hold the lease, so its owner is gone
@@ -255,6 +268,7 @@ class _SyncJob:
                 prev.error = prev.error or "interrupted: the connector stopped during this run"
                 prev.finished_at = prev.finished_at or utcnow()
                 await self.registry.record_sync_run(prev)
+        return ok_before
 
     async def _process_listing(self) -> BaseException | None:
         """Stream the listing into bounded concurrent entry tasks; return the listing's error."""
@@ -373,7 +387,7 @@ class _SyncJob:
         if (
             current is not None
             and current.content_hash == sha
-            and current.status != DocumentStatus.DELETED
+            and (current.status != DocumentStatus.DELETED or deleted_by_user(current))
         ):
             self.counts["unchanged"] += 1
             if entry.size is not None and entry.mtime is not None:

@@ -36,3 +36,13 @@ def chunks_key(tenant: str, doc_id: str, version: str) -> str:
 
 def records_key(tenant: str, doc_id: str, version: str, model_id: str) -> str:
     return f"embedded/{slug(tenant)}/{doc_id}/{version}.{slug(model_id)}.json"
+
+
+def sync_lease_name(tenant: str, source: str) -> str:
+    """The registry lease a sync of a source holds (and a source deletion takes)."""
+    return f"sync:{tenant}:{source}"
+
+
+def records_prefix(tenant: str, doc_id: str) -> str:
+    """Every model's embedded records of every version of a document."""
+    return f"embedded/{slug(tenant)}/{doc_id}/"

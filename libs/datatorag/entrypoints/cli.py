@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -119,12 +120,33 @@ def status(
     ] = None,
     tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="live progress: states, throughput, ETA (Ctrl-C ends)")
+    ] = False,
+    interval: Annotated[float, typer.Option(help="seconds between looks (--watch)")] = 2.0,
 ) -> None:
     """Per-document state from the registry, with failure reasons."""
     from datatorag.bootstrap.factory import make_registry
     from datatorag.domain.models import DocumentRecord, DocumentStatus
 
     settings = _settings()
+    if watch:
+        from datatorag.entrypoints.progress import IngestBar
+
+        async def watching() -> None:
+            reg = make_registry(settings)
+            bar = IngestBar()
+            try:
+                while True:
+                    bar.update(await reg.find(tenant=tenant, limit=10_000_000))
+                    await asyncio.sleep(interval)
+            finally:
+                bar.stop()
+                await reg.close()
+
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends the watch
+            asyncio.run(watching())
+        return
 
     async def run() -> list[DocumentRecord]:
         reg = make_registry(settings)
@@ -177,6 +199,13 @@ def init() -> None:
     configure(settings.log_level, settings.log_format)
     for line in asyncio.run(provision(settings)):
         typer.echo(line)
+
+
+from datatorag.entrypoints.cli_ops import dlq_app, rebuild_index, reindex  # noqa: E402
+
+app.add_typer(dlq_app, name="dlq")
+app.command("reindex")(reindex)
+app.command("rebuild-index")(rebuild_index)
 
 
 def main() -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ async def run_up(
 ) -> None:
     from datatorag.bootstrap.connector import SingletonReaper, build_scheduler, folder_sources
     from datatorag.bootstrap.gateway import build_gateway, upload_hook
+    from datatorag.bootstrap.index_build import InProcessReindex
     from datatorag.connectors.config import load_sources
     from datatorag.connectors.landing import FolderLanding
     from datatorag.entrypoints.serve_gateway import start_grpc, stop_grpc
@@ -79,6 +78,7 @@ async def run_up(
             readiness=c.readiness,
             on_sync=on_sync,
             on_upload=upload_hook(landing, on_sync),
+            reindex=InProcessReindex(settings),
         )
     )
     http = UvicornServer(gw.app, settings.gateway_host, settings.gateway_port)
@@ -117,33 +117,34 @@ async def run_up(
 
 
 async def _report_progress(c: Components, tenant: str, stop: asyncio.Event) -> None:
-    """Print ingestion progress until everything known is in a final state, then a hint."""
-    last = None
+    """Live ingestion progress (a bar on a terminal: documents per state, throughput, ETA) until
+    everything known is in a final state, then a hint."""
+    from datatorag.entrypoints.progress import IngestBar
+
+    bar = IngestBar()
     announced = False
-    started = time.monotonic()
-    while not stop.is_set():
-        await asyncio.sleep(1.0)
-        try:
-            records = await c.registry.find(tenant=tenant, limit=100_000)
-        except Exception:  # noqa: BLE001 - progress output must never take the process down
-            continue
-        counts = Counter(r.status.value for r in records)
-        line = ", ".join(
-            f"{s.value.lower()} {counts[s.value]}" for s in DocumentStatus if counts[s.value]
-        )
-        if line and line != last:
-            _say(f"[{time.monotonic() - started:6.1f}s] documents: {line}")
-            last = line
-        pending = sum(1 for r in records if not r.status.is_final)
-        if records and not pending and not announced:
-            failed = [r for r in records if r.status is DocumentStatus.FAILED]
-            _say(f"ingestion complete: {counts['INDEXED']} indexed, {len(failed)} failed")
-            for r in failed:
-                _say(f"  FAILED {r.path}: {r.reason}")
-            _say('try:  datatorag query "how many vacation days do I get?"')
-            announced = True
-        elif pending:
-            announced = False
+    try:
+        while not stop.is_set():
+            await asyncio.sleep(1.0)
+            try:
+                records = await c.registry.find(tenant=tenant, limit=100_000)
+            except Exception:  # noqa: BLE001 - progress output must never take the process down
+                continue
+            snap = bar.update(records)
+            pending = snap.total - snap.final
+            if records and not pending and not announced:
+                failed = [r for r in records if r.status is DocumentStatus.FAILED]
+                bar.say(
+                    f"ingestion complete: {snap.counts['INDEXED']} indexed, {len(failed)} failed"
+                )
+                for r in failed:
+                    bar.say(f"  FAILED {r.path}: {r.reason}")
+                bar.say('try:  datatorag query "how many vacation days do I get?"')
+                announced = True
+            elif pending:
+                announced = False
+    finally:
+        bar.stop()
 
 
 def _say(text: str) -> None:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, File, Path, Query, UploadFile
 from datatorag.gateway.auth import ApiKeys, require_tenant
 from datatorag.gateway.deps import GatewayDeps
 from datatorag.gateway.errors import ApiError, install_error_handlers
+from datatorag.gateway.lifecycle_routes import lifecycle_router
 from datatorag.gateway.middleware import RequestContextMiddleware
 from datatorag.gateway.schemas import (
     Accepted,
@@ -65,6 +66,7 @@ def create_app(deps: GatewayDeps, service: QueryService | None = None) -> FastAP
         unlimited_paths=frozenset({"/v1/documents"}),  # uploads: limited by max_document_bytes
     )
     app.include_router(_router(service, deps))
+    app.include_router(lifecycle_router(deps), responses=_ERRORS)
     return app
 
 

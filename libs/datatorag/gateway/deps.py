@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from datatorag.config import Settings
 from datatorag.ports import BlobStore, Embedder, Registry, VectorIndex
@@ -19,6 +19,21 @@ SyncHook = Callable[[str, str], Awaitable[dict[str, Any] | None]]
 UploadHook = Callable[[str, str, bytes, str | None], Awaitable[dict[str, Any] | None]]
 
 Check = Callable[[], Awaitable[None]]
+
+
+class ReindexControl(Protocol):
+    """A reindex run by this process (``POST/GET/DELETE /v1/admin/reindex``)."""
+
+    async def start(self, model_dir: str) -> dict[str, Any]:
+        """Begin (or resume) a reindex; ``ValueError`` for a bad model directory (nothing
+        changed), ``RuntimeError`` when one is already running."""
+        ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    async def cancel(self) -> dict[str, Any]:
+        """Stop it; the serving index stays as it was."""
+        ...
 
 
 def default_index_limit() -> int:
@@ -39,6 +54,7 @@ class GatewayDeps:
     readiness: Readiness | Sequence[Check | tuple[str, Check]] | None = None
     on_sync: SyncHook | None = None  # (tenant, source_id) -> detail; raise NotFound if unknown
     on_upload: UploadHook | None = None  # (tenant, filename, data, content_type) -> detail
+    reindex: ReindexControl | None = None  # the admin reindex endpoint (None: 501, use the CLI)
     max_query_chars: int = 2000
     batch_queries: bool = True  # coalesce concurrent query embeddings into one forward pass
     # index queries in flight at once (None: unbounded); excess requests wait their turn

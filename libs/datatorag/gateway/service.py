@@ -81,7 +81,8 @@ class QueryService:
     async def document(self, tenant: str, doc_id: str) -> DocumentDetail:
         registry = self.deps.registry
         current = await registry.current(tenant, doc_id)
-        if current is None:  # also what another tenant's document looks like
+        if current is None or current.status is DocumentStatus.DELETED:
+            # also what another tenant's document looks like; a deleted one is gone
             raise ApiError(404, f"document {doc_id!r} not found")
         versions = await registry.versions(tenant, doc_id)
         chunks = await self.deps.index.get_chunks(tenant, doc_id)

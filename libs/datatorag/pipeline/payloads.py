@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 
 import numpy as np
 from pydantic import BaseModel
 
-from datatorag.domain.models import Chunk
+from datatorag.domain.models import Chunk, ChunkRecord
 
 
 class DocumentMeta(BaseModel):
@@ -48,3 +49,29 @@ class EmbeddedChunkSet(BaseModel):
     def vectors(self) -> np.ndarray:
         arr = np.frombuffer(base64.b64decode(self.vectors_b64), dtype="<f4")
         return arr.reshape(len(self.chunks), self.dim)
+
+    def records(
+        self, tenant: str, doc_id: str, version: str, updated_at: datetime
+    ) -> list[ChunkRecord]:
+        """The index records of this version (deterministic ids: a rewrite overwrites)."""
+        vectors = self.vectors()
+        return [
+            ChunkRecord(
+                id=ChunkRecord.make_id(doc_id, version, c.index),
+                tenant=tenant,
+                doc_id=doc_id,
+                version=version,
+                chunk_index=c.index,
+                text=c.text,
+                title=c.title or self.doc.title,
+                section=c.section,
+                page_start=c.page_start,
+                page_end=c.page_end,
+                source=self.doc.source,
+                path=self.doc.path,
+                doc_type=self.doc.doc_type,
+                updated_at=updated_at,
+                vector=vectors[j].tolist(),
+            )
+            for j, c in enumerate(self.chunks)
+        ]

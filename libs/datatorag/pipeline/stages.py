@@ -22,7 +22,7 @@ from datatorag.domain.contracts import (
 )
 from datatorag.domain.errors import PermanentError
 from datatorag.domain.keys import chunks_key, records_key
-from datatorag.domain.models import ChunkRecord, DocumentRecord, DocumentStatus, utcnow
+from datatorag.domain.models import DocumentRecord, DocumentStatus, utcnow
 from datatorag.observability import metrics
 from datatorag.observability.log import bound, get_logger
 from datatorag.parsing.limits import ParseLimits
@@ -314,34 +314,21 @@ class IndexStage(OneByOneHandler):
         payload = EmbeddedChunkSet.model_validate_json(
             await _bounded_get(self.deps, message.records_key, "vectors")
         )
-        vectors = payload.vectors()
-        now = utcnow()
-        records = [
-            ChunkRecord(
-                id=ChunkRecord.make_id(message.doc_id, message.version, c.index),
-                tenant=message.tenant,
-                doc_id=message.doc_id,
-                version=message.version,
-                chunk_index=c.index,
-                text=c.text,
-                title=c.title or payload.doc.title,
-                section=c.section,
-                page_start=c.page_start,
-                page_end=c.page_end,
-                source=payload.doc.source,
-                path=payload.doc.path,
-                doc_type=payload.doc.doc_type,
-                updated_at=now,
-                vector=vectors[j].tolist(),
-            )
-            for j, c in enumerate(payload.chunks)
-        ]
+        records = payload.records(message.tenant, message.doc_id, message.version, utcnow())
         await self.index.upsert(records)
         metrics.CHUNKS_INDEXED.inc(len(records))
         if await _superseded(reg, record):  # a newer version landed while we wrote
             await self.index.delete_document(
                 message.tenant, message.doc_id, versions=[message.version]
             )
+            return
+        after = await reg.get(message.tenant, message.doc_id, message.version)
+        if after is not None and after.status is DocumentStatus.DELETED:
+            # deleted (DELETE /v1/documents/{id}) while we wrote: take our chunks out again
+            await self.index.delete_document(
+                message.tenant, message.doc_id, versions=[message.version]
+            )
+            log.info("deleted while indexing; chunks removed")
             return
         # Only versions known to be older go: "all but mine" would also remove a newer version
         # indexed between our check above and this delete.

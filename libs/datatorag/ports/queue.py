@@ -40,6 +40,12 @@ class Queue(abc.ABC):
     * ``release`` makes it visible again after ``delay_s`` (0 = now) without deleting it.
     * ``dead_letter`` moves it to the DLQ now, with ``reason`` kept as a message attribute.
     * ``dlq_name`` names the dead-letter queue (never ``name`` itself).
+    * ``redrive_dlq(ids)`` moves the DLQ's messages (all, or those whose ``id`` is in ``ids``)
+      back to the queue, where they are delivered again with their receive count starting
+      over; ``purge_dlq(ids)`` deletes them. Both return how many messages they moved/deleted,
+      ignore unknown ids and are idempotent: a second call finds nothing left to do. (SQS: a
+      crash between the send and the DLQ delete can deliver one message twice; every consumer
+      is idempotent.)
     * Messages survive a process restart (embedded) / are server side (SQS); the in-memory
       test double (``datatorag.testing.memory``) keeps them as long as its object lives.
     """
@@ -98,6 +104,14 @@ class Queue(abc.ABC):
     @abc.abstractmethod
     async def dlq_messages(self, max_messages: int = 10) -> list[QueueMessage]:
         """Peek at (receive from) the DLQ, for operators and tests."""
+
+    @abc.abstractmethod
+    async def redrive_dlq(self, ids: Sequence[str] | None = None) -> int:
+        """Move DLQ messages (all, or those in ``ids``) back to the queue; how many moved."""
+
+    @abc.abstractmethod
+    async def purge_dlq(self, ids: Sequence[str] | None = None) -> int:
+        """Delete DLQ messages (all, or those in ``ids``); how many were deleted."""
 
     @abc.abstractmethod
     async def check(self) -> None:

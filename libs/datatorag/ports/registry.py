@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
@@ -23,7 +24,23 @@ def check_advance_fields(fields: dict[str, object]) -> None:
         raise ValueError(f"advance cannot set {sorted(unknown)}; allowed: {sorted(ADVANCE_FIELDS)}")
 
 
+class RunType(StrEnum):
+    """What a run did: a source's first full pass, a later incremental one, or a reindex."""
+
+    BATCH = "BATCH"
+    INCREMENTAL = "INCREMENTAL"
+    REINDEX = "REINDEX"
+
+
+class RunTrigger(StrEnum):
+    USER = "USER"  # POST /v1/sources/{id}/sync, an upload, the CLI
+    SCHEDULED = "SCHEDULED"  # the source's interval
+    EVENT = "EVENT"  # a storage event (S3 notification)
+
+
 class SyncRun(BaseModel):
+    """One run of one source (the planning documents' ingestion job)."""
+
     tenant: str
     source: str
     run_id: str
@@ -31,7 +48,27 @@ class SyncRun(BaseModel):
     finished_at: datetime | None = None
     status: str = "running"  # running | ok | failed
     error: str | None = None
-    counts: dict[str, int] = Field(default_factory=dict)  # new/changed/unchanged/deleted/failed
+    # seen/new/changed/unchanged/deleted/failed (sync); documents/chunks/embedded (reindex)
+    counts: dict[str, int] = Field(default_factory=dict)
+    type: RunType = RunType.INCREMENTAL
+    trigger: RunTrigger = RunTrigger.SCHEDULED
+    errors: list[dict[str, str]] = Field(default_factory=list)  # the first few, path/code/reason
+
+
+class SourceRecord(BaseModel):
+    """A configured source as the connector last registered it, so that the gateway can serve
+    ``GET /v1/sources`` from the registry alone. ``deleted_at`` set: deleted through the API;
+    the connector no longer syncs it."""
+
+    tenant: str
+    source: str
+    kind: str
+    interval_s: float | None = None
+    enabled: bool = True
+    next_run_at: datetime | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+    deleted_at: datetime | None = None
+    deleted_by: str | None = None
 
 
 class Registry(abc.ABC):
@@ -53,6 +90,8 @@ class Registry(abc.ABC):
     * ``set_marker`` sets (or, with ``None``, removes) one ``metadata`` entry of one version
       without touching its status; an unknown version is a no-op. The pipeline keeps its crash
       markers there (``datatorag.pipeline.crash_guard``).
+    * Sources: ``put_source`` inserts or replaces one (keyed by tenant, source); ``get_source``
+      returns it or None; ``sources(tenant)`` lists a tenant's sources ordered by id.
     * Leases: ``acquire_lease`` succeeds when the lease is free, expired or already held by
       ``owner`` (renewal); ``release_lease`` frees it only for its owner.
     """
@@ -121,6 +160,16 @@ class Registry(abc.ABC):
     @abc.abstractmethod
     async def sync_runs(self, tenant: str, source: str, limit: int = 20) -> list[SyncRun]:
         """Newest first."""
+
+    @abc.abstractmethod
+    async def put_source(self, record: SourceRecord) -> None: ...
+
+    @abc.abstractmethod
+    async def get_source(self, tenant: str, source: str) -> SourceRecord | None: ...
+
+    @abc.abstractmethod
+    async def sources(self, tenant: str) -> list[SourceRecord]:
+        """The tenant's sources, ordered by source id."""
 
     @abc.abstractmethod
     async def check(self) -> None:

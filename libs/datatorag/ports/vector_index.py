@@ -70,3 +70,48 @@ class VectorIndex(abc.ABC):
 
     async def close(self) -> None:
         pass
+
+
+class IndexAdmin(abc.ABC):
+    """Blue/green life of the physical indexes behind one model's logical index (the name every
+    reader and writer of that model uses: an OpenSearch alias, a LanceDB alias entry).
+
+    Contract (``datatorag.testing.conformance.index_admin``):
+
+    * ``create(model_id, dim)`` makes a new, empty physical index for that model and dimension
+      and returns its name; it serves nothing until promoted.
+    * ``open(name, dim)`` is a ``VectorIndex`` on that physical index (fill it before promoting);
+      ``open_serving(model_id, dim)`` one on the logical name.
+    * ``promote(model_id, dim, name)`` makes ``name`` the one index serving the logical name,
+      atomically for readers of the logical name, and returns the names it replaced (to drop
+      after a grace period). ``serving`` names the physical index behind the logical name (None:
+      there is none).
+    * ``list(model_id, dim)`` names every physical index of the model and dimension;
+      ``drop(name)`` deletes one (a missing one is a no-op), never a serving one (``ValueError``)
+      unless ``force``: then the logical name it served is left with nothing behind it (the
+      end of a model's grace period after a model change).
+    """
+
+    @abc.abstractmethod
+    async def create(self, model_id: str, dim: int) -> str: ...
+
+    @abc.abstractmethod
+    def open(self, name: str, dim: int) -> VectorIndex: ...
+
+    @abc.abstractmethod
+    def open_serving(self, model_id: str, dim: int) -> VectorIndex: ...
+
+    @abc.abstractmethod
+    async def promote(self, model_id: str, dim: int, name: str) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def serving(self, model_id: str, dim: int) -> str | None: ...
+
+    @abc.abstractmethod
+    async def list(self, model_id: str, dim: int) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def drop(self, name: str, *, force: bool = False) -> None: ...
+
+    async def close(self) -> None:
+        pass

@@ -15,6 +15,7 @@ Table schema (single-table design; on-demand capacity; created by ``provision.en
     lease         LEASE#<name>             LEASE         owner S, expires_at N (epoch s)
     sync run      SYNC#<tenant>#<source>   RUN#<run_id>  data S (SyncRun JSON),
                                                          lsi1sk S = R#<started_at ISO>
+    source        SOURCES#<tenant>         SRC#<source>  data S (SourceRecord JSON)
 
     GSI by_status   partition status (S), sort updated_at (S: ISO-8601 UTC, fixed width, so it
                     sorts by time); projection ALL. Only version items carry both attributes, so
@@ -54,7 +55,7 @@ from datatorag.adapters.aws.session import (
 from datatorag.config import AwsSettings, Settings
 from datatorag.domain.errors import DependencyError
 from datatorag.domain.models import DocumentRecord, DocumentStatus, utcnow
-from datatorag.ports.registry import Registry, SyncRun, check_advance_fields
+from datatorag.ports.registry import Registry, SourceRecord, SyncRun, check_advance_fields
 
 STATUS_INDEX = "by_status"
 TIME_INDEX = "by_time"
@@ -568,6 +569,30 @@ class DynamoDbRegistry(Registry):
             ConsistentRead=True,
         )
         return [SyncRun.model_validate_json(item["data"]["S"]) for item in resp.get("Items") or []]
+
+    # -- sources --------------------------------------------------------------------------------
+
+    async def put_source(self, record: SourceRecord) -> None:
+        await self._call(
+            "put_item",
+            Item={
+                "pk": _av(f"SOURCES#{record.tenant}"),
+                "sk": _av(f"SRC#{record.source}"),
+                "data": _av(record.model_dump_json()),
+            },
+        )
+
+    async def get_source(self, tenant: str, source: str) -> SourceRecord | None:
+        item = await self._get_item(f"SOURCES#{tenant}", f"SRC#{source}")
+        return None if item is None else SourceRecord.model_validate_json(item["data"]["S"])
+
+    async def sources(self, tenant: str) -> list[SourceRecord]:
+        items = self._query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :s)",
+            ExpressionAttributeValues={":pk": _av(f"SOURCES#{tenant}"), ":s": _av("SRC#")},
+            ConsistentRead=True,
+        )
+        return [SourceRecord.model_validate_json(i["data"]["S"]) async for i in items]
 
     # -- health ---------------------------------------------------------------------------------
 

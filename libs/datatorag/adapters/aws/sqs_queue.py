@@ -51,6 +51,10 @@ SOURCE_ID = "source_message_id"
 SOURCE_QUEUE = "source_queue"
 
 
+# how long a redrive/purge holds the DLQ messages it received but did not select
+_DRAIN_HOLD_S = 120
+
+
 def _is_stale(exc: BaseException) -> bool:
     code = error_code(exc)
     if code in _STALE_RECEIPT:
@@ -314,6 +318,50 @@ class SqsQueue(Queue):
             visibility_timeout_s=0,
             from_dlq=True,
         )
+
+    # -- dead letters ---------------------------------------------------------------------------
+
+    async def _drain_dlq(self, ids: Sequence[str] | None, *, redrive: bool) -> int:
+        """Receive the DLQ page by page, holding every message (invisible) until the end: a
+        selected one is re-sent (redrive) and deleted, the others are made visible again."""
+        if ids is not None and not ids:
+            return 0
+        wanted = None if ids is None else set(ids)
+        sqs = await self._sqs()
+        dlq_url, url = await self._url(self.dlq_name), await self._url(self.name)
+        done = 0
+        skipped: list[QueueMessage] = []
+        while True:
+            page = await self._receive(
+                self.dlq_name,
+                max_messages=BATCH,
+                wait_s=1,
+                visibility_timeout_s=_DRAIN_HOLD_S,
+                from_dlq=True,
+            )
+            if not page:
+                break
+            for m in page:
+                if wanted is not None and m.id not in wanted:
+                    skipped.append(m)
+                    continue
+                async with aws_errors(f"sqs queue {self.dlq_name}"):
+                    if redrive:
+                        await sqs.send_message(QueueUrl=url, MessageBody=m.body)
+                    await sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=m.receipt)
+                done += 1
+        for m in skipped:  # back in the DLQ, visible for the next look
+            async with aws_errors(f"sqs queue {self.dlq_name}"):
+                await sqs.change_message_visibility(
+                    QueueUrl=dlq_url, ReceiptHandle=m.receipt, VisibilityTimeout=0
+                )
+        return done
+
+    async def redrive_dlq(self, ids: Sequence[str] | None = None) -> int:
+        return await self._drain_dlq(ids, redrive=True)
+
+    async def purge_dlq(self, ids: Sequence[str] | None = None) -> int:
+        return await self._drain_dlq(ids, redrive=False)
 
     async def check(self) -> None:
         what = f"sqs queue {self.name}"

@@ -30,8 +30,10 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import math
+import os
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,7 +47,7 @@ from lancedb.index import FTS, Bitmap, IvfFlat
 
 from datatorag.domain.errors import DependencyError
 from datatorag.domain.models import ChunkRecord, SearchFilters, SearchHit
-from datatorag.ports.vector_index import VectorIndex
+from datatorag.ports.vector_index import IndexAdmin, VectorIndex
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -454,3 +456,133 @@ class LanceDbIndex(VectorIndex):
 def _check_k(k: int) -> None:
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= _MAX_K:
         raise ValueError(f"k must be an int within 1..{_MAX_K}, got {k!r}")
+
+
+# -- blue/green -------------------------------------------------------------------------------
+_ALIASES = "_aliases.json"  # logical table -> physical table, next to the tables
+
+
+def logical_table(model_id: str, dim: int) -> str:
+    """The name a model's readers and writers use: ``chunks_all_minilm_l6_v2_384``."""
+    return f"chunks_{''.join(ch if ch.isalnum() else '_' for ch in model_id)}_{dim}"
+
+
+def _read_aliases(path: Path) -> dict[str, str]:
+    try:
+        data = orjson.loads((path / _ALIASES).read_bytes())
+    except FileNotFoundError:
+        return {}
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def resolve_table(path: str | Path, logical: str) -> str:
+    """The physical table behind ``logical`` (itself until a build was promoted)."""
+    return _read_aliases(Path(path)).get(logical, logical)
+
+
+class LanceDbIndexAdmin(IndexAdmin):
+    """Physical tables ``<logical>`` (the first, from before any rebuild) and ``<logical>_v<n>``;
+    the alias map is one small JSON file replaced atomically (write, fsync, rename). A process
+    resolves the alias when it opens the table: after a promote, restart the gateway and the
+    indexer of an embedded install (``datatorag up``) to read the new table."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db: lancedb.AsyncConnection | None = None
+
+    async def _conn(self) -> lancedb.AsyncConnection:
+        if self._db is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._db = await lancedb.connect_async(str(self.path))
+        return self._db
+
+    async def _tables(self) -> builtins.list[str]:
+        db = await self._conn()
+        names: builtins.list[str] = []
+        token: str | None = None
+        while True:
+            page = await db.list_tables(page_token=token)
+            names.extend(page.tables)
+            token = page.page_token
+            if not token:
+                return names
+
+    async def list(self, model_id: str, dim: int) -> builtins.list[str]:
+        logical = logical_table(model_id, dim)
+        names = await self._tables()
+        revisions = sorted(
+            (int(n.removeprefix(f"{logical}_v")), n)
+            for n in names
+            if n.startswith(f"{logical}_v") and n.removeprefix(f"{logical}_v").isdigit()
+        )
+        return ([logical] if logical in names else []) + [n for _, n in revisions]
+
+    async def create(self, model_id: str, dim: int) -> str:
+        logical = logical_table(model_id, dim)
+        existing = await self.list(model_id, dim)
+        revs = [int(n.removeprefix(f"{logical}_v")) for n in existing if n != logical]
+        name = f"{logical}_v{max(revs, default=1) + 1}"
+        index = LanceDbIndex(self.path, dim=dim, table=name)
+        try:
+            await index.ensure()
+        finally:
+            await index.close()
+        return name
+
+    def open(self, name: str, dim: int) -> VectorIndex:
+        return LanceDbIndex(self.path, dim=dim, table=name)
+
+    def open_serving(self, model_id: str, dim: int) -> VectorIndex:
+        return LanceDbIndex(
+            self.path, dim=dim, table=resolve_table(self.path, logical_table(model_id, dim))
+        )
+
+    async def serving(self, model_id: str, dim: int) -> str | None:
+        name = resolve_table(self.path, logical_table(model_id, dim))
+        return name if name in await self._tables() else None
+
+    async def promote(self, model_id: str, dim: int, name: str) -> builtins.list[str]:
+        if name not in await self._tables():
+            raise ValueError(f"table {name!r} does not exist")
+        logical = logical_table(model_id, dim)
+        aliases = _read_aliases(self.path)
+        previous = [n for n in await self.list(model_id, dim) if n != name]
+        aliases[logical] = name
+        self._write_aliases(aliases)
+        return previous
+
+    def _write_aliases(self, aliases: dict[str, str]) -> None:
+        tmp = self.path / f"{_ALIASES}.tmp"
+        with tmp.open("wb") as f:
+            f.write(orjson.dumps(aliases))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path / _ALIASES)
+
+    def _serves(self, name: str) -> builtins.list[str]:
+        """The logical names ``name`` serves: by the alias map, or as its own logical name."""
+        aliases = _read_aliases(self.path)
+        served = [logical for logical, target in aliases.items() if target == name]
+        if (
+            name.startswith("chunks_")
+            and name not in aliases
+            and not name.rpartition("_v")[2].isdigit()
+        ):
+            served.append(name)  # a first table, never aliased away
+        return served
+
+    async def drop(self, name: str, *, force: bool = False) -> None:
+        served = self._serves(name)
+        if served and not force:
+            raise ValueError(f"table {name!r} is serving; promote another first")
+        aliases = _read_aliases(self.path)
+        if any(aliases.get(logical) == name for logical in served):
+            self._write_aliases({k: v for k, v in aliases.items() if v != name})
+        if name in await self._tables():
+            db = await self._conn()
+            await db.drop_table(name)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            self._db.close()  # type: ignore[no-untyped-call]
+            self._db = None

@@ -300,6 +300,38 @@ class SqliteQueue(Queue):
             for r in rows
         ]
 
+    # -- dead letters ----------------------------------------------------------------------
+    def _dlq_where(self, ids: Sequence[str] | None) -> tuple[str, list[object]]:
+        where = "queue = ? AND dlq = 1"
+        params: list[object] = [self.name]
+        if ids is not None:
+            where += f" AND id IN ({', '.join('?' * len(ids))})"
+            params.extend(ids)
+        return where, params
+
+    async def redrive_dlq(self, ids: Sequence[str] | None = None) -> int:
+        """One UPDATE: the message keeps its id, so a second redrive finds nothing to move."""
+        if ids is not None and not ids:
+            return 0
+        where, params = self._dlq_where(ids)
+        sql = (
+            "UPDATE queue_messages SET dlq = 0, receive_count = 0, receipt = NULL,"
+            f" visible_at = ?, attributes = json_remove(attributes, '$.reason') WHERE {where}"
+        )
+        cur = await self._db.write(lambda c: c.execute(sql, [time.time(), *params]))
+        if cur.rowcount:
+            _notify(self._key)
+        return int(cur.rowcount)
+
+    async def purge_dlq(self, ids: Sequence[str] | None = None) -> int:
+        if ids is not None and not ids:
+            return 0
+        where, params = self._dlq_where(ids)
+        cur = await self._db.write(
+            lambda c: c.execute(f"DELETE FROM queue_messages WHERE {where}", params)
+        )
+        return int(cur.rowcount)
+
     async def check(self) -> None:
         """The receive path itself (claim up to a batch, redrive included), rolled back."""
         await self._db.check(lambda c: self._claim(c, MAX_BATCH, self.visibility_timeout_s))

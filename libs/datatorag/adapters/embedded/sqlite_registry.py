@@ -21,7 +21,7 @@ from pydantic import TypeAdapter
 
 from datatorag.adapters.embedded._sqlite import SqliteWorker
 from datatorag.domain.models import DocumentRecord, DocumentStatus, utcnow
-from datatorag.ports.registry import Registry, SyncRun, check_advance_fields
+from datatorag.ports.registry import Registry, SourceRecord, SyncRun, check_advance_fields
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS doc_versions (
@@ -68,7 +68,13 @@ CREATE TABLE IF NOT EXISTS sync_runs (
     data TEXT NOT NULL,
     PRIMARY KEY (tenant, source, run_id)
 );
-CREATE INDEX IF NOT EXISTS sync_runs_started ON sync_runs (tenant, source, started_at)
+CREATE INDEX IF NOT EXISTS sync_runs_started ON sync_runs (tenant, source, started_at);
+CREATE TABLE IF NOT EXISTS sources (
+    tenant TEXT NOT NULL,
+    source TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (tenant, source)
+)
 """
 
 _COLUMNS = [
@@ -319,6 +325,33 @@ class SqliteRegistry(Registry):
             ).fetchall()
         )
         return [SyncRun.model_validate_json(r["data"]) for r in rows]
+
+    # -- sources ---------------------------------------------------------------------------
+    async def put_source(self, record: SourceRecord) -> None:
+        row = (record.tenant, record.source, record.model_dump_json())
+        await self._db.write(
+            lambda c: c.execute(
+                "INSERT INTO sources (tenant, source, data) VALUES (?, ?, ?)"
+                " ON CONFLICT (tenant, source) DO UPDATE SET data = excluded.data",
+                row,
+            )
+        )
+
+    async def get_source(self, tenant: str, source: str) -> SourceRecord | None:
+        row = await self._db.run(
+            lambda c: c.execute(
+                "SELECT data FROM sources WHERE tenant = ? AND source = ?", (tenant, source)
+            ).fetchone()
+        )
+        return SourceRecord.model_validate_json(row["data"]) if row else None
+
+    async def sources(self, tenant: str) -> list[SourceRecord]:
+        rows = await self._db.run(
+            lambda c: c.execute(
+                "SELECT data FROM sources WHERE tenant = ? ORDER BY source", (tenant,)
+            ).fetchall()
+        )
+        return [SourceRecord.model_validate_json(r["data"]) for r in rows]
 
     async def check(self) -> None:
         """Registry reads as the services make them (versions, and the current-version join)

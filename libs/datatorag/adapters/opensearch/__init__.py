@@ -1,6 +1,6 @@
 """OpenSearch adapters (production vector index)."""
 
 from datatorag.adapters.opensearch.client import make_client
-from datatorag.adapters.opensearch.index import OpenSearchIndex
+from datatorag.adapters.opensearch.index import OpenSearchIndex, OpenSearchIndexAdmin
 
-__all__ = ["OpenSearchIndex", "make_client"]
+__all__ = ["OpenSearchIndex", "OpenSearchIndexAdmin", "make_client"]

@@ -30,7 +30,7 @@ from datatorag.adapters.opensearch.client import error_type, make_client, transl
 from datatorag.config import OpenSearchSettings, Settings
 from datatorag.domain.errors import DependencyError
 from datatorag.domain.models import ChunkRecord, SearchFilters, SearchHit
-from datatorag.ports.vector_index import VectorIndex
+from datatorag.ports.vector_index import IndexAdmin, VectorIndex
 
 _PAGE = 1000  # get_chunks page size (search_after)
 _CHECK_TIMEOUT_S = 5
@@ -393,3 +393,77 @@ class OpenSearchIndex(VectorIndex):
         with translate_errors(self._what()):
             result = await self._client.count(index=self.target, body={"query": query})
         return int(result["count"])
+
+
+class OpenSearchIndexAdmin(IndexAdmin):
+    """Physical indexes ``<alias>-<dim>-v<n>`` behind the model's alias; ``promote`` is one
+    ``_aliases`` request (remove the old, add the new), so readers switch atomically."""
+
+    def __init__(self, settings: OpenSearchSettings, *, replicas: int | None = None) -> None:
+        self.settings = settings
+        self.replicas = replicas
+        self._client = make_client(settings)
+
+    def _index(self, model_id: str, dim: int, target: str | None = None) -> OpenSearchIndex:
+        return OpenSearchIndex(
+            self.settings,
+            model_id=model_id,
+            dim=dim,
+            client=self._client,
+            target=target,
+            replicas=self.replicas,
+        )
+
+    async def create(self, model_id: str, dim: int) -> str:
+        return await self._index(model_id, dim).create_index()
+
+    def open(self, name: str, dim: int) -> VectorIndex:
+        model_id = self._model_of(name, dim)
+        return self._index(model_id, dim, target=name)
+
+    def open_serving(self, model_id: str, dim: int) -> VectorIndex:
+        return self._index(model_id, dim)
+
+    def _model_of(self, name: str, dim: int) -> str:
+        # the mapping's _meta carries the model id; the name only its slug
+        prefix = m.alias_name(self.settings.index_prefix, "x")[:-1]
+        tail = name.removeprefix(prefix)
+        slug, _, rest = tail.rpartition(f"-{dim}-v")
+        if not slug or not rest.isdigit():
+            raise ValueError(f"{name!r} is not a {dim}-d index under {prefix!r}")
+        return slug
+
+    async def promote(self, model_id: str, dim: int, name: str) -> list[str]:
+        return await self._index(model_id, dim).swap_alias(name)
+
+    async def serving(self, model_id: str, dim: int) -> str | None:
+        alias = m.alias_name(self.settings.index_prefix, model_id)
+        with translate_errors(f"opensearch:{alias}"):
+            try:
+                found = sorted(await self._client.indices.get_alias(name=alias))
+            except osx.NotFoundError:
+                return None
+        # the alias is per model; an index of another dimension behind it is not this one's
+        ours = [i for i in found if m.revision_of(i, self.settings.index_prefix, model_id, dim)]
+        return ours[0] if ours else None
+
+    async def list(self, model_id: str, dim: int) -> list[str]:
+        base = m.index_pattern_base(self.settings.index_prefix, model_id, dim)
+        with translate_errors(f"opensearch:{base}*"):
+            found = await self._client.indices.get(
+                index=f"{base}*", allow_no_indices=True, expand_wildcards="all"
+            )
+        return sorted(
+            (i for i in found if m.revision_of(i, self.settings.index_prefix, model_id, dim)),
+            key=lambda i: m.revision_of(i, self.settings.index_prefix, model_id, dim) or 0,
+        )
+
+    async def drop(self, name: str, *, force: bool = False) -> None:
+        with translate_errors(f"opensearch:{name}"):
+            aliases = await self._client.indices.get_alias(index=name, ignore=[404])
+            if aliases.get(name, {}).get("aliases") and not force:
+                raise ValueError(f"index {name!r} is serving an alias; promote another first")
+            await self._client.indices.delete(index=name, ignore=[404])  # and its aliases
+
+    async def close(self) -> None:
+        await self._client.close()

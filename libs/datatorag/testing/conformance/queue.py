@@ -52,8 +52,10 @@ __all__ = [
     "test_long_poll_returns_a_message_sent_while_waiting",
     "test_message_received_more_than_max_receives_goes_to_dlq",
     "test_newest_receipt_deletes_after_redelivery_and_stale_ack_is_silent",
+    "test_purge_dlq_deletes_the_selected_messages_and_is_idempotent",
     "test_receive_honours_max_messages",
     "test_received_message_is_invisible_until_timeout",
+    "test_redrive_dlq_moves_messages_back_and_is_idempotent",
     "test_release_makes_it_visible_now_without_deleting",
     "test_release_with_delay_hides_it_for_the_delay",
     "test_send_batch_delivers_every_body_once",
@@ -331,3 +333,46 @@ async def test_dlq_is_empty_for_a_healthy_queue(queue: Queue) -> None:
     await queue.ack(m)
     assert await queue.dlq_messages(10) == []
     assert await queue.dlq_depth() == 0
+
+
+async def _dead_letter_all(queue: Queue, bodies: list[str]) -> dict[str, str]:
+    """Send ``bodies`` and dead-letter each; body -> id in the DLQ."""
+    await queue.send_batch(bodies)
+    got = await _receive_n(queue, len(bodies), visibility_timeout_s=30)
+    assert sorted(m.body for m in got) == sorted(bodies)
+    for m in got:
+        await queue.dead_letter(m, f"reason of {m.body}")
+    dlq = await _dlq_until(queue, {m.id for m in got})
+    assert len(dlq) == len(bodies)
+    return {m.body: m.id for m in dlq.values()}
+
+
+async def test_redrive_dlq_moves_messages_back_and_is_idempotent(queue: Queue) -> None:
+    a, b, c = _body("a"), _body("b"), _body("c")
+    ids = await _dead_letter_all(queue, [a, b, c])
+    assert await queue.redrive_dlq([ids[a], "no-such-id"]) == 1
+    [back] = await _receive_n(queue, 1, visibility_timeout_s=30)
+    assert back.body == a and back.receive_count == 1  # the count starts over
+    assert "reason" not in back.attributes
+    await queue.ack(back)
+    assert await queue.redrive_dlq([ids[a]]) == 0  # already moved: nothing to do
+    assert await queue.redrive_dlq() == 2
+    rest = await _receive_n(queue, 2, visibility_timeout_s=30)
+    assert sorted(m.body for m in rest) == sorted([b, c])
+    await queue.ack_batch(rest)
+    assert await queue.redrive_dlq() == 0
+    assert await queue.redrive_dlq([]) == 0
+    assert await queue.dlq_messages(10) == []
+
+
+async def test_purge_dlq_deletes_the_selected_messages_and_is_idempotent(queue: Queue) -> None:
+    x, y = _body("x"), _body("y")
+    ids = await _dead_letter_all(queue, [x, y])
+    assert await queue.purge_dlq([ids[x]]) == 1
+    left = await _dlq_until(queue, {ids[y]})
+    assert set(left) == {ids[y]}
+    assert await queue.purge_dlq([ids[x]]) == 0
+    assert await queue.purge_dlq() == 1
+    assert await queue.purge_dlq() == 0
+    assert await queue.dlq_messages(10) == []
+    assert await queue.receive(10, wait_s=1) == []  # purged, not redriven

@@ -37,7 +37,7 @@ import pytest
 
 from datatorag.domain.models import DocumentRecord
 from datatorag.domain.models import DocumentStatus as S
-from datatorag.ports import Registry, SyncRun
+from datatorag.ports import Registry, RunTrigger, RunType, SourceRecord, SyncRun
 
 __all__ = [
     "pytestmark",
@@ -63,8 +63,10 @@ __all__ = [
     "test_releasing_a_free_lease_is_harmless",
     "test_set_marker_on_a_version_without_metadata_or_unknown",
     "test_set_marker_sets_and_removes_one_entry_and_nothing_else",
+    "test_sources_round_trip_replace_and_stay_per_tenant",
     "test_stalled_ignores_superseded_versions",
     "test_stalled_lists_old_non_final_current_versions",
+    "test_sync_run_keeps_type_trigger_and_errors",
     "test_sync_runs_newest_first_and_replace_by_run_id",
     "test_tenants_are_separate",
 ]
@@ -415,3 +417,40 @@ async def test_sync_runs_newest_first_and_replace_by_run_id(
     assert runs[1] == finished
     assert [r.run_id for r in await registry.sync_runs(tenant, "s3")] == ["other"]
     assert await registry.sync_runs(tenant, "nowhere") == []
+
+
+async def test_sync_run_keeps_type_trigger_and_errors(registry: Registry, tenant: str) -> None:
+    run = SyncRun(
+        tenant=tenant,
+        source="ftp",
+        run_id="r-batch",
+        type=RunType.BATCH,
+        trigger=RunTrigger.USER,
+        counts={"seen": 4, "new": 4},
+        errors=[{"path": "a.pdf", "code": "encrypted", "reason": "a password is required"}],
+    )
+    await registry.record_sync_run(run)
+    [back] = await registry.sync_runs(tenant, "ftp")
+    assert back == run
+    assert back.type is RunType.BATCH and back.trigger is RunTrigger.USER
+
+
+async def test_sources_round_trip_replace_and_stay_per_tenant(
+    registry: Registry, tenant: str
+) -> None:
+    other = f"{tenant}-other"
+    at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    ftp = SourceRecord(tenant=tenant, source="ftp", kind="ftp", interval_s=900, next_run_at=at)
+    s3 = SourceRecord(tenant=tenant, source="a-s3", kind="s3", interval_s=60)
+    await registry.put_source(ftp)
+    await registry.put_source(s3)
+    await registry.put_source(SourceRecord(tenant=other, source="ftp", kind="sftp"))
+    assert await registry.get_source(tenant, "ftp") == ftp
+    assert [r.source for r in await registry.sources(tenant)] == ["a-s3", "ftp"]
+    deleted = ftp.model_copy(update={"deleted_at": at, "deleted_by": "admin-key", "enabled": False})
+    await registry.put_source(deleted)
+    assert await registry.get_source(tenant, "ftp") == deleted
+    assert len(await registry.sources(tenant)) == 2
+    assert [r.kind for r in await registry.sources(other)] == ["sftp"]
+    assert await registry.get_source(tenant, "nowhere") is None
+    assert await registry.sources(f"{tenant}-none") == []

@@ -11,6 +11,8 @@ same contract the embedded and production adapters honour:
   leases, sync runs, ``stalled``.
 * ``MemoryVectorIndex``: exact cosine k-NN and a small BM25 over title and text, with the
   tenant and ``SearchFilters`` applied before ranking.
+* ``MemoryEmbeddingCache``: vectors by (model, key).
+* ``MemoryIndexAdmin``: blue/green builds of ``MemoryVectorIndex`` objects behind aliases.
 * ``HashingEmbedder``: deterministic bag-of-words hashing vectors (no model, no download).
 
 State lives in the object: nothing survives it, nothing is shared between instances. The fakes
@@ -23,6 +25,8 @@ Time-dependent behaviour (visibility timeouts, delays, leases) reads an injectab
 from datatorag.testing.memory.blobstore import MemoryBlobStore
 from datatorag.testing.memory.clock import Clock, ManualClock
 from datatorag.testing.memory.embedder import HashingEmbedder
+from datatorag.testing.memory.embedding_cache import MemoryEmbeddingCache
+from datatorag.testing.memory.index_admin import MemoryIndexAdmin
 from datatorag.testing.memory.queue import MemoryQueue
 from datatorag.testing.memory.registry import MemoryRegistry
 from datatorag.testing.memory.vector_index import MemoryVectorIndex
@@ -32,6 +36,8 @@ __all__ = [
     "HashingEmbedder",
     "ManualClock",
     "MemoryBlobStore",
+    "MemoryEmbeddingCache",
+    "MemoryIndexAdmin",
     "MemoryQueue",
     "MemoryRegistry",
     "MemoryVectorIndex",

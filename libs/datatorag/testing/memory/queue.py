@@ -228,6 +228,32 @@ class MemoryQueue(Queue):
         await asyncio.sleep(0)
         return [m.message(f"dlq:{m.id}") for m in list(self._dlq.values())[:max_messages]]
 
+    # -- dead letters ----------------------------------------------------------------------
+    def _dlq_selected(self, ids: Sequence[str] | None) -> list[_Stored]:
+        wanted = None if ids is None else set(ids)
+        return [m for m in self._dlq.values() if wanted is None or m.id in wanted]
+
+    async def redrive_dlq(self, ids: Sequence[str] | None = None) -> int:
+        await asyncio.sleep(0)
+        moved = self._dlq_selected(ids)
+        now = self._clock()
+        for stored in moved:
+            del self._dlq[stored.id]
+            stored.attributes.pop("reason", None)
+            stored.receive_count = 0
+            stored.visible_at = now
+            self._messages[stored.id] = stored
+        if moved:
+            self._notify()
+        return len(moved)
+
+    async def purge_dlq(self, ids: Sequence[str] | None = None) -> int:
+        await asyncio.sleep(0)
+        gone = self._dlq_selected(ids)
+        for stored in gone:
+            del self._dlq[stored.id]
+        return len(gone)
+
     async def check(self) -> None:
         await asyncio.sleep(0)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from datatorag.domain.models import DocumentRecord, DocumentStatus, utcnow
-from datatorag.ports.registry import Registry, SyncRun, check_advance_fields
+from datatorag.ports.registry import Registry, SourceRecord, SyncRun, check_advance_fields
 from datatorag.testing.memory.clock import Clock
 
 _US = timedelta(microseconds=1)
@@ -46,6 +46,7 @@ class MemoryRegistry(Registry):
         self._leases: dict[str, _Lease] = {}
         # (tenant, source, run_id) -> (order of first insert, run); a replace keeps its order
         self._runs: dict[tuple[str, str, str], tuple[int, SyncRun]] = {}
+        self._sources: dict[tuple[str, str], SourceRecord] = {}
         self._run_order = 0
 
     # -- versions --------------------------------------------------------------------------
@@ -213,6 +214,22 @@ class MemoryRegistry(Registry):
         ]
         runs.sort(key=lambda item: (_utc(item[1].started_at), item[0]), reverse=True)
         return [run.model_copy(deep=True) for _, run in runs[:limit]]
+
+    # -- sources ---------------------------------------------------------------------------
+    async def put_source(self, record: SourceRecord) -> None:
+        await asyncio.sleep(0)
+        self._sources[(record.tenant, record.source)] = record.model_copy(deep=True)
+
+    async def get_source(self, tenant: str, source: str) -> SourceRecord | None:
+        await asyncio.sleep(0)
+        found = self._sources.get((tenant, source))
+        return None if found is None else found.model_copy(deep=True)
+
+    async def sources(self, tenant: str) -> list[SourceRecord]:
+        await asyncio.sleep(0)
+        return [
+            r.model_copy(deep=True) for (t, _), r in sorted(self._sources.items()) if t == tenant
+        ]
 
     async def check(self) -> None:
         await asyncio.sleep(0)

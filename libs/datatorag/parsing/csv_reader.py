@@ -45,7 +45,14 @@ def _decode(data: bytes, filename: str) -> str:
         from charset_normalizer import from_bytes
 
         best = from_bytes(data[: 1 << 20]).best()
-        if best is None or best.encoding in ("utf_8", "utf_16"):
+        # A short export with a few accented letters fits a dozen Latin code pages equally
+        # well; Excel writes the Western one (cp1252), so Latin-script text is read as that.
+        if best is None or all("Latin" in a or a == "Control character" for a in best.alphabets):
+            try:
+                return data.decode("cp1252")
+            except UnicodeDecodeError:
+                pass
+        if best is None:
             raise utf8_error from None
         try:
             return data.decode(best.encoding)

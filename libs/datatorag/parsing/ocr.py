@@ -183,10 +183,10 @@ def _lines_of(tsv: str, page: int, scale: float, height_pt: float) -> OcrResult:
             weighted += conf * len(text)
             chars += len(text)
             words += 1
-        # the page is straight (deskew): a line's tall words span ascenders to descenders,
-        # about 0.95 em; the baseline is its words' median bottom (a descender moves one word, not it),
+        # the page is straight (deskew). Size: a line's tall words span ascenders to descenders,
+        # about 0.95 em (the upper quartile of its words' heights: a speck read as a word can be
+        # tall). Baseline: its words' median bottom (a descender moves one word, not the line),
         # with what is left of the skew taken out
-        # (the upper quartile of its words' heights: a speck read as a word can be tall)
         heights = sorted(w[3] for w in ws)
         height = heights[(3 * len(heights)) // 4]
         base = sorted(w[1] + w[3] - skew * (w[0] + w[2] / 2) for w in ws)

@@ -16,7 +16,14 @@ from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
 from datatorag.config import Settings
 from datatorag.connectors.config import parse_sources
 from datatorag.connectors.folder import FolderSource
-from datatorag.connectors.landing import DOCX, FolderLanding, safe_filename, sniff_content_type
+from datatorag.connectors.landing import (
+    DOCX,
+    PPTX,
+    XLSX,
+    FolderLanding,
+    safe_filename,
+    sniff_content_type,
+)
 from datatorag.connectors.s3_events import parse_s3_events, pump_s3_events, routes_from_config
 from datatorag.connectors.scheduler import Scheduler
 from datatorag.connectors.sync import SyncOptions, sync_source
@@ -35,7 +42,13 @@ def test_sniffing() -> None:
     assert sniff_content_type(b"%PDF-1.7\n...", "x.pdf") == "application/pdf"
     assert sniff_content_type(b"%PDF-1.7\n...", "renamed.txt") == "application/pdf"
     assert sniff_content_type(b"PK\x03\x04....word/document.xml", "a.docx") == DOCX
-    assert sniff_content_type(b"PK\x03\x04....xl/workbook.xml", "a.docx") is None
+    assert sniff_content_type(b"PK\x03\x04....xl/workbook.xml", "a.docx") == XLSX  # bytes win
+    assert sniff_content_type(b"PK\x03\x04....ppt/slides/slide1.xml", "deck") == PPTX
+    assert sniff_content_type(b"PK\x03\x04....readme.txt", "a.zip") is None  # a plain zip
+    assert sniff_content_type(b"\x89PNG\r\n\x1a\n....", "scan") == "image/png"
+    assert sniff_content_type(b"\xff\xd8\xff\xe0....", "scan.jpg") == "image/jpeg"
+    assert sniff_content_type(b"II*\x00....", "scan.tif") == "image/tiff"
+    assert sniff_content_type(b"From: hr@example.com\r\n", "news.eml") == "message/rfc822"
     assert sniff_content_type(b"\x7fELF\x02\x01\x00\x00", "a.pdf") is None  # lies about itself
     assert sniff_content_type(b"<!DOCTYPE html><html>", "page") == "text/html"
     assert sniff_content_type(b"# Title\n\ntext", "notes.md") == "text/markdown"

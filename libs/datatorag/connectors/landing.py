@@ -41,12 +41,23 @@ TEXT_TYPES = {
     ".markdown": "text/markdown",
     ".txt": "text/plain",
     ".csv": "text/csv",
+    ".tsv": "text/tab-separated-values",
+    ".eml": "message/rfc822",
     ".json": "application/json",
     ".html": "text/html",
     ".htm": "text/html",
 }
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-ALLOWED = frozenset({"application/pdf", DOCX, *TEXT_TYPES.values()})
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+# scans the parser reads by OCR
+IMAGES = {
+    b"\x89PNG\r\n\x1a\n": "image/png",
+    b"\xff\xd8\xff": "image/jpeg",
+    b"II*\x00": "image/tiff",
+    b"MM\x00*": "image/tiff",
+}
+ALLOWED = frozenset({"application/pdf", DOCX, XLSX, PPTX, *IMAGES.values(), *TEXT_TYPES.values()})
 
 
 def safe_filename(name: str | None) -> str:
@@ -68,10 +79,18 @@ def sniff_content_type(head: bytes, filename: str) -> str | None:
     ext = os.path.splitext(filename)[1].lower()
     if head.startswith(b"%PDF-"):
         return "application/pdf"
+    for magic, image_type in IMAGES.items():
+        if head.startswith(magic):
+            return image_type
     if head.startswith(b"PK\x03\x04"):
-        # DOCX is a ZIP whose entries include word/; other ZIPs (xlsx, jars) are refused
-        is_docx = b"word/" in head or (b"[Content_Types].xml" in head and ext == ".docx")
-        return DOCX if is_docx else None
+        # Office files are ZIPs whose entry names (in the first local headers) say which one;
+        # other ZIPs (archives, jars) are refused
+        office = b"[Content_Types].xml" in head
+        for folder, kind, exts in ((b"word/", DOCX, (".docx",)), (b"xl/", XLSX, (".xlsx", ".xlsm")),
+                                   (b"ppt/", PPTX, (".pptx",))):  # fmt: skip
+            if folder in head or (office and ext in exts):
+                return kind
+        return None
     if b"\x00" in head:
         return None  # binary we do not know
     try:
@@ -135,7 +154,8 @@ class LandingZone(abc.ABC):
             content_type = sniff_content_type(head, name)
             if content_type not in ALLOWED:
                 raise PermanentError(
-                    f"{name}: not a PDF, DOCX, HTML, Markdown, text or JSON document",
+                    f"{name}: not a PDF, DOCX, XLSX, PPTX, CSV, EML, HTML, Markdown, text, "
+                    "JSON document or a PNG/JPEG/TIFF scan",
                     code="unsupported_type",
                 )
             spool.seek(0)

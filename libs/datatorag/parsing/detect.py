@@ -100,7 +100,7 @@ def detect_type(data: bytes, filename: str, content_type: str | None) -> str:
             return _EXTENSIONS[ext]  # the reader explains what is missing (*_corrupt)
         raise PermanentError(
             f"unsupported document type: {filename!r} is a zip archive ({kind}), "
-            "not a PDF, DOCX, XLSX, PPTX, HTML, Markdown, text or JSON document",
+            "not a PDF, DOCX, XLSX, PPTX, HTML, Markdown, text or JSON document or an image",
             code="unsupported_type",
         )
     for magic, what in _MAGIC_UNSUPPORTED.items():

@@ -43,6 +43,12 @@ def column_lines(
     n = textpage.count_rects()
     if n < _MIN_PIECES:
         return None
+    # the cheap test first: about one rectangle per line, and hardly any line starting mid-page
+    # (a centred page number or title may), is one column
+    lo = min(ln.x for ln in lines)
+    indented = sum(1 for ln in lines if ln.x - lo >= 100)
+    if n <= 1.2 * len(lines) and indented < _MIN_SIDE_BY_SIDE:
+        return None
     pieces = _pieces([tuple(textpage.get_rect(i)) for i in range(n)])
     if len(pieces) < _MIN_PIECES:
         return None

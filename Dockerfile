@@ -72,6 +72,10 @@ CMD ["serve", "embedder"]
 
 # ---- runtime (default target): every service on CPU -----------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
+# the parser OCRs scanned PDFs and images with Tesseract (English model)
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends tesseract-ocr tesseract-ocr-eng \
+ && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 datatorag \
  && useradd --system --uid 10001 --gid 10001 --home-dir /home/datatorag --create-home datatorag \
  && mkdir -p /data /models && chown datatorag:datatorag /data

@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 BENCHES = [
     ("bench.bench_embedder", []),
     ("bench.bench_parser", []),
+    ("bench.bench_ocr", []),
     ("bench.bench_hostile", []),
     ("bench.bench_ingestion", []),
     ("bench.bench_query", []),

@@ -7,7 +7,8 @@ tokenised in one batch call with offsets, and units are packed greedily into chu
   few tokens (a title and a byline), joins the next one: such a scrap is not worth a chunk;
 - a paragraph that does not fit the rest of a half-full chunk starts the next chunk whole;
 - a sentence longer than a chunk is cut at token boundaries (at word starts where possible);
-- consecutive chunks of one section share ``overlap_tokens`` tokens, starting at a word;
+- consecutive chunks of one section share ``overlap_tokens`` tokens, starting at a word; in a
+  table whose block has ``header_row`` set, the header row opens each chunk instead;
 - every chunk keeps the document title, its section and its first and last page.
 Finally all chunk texts are re-tokenised in one batch, so ``token_count`` is the real count and
 a chunk that came out too long (tokenizers whose joins are not additive) is cut again.
@@ -162,13 +163,20 @@ def chunk_document(
         if section != current_section or block_of_unit < 0:
             packer.section_break(section)
             current_section = section
-        if block_id != block_of_unit:
+        first_of_block = block_id != block_of_unit
+        if first_of_block:
+            packer.header = None
             packer.block_start(block_tokens[block_id])
             block_of_unit = block_id
         offsets = [(int(o[0]), int(o[1])) for o in enc.offsets]
         part = _Part(text, offsets, page, sep, kind != "heading")
-        for piece in _split_long(part, budget - overlap):
+        pieces = _split_long(part, budget - overlap)
+        for piece in pieces:
             packer.add(piece)
+        # a short header row opens every later chunk of its table (in place of the overlap)
+        header = first_of_block and kind == "table" and doc.blocks[block_id].header_row
+        if header and len(pieces) == 1 and part.tokens <= budget // 4:
+            packer.header = _Part(text, offsets, page, sep, True)
     packer.close(keep_overlap=False)
     return _finalise(doc, packer.chunks, tok, max_tokens)
 
@@ -249,6 +257,7 @@ class _Packer:
         self.section: str | None = None
         self.fresh = 0  # parts in self.parts that are new (not overlap from the previous chunk)
         self.closed_in_section = False  # a chunk of the current section was already emitted
+        self.header: _Part | None = None  # the header row of the table being packed
 
     def _cost(self, part: _Part) -> int:
         if not self.parts:
@@ -293,7 +302,10 @@ class _Packer:
             return
         self.chunks.append((self.parts, self.section))
         self.closed_in_section = True
-        tail = self._tail() if keep_overlap and self.overlap else []
+        if keep_overlap and self.header is not None:
+            tail = [self.header]
+        else:
+            tail = self._tail() if keep_overlap and self.overlap else []
         self.parts = tail
         self.used = sum(p.tokens for p in tail) + self.block_sep_cost * sum(
             1 for p in tail[1:] if p.sep == _BLOCK_SEP

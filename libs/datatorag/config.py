@@ -79,6 +79,9 @@ class LimitSettings(BaseSettings):
     # the XML that a reader parses (decompression_bomb)
     max_unzipped_bytes: int = Field(512 * 1024 * 1024, ge=1 << 20)
     max_xml_bytes: int = Field(64 * 1024 * 1024, ge=1 << 16)
+    # OCR: an image (or a scanned page rendered for OCR) over this many pixels is refused from
+    # its header, before decoding (image_too_large); an A4 page at 600 dpi is 35 M
+    max_image_pixels: int = Field(60_000_000, ge=1_000_000)
     # the parse sandbox: one worker process per slot, each parse bounded in memory and time
     parse_workers: int = Field(2, ge=1, le=64, description="parallel parses (sandbox slots)")
     parse_memory_mb: int = Field(2048, ge=64, description="memory a parse may add (memory_limit)")

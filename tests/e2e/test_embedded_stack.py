@@ -12,6 +12,7 @@ import pytest
 
 from tests.e2e.conftest import API_KEY, Stack, index_chunk_ids, running
 from tests.fixtures import documents as docs
+from tests.fixtures import formats
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -21,6 +22,15 @@ GOOD = {
     "policies/handbook.docx": lambda: docs.docx_document(),
     "policies/benefits.pdf": lambda: docs.text_pdf(pages=4, table_page=2, title="Benefits Guide"),
     "policies/leave.txt": lambda: docs.utf16_text(),
+    # the formats HR teams keep, and a scan (OCR)
+    "hr/benefits.xlsx": lambda: formats.xlsx_workbook(),
+    "hr/onboarding.pptx": lambda: formats.pptx_deck(),
+    "hr/announcement.eml": lambda: formats.eml_message(),
+    "hr/plans.csv": lambda: formats.csv_table(),
+    "scans/leave-scan.pdf": lambda: formats.scanned_pdf_with_text(
+        [formats.scanned_page(21, paragraphs_n=1, noise=0)[0]]
+    ),
+    "scans/leave-scan.png": lambda: formats.scanned_page(22, paragraphs_n=1, noise=0)[0],
 }
 BAD = {  # file -> the error code recorded against it
     "bad/corrupt.pdf": (lambda: docs.corrupt_pdf(), "pdf_corrupt"),
@@ -29,6 +39,7 @@ BAD = {  # file -> the error code recorded against it
     "bad/empty.txt": (lambda: docs.empty_file(), "empty_file"),
     "bad/latin1.txt": (lambda: docs.invalid_utf8_text(), "invalid_utf8"),
     "bad/huge.txt": (lambda: b"x" * 400_000, "too_large"),
+    "bad/poster.png": (lambda: formats.huge_png(50_000, 50_000), "image_too_large"),
 }
 
 
@@ -79,6 +90,20 @@ def test_good_and_bad_documents_end_in_the_right_state(tmp_path):
         cite = holding[0]["citation"]
         assert cite["path"] == "policies/benefits.pdf" and cite["title"] == "Benefits Guide"
         assert cite["page_start"] <= 2 <= cite["page_end"]
+        # scans are OCR'd, with the confidence on the record; spreadsheets and decks are found
+        scan = by_path["scans/leave-scan.pdf"]
+        assert scan["metadata"]["ocr.pages"] == "1" and scan["title"] == "Leave Policy"
+        assert "ocr.low_confidence_pages" not in scan["metadata"]
+        assert by_path["scans/leave-scan.png"]["doc_type"] == "image"
+        scanned_sentence = formats.page_text(21, 1)[0].split(". ")[1]
+        hits = stack.search(scanned_sentence, k=5, mode="bm25")["hits"]
+        assert "scans/leave-scan.pdf" in {h["citation"]["path"] for h in hits}
+        hits = stack.search("Platinum plan 4 deductible", k=5, mode="bm25")["hits"]
+        sheet = next(h for h in hits if h["citation"]["path"] == "hr/benefits.xlsx")
+        assert sheet["text"].startswith("Medical plans") and "Monthly premium" in sheet["text"]
+        hits = stack.search("collect your badge at reception", k=5)["hits"]
+        deck = next(h for h in hits if h["citation"]["path"] == "hr/onboarding.pptx")
+        assert deck["citation"]["page_start"] <= 2 <= deck["citation"]["page_end"]  # slide 2
         # and for the Markdown document
         md = stack.search("parental leave", k=5)
         assert "policies/parental-leave.md" in {h["citation"]["path"] for h in md["hits"]}

@@ -23,6 +23,7 @@ from datatorag.connectors.config import parse_sources
 from datatorag.connectors.folder import FolderSource
 from datatorag.connectors.landing import (
     DOCX,
+    PPTX,
     XLSX,
     FolderLanding,
     UnsupportedUpload,
@@ -85,8 +86,9 @@ def test_sniffing_names_what_the_bytes_are() -> None:
         ("page.html", b"%PDF-1.4 x", "application/pdf"),
         ("notes.md", b"<html><body>x</body></html>", "text/html"),
         ("data.json", b"not json at all", "text/plain"),
-        ("sheet.xlsx", _zip("[Content_Types].xml", "xl/workbook.xml"), XLSX),
-        ("photo", b"\x89PNG\r\n\x1a\n....", "image/png"),
+        ("deck.pptx", _zip("[Content_Types].xml", "xl/workbook.xml"), XLSX),
+        ("scan.png", b"%PDF-1.7\n...", "application/pdf"),
+        ("scan.jpg", b"\x89PNG\r\n\x1a\n....", "image/png"),
         ("tool.pdf", b"\x7fELF\x02\x01\x01\x00", "application/x-executable"),
     ],
 )
@@ -113,6 +115,14 @@ def test_content_that_is_not_what_its_name_says_is_refused_naming_it(
         ("data.json", b'{"a": 1}', "application/json"),
         ("README", b"plain words", "text/plain"),
         ("renamed", b"%PDF-1.4 x", "application/pdf"),  # no extension: the bytes decide
+        ("sheet.xlsx", _zip("[Content_Types].xml", "xl/workbook.xml"), XLSX),
+        ("deck.pptx", _zip("[Content_Types].xml", "ppt/presentation.xml"), PPTX),
+        ("scan.png", b"\x89PNG\r\n\x1a\n....", "image/png"),
+        ("photo", b"\x89PNG\r\n\x1a\n....", "image/png"),
+        ("scan.jpeg", b"\xff\xd8\xff\xe0....", "image/jpeg"),
+        ("scan.tiff", b"II*\x00....", "image/tiff"),
+        ("holidays.tsv", b"date\tname\n2026-01-01\tNew Year", "text/tab-separated-values"),
+        ("announcement.eml", b"From: hr@example.com\nSubject: Benefits\n\nHello", "message/rfc822"),
     ],
 )
 def test_content_that_matches_its_name_is_accepted(name: str, data: bytes, stored_as: str) -> None:

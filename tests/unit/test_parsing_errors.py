@@ -74,9 +74,9 @@ def test_html_with_declared_legacy_charset_is_decoded() -> None:
 @pytest.mark.parametrize(
     ("data", "name", "hint"),
     [
-        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 50, "scan.png", "PNG image"),
+        (b"GIF89a" + b"\x00" * 50, "scan.gif", "GIF image"),
         (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 50, "old.doc", "legacy"),
-        (b"some bytes", "slides.pptx", "presentation"),
+        (b"some bytes", "slides.odp", "presentation"),
         (b"\x00\x01\x02binary\x00", "blob.bin", "binary"),
         (b"%!PS-Adobe-3.0", "x.ps", "application/postscript"),
     ],
@@ -87,12 +87,20 @@ def test_unsupported_type(data: bytes, name: str, hint: str) -> None:
     assert err.code == "unsupported_type" and hint in err.reason
 
 
-def test_zip_that_is_not_docx() -> None:
+def test_zip_that_is_not_an_office_document() -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("content.xml", "<office/>")
+    err = fail(buf.getvalue(), "archive.zip")
+    assert err.code == "unsupported_type" and "zip archive" in err.reason
+
+
+def test_a_workbook_missing_its_parts_is_xlsx_corrupt() -> None:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("xl/workbook.xml", "<workbook/>")
     err = fail(buf.getvalue(), "sheet.xlsx")
-    assert err.code == "unsupported_type" and "Excel" in err.reason
+    assert err.code == "xlsx_corrupt" and "sheet.xlsx" in err.reason
 
 
 @pytest.mark.parametrize("data", [docs.corrupt_docx(), b"PK\x03\x04 truncated zip", b"plain text"])

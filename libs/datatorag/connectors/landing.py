@@ -47,12 +47,17 @@ TEXT_TYPES = {
     ".markdown": "text/markdown",
     ".txt": "text/plain",
     ".csv": "text/csv",
+    ".tsv": "text/tab-separated-values",
+    ".eml": "message/rfc822",
     ".json": "application/json",
     ".html": "text/html",
     ".htm": "text/html",
 }
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-ALLOWED = frozenset({"application/pdf", DOCX, *TEXT_TYPES.values()})
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+IMAGES = frozenset({"image/png", "image/jpeg", "image/tiff"})  # scans the parser reads by OCR
+ALLOWED = frozenset({"application/pdf", DOCX, XLSX, PPTX, *IMAGES, *TEXT_TYPES.values()})
 
 
 def safe_filename(name: str | None) -> str:
@@ -71,8 +76,6 @@ def safe_filename(name: str | None) -> str:
 
 OCTET_STREAM = "application/octet-stream"
 ZIP = "application/zip"
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
 _MAGIC = {
     b"\xd0\xcf\x11\xe0": "application/x-ole-storage",  # legacy Office (.doc, .xls)
     b"\x89PNG": "image/png",
@@ -119,6 +122,16 @@ _PROMISED: dict[str, tuple[frozenset[str], str]] = {
     ".markdown": (_TEXT, "Markdown text"),
     ".txt": (_TEXT, "plain text"),
     ".csv": (_TEXT, "CSV text"),
+    ".tsv": (_TEXT, "TSV text"),
+    ".eml": (_TEXT, "an e-mail message"),
+    ".xlsx": (frozenset({XLSX}), "an Excel workbook"),
+    ".xlsm": (frozenset({XLSX}), "an Excel workbook"),
+    ".pptx": (frozenset({PPTX}), "a PowerPoint presentation"),
+    ".png": (frozenset({"image/png"}), "a PNG image"),
+    ".jpg": (frozenset({"image/jpeg"}), "a JPEG image"),
+    ".jpeg": (frozenset({"image/jpeg"}), "a JPEG image"),
+    ".tif": (frozenset({"image/tiff"}), "a TIFF image"),
+    ".tiff": (frozenset({"image/tiff"}), "a TIFF image"),
 }
 
 
@@ -191,8 +204,8 @@ def accepted_type(name: str, detected: str) -> str:
         )
     if detected not in ALLOWED:
         raise UnsupportedUpload(
-            f"{name}: the content is {what}; upload a PDF, DOCX, HTML, Markdown, text or JSON "
-            "document",
+            f"{name}: the content is {what}; upload a PDF, DOCX, XLSX, PPTX, CSV, EML, HTML, "
+            "Markdown, text or JSON document, or a PNG/JPEG/TIFF scan",
             detected,
         )
     if detected == "text/plain" or (detected == "application/json" and ext in TEXT_TYPES):

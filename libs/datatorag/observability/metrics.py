@@ -35,3 +35,6 @@ STALLED_DOCUMENTS = Gauge(
     "datatorag_stalled_documents", "Documents in a non-final state longer than the stall threshold"
 )
 PAGES_PARSED = Counter("datatorag_pages_parsed_total", "PDF/DOCX pages parsed")
+OCR_PAGES = Counter(
+    "datatorag_ocr_pages_total", "Pages read by OCR (scans, images), by confidence", ["confidence"]
+)

@@ -3,9 +3,14 @@
 ``parse_document`` picks a reader by magic bytes, then extension, then content type. Bad input
 raises :class:`datatorag.domain.errors.PermanentError` with a human reason and a stable ``code``:
 ``empty_file``, ``too_large``, ``pdf_corrupt``, ``pdf_encrypted``, ``pdf_no_text_layer``,
-``invalid_utf8``, ``unsupported_type``, ``docx_corrupt``, ``json_invalid``, and the limits'
-``too_much_text``, ``too_many_pages``, ``too_many_cells``, ``decompression_bomb``
+``invalid_utf8``, ``unsupported_type``, ``docx_corrupt``, ``json_invalid``, ``xlsx_corrupt``,
+``csv_invalid``, ``pptx_corrupt``, ``eml_invalid``, the OCR codes ``image_corrupt``,
+``ocr_unavailable``, ``ocr_failed``, ``ocr_no_text``, and the limits' ``too_much_text``,
+``too_many_pages``, ``too_many_cells``, ``decompression_bomb``, ``image_too_large``
 (``datatorag.parsing.limits``).
+
+Scanned PDF pages and images are read by OCR (``datatorag.parsing.ocr``); ``ParsedDocument.ocr``
+lists those pages with their confidence.
 """
 
 from __future__ import annotations
@@ -15,9 +20,9 @@ from collections.abc import Callable
 from datatorag.domain.errors import PermanentError
 from datatorag.parsing import detect
 from datatorag.parsing.limits import LIMIT_CODES, ParseLimits, budget, cap_title
-from datatorag.parsing.model import Block, ParsedDocument
+from datatorag.parsing.model import Block, OcrPage, ParsedDocument
 
-__all__ = ["ERROR_CODES", "Block", "ParseLimits", "ParsedDocument", "parse_document"]
+__all__ = ["ERROR_CODES", "Block", "OcrPage", "ParseLimits", "ParsedDocument", "parse_document"]
 
 ERROR_CODES = (
     "empty_file",
@@ -29,6 +34,14 @@ ERROR_CODES = (
     "unsupported_type",
     "docx_corrupt",
     "json_invalid",
+    "xlsx_corrupt",
+    "csv_invalid",
+    "pptx_corrupt",
+    "eml_invalid",
+    "image_corrupt",
+    "ocr_unavailable",
+    "ocr_failed",
+    "ocr_no_text",
     *LIMIT_CODES,
 )
 
@@ -114,6 +127,36 @@ def _json() -> Callable[[bytes, str], ParsedDocument]:
     return parse_json
 
 
+def _xlsx() -> Callable[[bytes, str], ParsedDocument]:
+    from datatorag.parsing.xlsx_reader import parse_xlsx
+
+    return parse_xlsx
+
+
+def _csv() -> Callable[[bytes, str], ParsedDocument]:
+    from datatorag.parsing.csv_reader import parse_csv
+
+    return parse_csv
+
+
+def _pptx() -> Callable[[bytes, str], ParsedDocument]:
+    from datatorag.parsing.pptx_reader import parse_pptx
+
+    return parse_pptx
+
+
+def _eml() -> Callable[[bytes, str], ParsedDocument]:
+    from datatorag.parsing.eml_reader import parse_eml
+
+    return parse_eml
+
+
+def _image() -> Callable[[bytes, str], ParsedDocument]:
+    from datatorag.parsing.image_reader import parse_image
+
+    return parse_image
+
+
 # readers import their libraries lazily: a text-only worker never loads PDFium or lxml
 _READERS: dict[str, Callable[[], Callable[[bytes, str], ParsedDocument]]] = {
     detect.PDF: _pdf,
@@ -122,4 +165,9 @@ _READERS: dict[str, Callable[[], Callable[[bytes, str], ParsedDocument]]] = {
     detect.HTML: _html,
     detect.MARKDOWN: _markdown,
     detect.JSON: _json,
+    detect.XLSX: _xlsx,
+    detect.CSV: _csv,
+    detect.PPTX: _pptx,
+    detect.EML: _eml,
+    detect.IMAGE: _image,
 }

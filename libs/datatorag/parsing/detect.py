@@ -4,13 +4,21 @@ then a look at the first bytes."""
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from pathlib import PurePosixPath
 
 from datatorag.domain.errors import PermanentError
 
 PDF, DOCX, HTML, MARKDOWN, TEXT, JSON = "pdf", "docx", "html", "markdown", "text", "json"
+XLSX, PPTX, CSV, EML, IMAGE = "xlsx", "pptx", "csv", "eml", "image"
 
+# an RFC 5322 message starts with header fields; these are the ones a saved message starts with
+_EMAIL_HEADER = re.compile(
+    r"^(?:return-path|received|from|to|subject|date|message-id|mime-version|delivered-to)"
+    r":[^\n]*\r?\n(?:[!-9;-~]+:[^\n]*\r?\n|[ \t][^\n]*\r?\n)+",
+    re.IGNORECASE,
+)
 _EXTENSIONS = {
     ".pdf": PDF,
     ".docx": DOCX,
@@ -22,8 +30,17 @@ _EXTENSIONS = {
     ".mdown": MARKDOWN,
     ".txt": TEXT,
     ".text": TEXT,
-    ".csv": TEXT,
-    ".tsv": TEXT,
+    ".csv": CSV,
+    ".tsv": CSV,
+    ".xlsx": XLSX,
+    ".xlsm": XLSX,
+    ".pptx": PPTX,
+    ".eml": EML,
+    ".png": IMAGE,
+    ".jpg": IMAGE,
+    ".jpeg": IMAGE,
+    ".tif": IMAGE,
+    ".tiff": IMAGE,
     ".log": TEXT,
     ".rst": TEXT,
     ".json": JSON,
@@ -36,35 +53,32 @@ _CONTENT_TYPES = {
     "text/markdown": MARKDOWN,
     "text/x-markdown": MARKDOWN,
     "text/plain": TEXT,
-    "text/csv": TEXT,
+    "text/csv": CSV,
+    "text/tab-separated-values": CSV,
     "application/json": JSON,
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": XLSX,
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": PPTX,
+    "message/rfc822": EML,
+    "image/png": IMAGE,
+    "image/jpeg": IMAGE,
+    "image/tiff": IMAGE,
 }
 # formats people do send and that we refuse with a hint rather than a bare "unsupported"
 _KNOWN_UNSUPPORTED = {
     ".doc": "legacy Word .doc; save it as .docx",
     ".xls": "spreadsheet",
-    ".xlsx": "spreadsheet",
     ".ods": "spreadsheet",
     ".ppt": "presentation",
-    ".pptx": "presentation",
     ".odp": "presentation",
     ".odt": "OpenDocument text; save it as .docx",
     ".rtf": "RTF; save it as .docx",
-    ".png": "image",
-    ".jpg": "image",
-    ".jpeg": "image",
-    ".gif": "image",
-    ".tif": "image",
-    ".tiff": "image",
+    ".gif": "GIF image; save it as PNG",
     ".zip": "zip archive",
 }
+_MAGIC_IMAGES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*")
 _MAGIC_UNSUPPORTED = {
     b"\xd0\xcf\x11\xe0": "legacy Microsoft Office (OLE) file; save it as .docx",
-    b"\x89PNG": "PNG image",
-    b"\xff\xd8\xff": "JPEG image",
     b"GIF8": "GIF image",
-    b"II*\x00": "TIFF image",
-    b"MM\x00*": "TIFF image",
     b"\x1f\x8b": "gzip archive",
     b"{\\rtf": "RTF document; save it as .docx",
 }
@@ -76,15 +90,17 @@ def detect_type(data: bytes, filename: str, content_type: str | None) -> str:
     if b"%PDF-" in head:  # the spec allows junk before the header
         return PDF
     ext = PurePosixPath(filename.lower()).suffix
+    if head.startswith(_MAGIC_IMAGES):
+        return IMAGE
     if head.startswith(b"PK\x03\x04"):
         kind = _zip_kind(data)
-        if kind == DOCX:
-            return DOCX
-        if ext == ".docx":
-            return DOCX  # the DOCX reader explains what is missing (docx_corrupt)
+        if kind in (DOCX, XLSX, PPTX):
+            return kind
+        if ext in (".docx", ".xlsx", ".xlsm", ".pptx"):
+            return _EXTENSIONS[ext]  # the reader explains what is missing (*_corrupt)
         raise PermanentError(
             f"unsupported document type: {filename!r} is a zip archive ({kind}), "
-            "not a PDF, DOCX, HTML, Markdown, text or JSON document",
+            "not a PDF, DOCX, XLSX, PPTX, HTML, Markdown, text or JSON document or an image",
             code="unsupported_type",
         )
     for magic, what in _MAGIC_UNSUPPORTED.items():
@@ -113,9 +129,9 @@ def _zip_kind(data: bytes) -> str:
     if "word/document.xml" in names:
         return DOCX
     if "xl/workbook.xml" in names:
-        return "an Excel workbook"
+        return XLSX
     if "ppt/presentation.xml" in names:
-        return "a PowerPoint presentation"
+        return PPTX
     if "mimetype" in names:
         return "an OpenDocument file"
     return "a plain zip"
@@ -140,6 +156,8 @@ def _sniff_text(head: bytes, filename: str, mime: str) -> str:
         return HTML
     if start.startswith(("{", "[")):
         return JSON
+    if _EMAIL_HEADER.match(body.lstrip()) and "\n\n" in body.replace("\r\n", "\n"):
+        return EML
     if mime and not mime.startswith("text/"):
         raise PermanentError(
             f"unsupported document type {mime!r} for {filename!r}", code="unsupported_type"

@@ -23,6 +23,7 @@ LIMIT_CODES = (
     "too_many_chunks",
     "too_many_cells",
     "decompression_bomb",
+    "image_too_large",
     "memory_limit",
     "parse_timeout",
 )
@@ -37,6 +38,8 @@ class ParseLimits:
     max_table_cells: int = 500_000
     max_unzipped_bytes: int = 512 * 1024 * 1024
     max_xml_bytes: int = 64 * 1024 * 1024
+    # pixels of one image to OCR (an A4 page at 600 dpi is 35 M); checked from the header
+    max_image_pixels: int = 60_000_000
 
 
 class Budget:
@@ -72,6 +75,16 @@ class Budget:
                 f"{self.filename!r} has {n:,} pages, over the limit of {self.limits.max_pages:,} "
                 "(DATATORAG_LIMIT_MAX_PAGES)",
                 code="too_many_pages",
+            )
+
+    def check_image(self, width: int, height: int, where: str) -> None:
+        """Refuse an image over the pixel limit from its declared size, before decoding it."""
+        if width * height > self.limits.max_image_pixels:
+            raise PermanentError(
+                f"{self.filename!r}: {where} is {width:,} x {height:,} pixels "
+                f"({width * height:,}), over the limit of {self.limits.max_image_pixels:,} "
+                "pixels for OCR (DATATORAG_LIMIT_MAX_IMAGE_PIXELS)",
+                code="image_too_large",
             )
 
     def check_archive(self, archive: zipfile.ZipFile, xml_prefixes: tuple[str, ...]) -> None:

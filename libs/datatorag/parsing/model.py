@@ -16,18 +16,31 @@ class Block:
     page: int | None
     section: str | None
     kind: str = "text"  # "text" | "table" | "heading"
+    # a table whose first row names its columns: the chunker repeats that row at the top of
+    # every chunk the table continues into (a spreadsheet's rows mean nothing without it)
+    header_row: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in BLOCK_KINDS:
             raise ValueError(f"unknown block kind {self.kind!r}")
 
 
+@dataclass(frozen=True)
+class OcrPage:
+    """A page whose text came from OCR: its mean word confidence (0-100, Tesseract's scale)."""
+
+    page: int
+    confidence: float
+    words: int
+
+
 @dataclass
 class ParsedDocument:
     title: str | None
-    doc_type: str  # "pdf" | "docx" | "html" | "markdown" | "text" | "json"
+    doc_type: str  # "pdf" | "docx" | "html" | "markdown" | "text" | "json" | "xlsx" | ...
     page_count: int | None
     blocks: list[Block] = field(default_factory=list)
+    ocr: list[OcrPage] = field(default_factory=list)  # the pages read by OCR, in page order
 
     @property
     def text(self) -> str:

@@ -8,6 +8,11 @@ edges PDFium already decoded (pdfplumber's own lattice algorithm: merge edges, i
 cells, tables); cell text then comes from PDFium's text page. A table page costs ~2 ms instead
 of pdfplumber's ~250 ms.
 
+Pages without a usable text layer that hold an image (scans) are rendered and read by OCR
+(``datatorag.parsing.ocr``); two-column pages are read in column order
+(``datatorag.parsing.pdf_columns``); running headers, footers and page numbers are dropped
+(``datatorag.parsing.layout``).
+
 PDFium is not thread-safe: every parse holds ``_PDFIUM_LOCK`` so callers may use threads
 (``asyncio.to_thread``) without corrupting its global state.
 """
@@ -18,18 +23,17 @@ import ctypes
 import re
 import threading
 from collections import Counter
-from dataclasses import dataclass
-from itertools import pairwise
 from typing import Any
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 from datatorag.domain.errors import PermanentError
-from datatorag.parsing import limits
-from datatorag.parsing.cleaning import clean_inline, clean_paragraph
-from datatorag.parsing.headings import is_numbered_heading, looks_like_heading_text
-from datatorag.parsing.model import Block, ParsedDocument
+from datatorag.parsing import limits, ocr
+from datatorag.parsing.cleaning import clean_inline
+from datatorag.parsing.layout import Line, Page, drop_running_lines, page_blocks
+from datatorag.parsing.model import OcrPage, ParsedDocument
+from datatorag.parsing.pdf_columns import column_lines
 
 _PDFIUM_LOCK = threading.Lock()
 
@@ -37,32 +41,10 @@ _PDFIUM_LOCK = threading.Lock()
 # box has four)
 _MIN_RULING_EDGES = 6
 _MAX_PATHS_EXAMINED = 400
-_HEADING_SIZE_RATIO = 1.15
-_PARAGRAPH_GAP_RATIO = 1.45
-_EDGE_LINES = 3  # lines at the top/bottom of a page examined for running headers/footers
-_PAGE_NUMBER = re.compile(
-    r"^(?:page\s*)?#(?:\s*(?:of|/)\s*#)?$|^[-\u2013\u2014]\s*#\s*[-\u2013\u2014]$|^[ivxlc]{1,6}$"
-)
+# a page with less text than this and an image on it is a scan (perhaps with a stamp or a page
+# number in its text layer): it is read by OCR
+_USABLE_TEXT_CHARS = 16
 _TITLE_JUNK = re.compile(r"^(?:microsoft (?:word|powerpoint) - |untitled\b)", re.IGNORECASE)
-
-
-@dataclass
-class _Line:
-    text: str
-    page: int
-    x: float
-    y: float  # baseline, PDF units, growing upwards
-    size: float
-    bold: bool
-    drop: bool = False
-    table: int | None = None  # index into _Page.tables when the line sits inside a table
-
-
-@dataclass
-class _Page:
-    number: int
-    lines: list[_Line]
-    tables: list[tuple[tuple[float, float, float, float], list[list[str]]]]
 
 
 def parse_pdf(data: bytes, filename: str) -> ParsedDocument:
@@ -73,10 +55,13 @@ def parse_pdf(data: bytes, filename: str) -> ParsedDocument:
             used = limits.current()
             used.check_pages(len(pdf))
             page_list = []
+            scanned: list[OcrPage] = []
             for i in range(len(pdf)):
-                page = _read_page(pdf, i, filename)
+                page, read = _read_page(pdf, i, filename)
                 used.charge_text(sum(len(line.text) for line in page.lines))
                 page_list.append(page)
+                if read is not None:
+                    scanned.append(read)
         finally:
             pdf.close()
     if not page_list:
@@ -84,15 +69,44 @@ def parse_pdf(data: bytes, filename: str) -> ParsedDocument:
     empty = [p.number for p in page_list if not p.lines]
     if len(empty) == len(page_list):
         n = len(page_list)
+        why = (
+            f"OCR found no text on {'it' if n == 1 else 'them'}"
+            if scanned
+            else "OCR is not available: install tesseract-ocr"
+            if ocr.tesseract_path() is None
+            else "they hold no images to OCR either"
+        )
         raise PermanentError(
             f"{filename!r} has no text layer: {n} of {n} page{'s' if n != 1 else ''} "
-            "contain no text (a scanned or image-only PDF; OCR is not supported)",
+            f"contain no text (a scanned or image-only PDF; {why})",
             code="pdf_no_text_layer",
         )
-    _drop_running_lines(page_list)
-    blocks, first_heading = _blocks(page_list)
+    if scanned and len(scanned) < len(page_list):
+        _match_sizes(page_list, {p.page for p in scanned})
+    drop_running_lines(page_list)
+    blocks, first_heading = page_blocks(page_list)
     title = title_meta or first_heading or next((b.text for b in blocks), None)
-    return ParsedDocument(title=title, doc_type="pdf", page_count=len(page_list), blocks=blocks)
+    return ParsedDocument(
+        title=title, doc_type="pdf", page_count=len(page_list), blocks=blocks, ocr=scanned
+    )
+
+
+def _match_sizes(pages: list[Page], scanned: set[int]) -> None:
+    """OCR estimates font sizes from line boxes: scale them so the usual OCR size is the usual
+    text-layer size, or every line of a scanned page could pass for a heading."""
+    ocr_sizes: Counter[float] = Counter()
+    text_sizes: Counter[float] = Counter()
+    for page in pages:
+        target = ocr_sizes if page.number in scanned else text_sizes
+        for line in page.lines:
+            target[line.size] += len(line.text)
+    if not ocr_sizes or not text_sizes:
+        return
+    ratio = text_sizes.most_common(1)[0][0] / max(ocr_sizes.most_common(1)[0][0], 0.1)
+    for page in pages:
+        if page.number in scanned:
+            for line in page.lines:
+                line.size = round(line.size * ratio, 1)
 
 
 def _open(data: bytes, filename: str) -> pdfium.PdfDocument:
@@ -125,8 +139,9 @@ def _meta_title(pdf: pdfium.PdfDocument) -> str | None:
     return title if len(title) >= 3 else None
 
 
-def _read_page(pdf: pdfium.PdfDocument, index: int, filename: str) -> _Page:
-    """Lines of one page with position and font, and the ruled tables on it."""
+def _read_page(pdf: pdfium.PdfDocument, index: int, filename: str) -> tuple[Page, OcrPage | None]:
+    """Lines of one page with position and font, and the ruled tables on it; by OCR for a page
+    without a usable text layer that holds an image (a scan)."""
     try:
         page = pdf[index]
     except pdfium.PdfiumError as exc:
@@ -138,26 +153,55 @@ def _read_page(pdf: pdfium.PdfDocument, index: int, filename: str) -> _Page:
     try:
         textpage = page.get_textpage()
         try:
-            result = _Page(index + 1, _lines(textpage, index + 1), [])
+            result = Page(index + 1, _lines(textpage, index + 1), [])
             if result.lines:
+                columns = column_lines(textpage, result.lines, index + 1, _is_bold)
+                if columns is not None:
+                    result.lines = columns
                 edges = _ruling_edges(page)
                 if len(edges) >= _MIN_RULING_EDGES:
                     _find_tables(result, edges, textpage, page.get_height())
         finally:
             textpage.close()
+        scan = None
+        if sum(len(ln.text) for ln in result.lines) < _USABLE_TEXT_CHARS and _has_image(page):
+            scan = _ocr_page(page, index + 1, filename)
+            if scan is not None:
+                result = Page(index + 1, scan.lines, [])
     finally:
         page.close()
-    return result
+    return result, scan.page if scan is not None else None
 
 
-def _lines(textpage: pdfium.PdfTextPage, page_no: int) -> list[_Line]:
+def _has_image(page: pdfium.PdfPage) -> bool:
+    return any(True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=3))
+
+
+def _ocr_page(page: pdfium.PdfPage, number: int, filename: str) -> ocr.OcrResult | None:
+    """The page rendered at OCR resolution (less for a huge page: the pixel limit), then read."""
+    if ocr.tesseract_path() is None:
+        return None
+    width, height = page.get_size()
+    scale = ocr.RENDER_DPI / 72
+    cap = limits.current().limits.max_image_pixels
+    if width * height * scale * scale > cap:
+        scale = (cap / (width * height)) ** 0.5
+    bitmap = page.render(scale=scale, grayscale=True)
+    try:
+        image = bitmap.to_pil()
+        return ocr.ocr_image(image, page=number, scale=scale, filename=filename)
+    finally:
+        bitmap.close()
+
+
+def _lines(textpage: pdfium.PdfTextPage, page_no: int) -> list[Line]:
     # PDFium joins a word hyphenated across lines itself and leaves U+FFFE where the hyphen was
     text = textpage.get_text_range()
     if not text.strip():
         return []
     raw = textpage.raw
     x, y = ctypes.c_double(), ctypes.c_double()
-    out: list[_Line] = []
+    out: list[Line] = []
     pos = 0
     for piece in re.split(r"(\r\n|\r|\n)", text):
         if piece in ("\r\n", "\r", "\n"):
@@ -172,7 +216,7 @@ def _lines(textpage: pdfium.PdfTextPage, page_no: int) -> list[_Line]:
             pdfium_c.FPDFText_GetCharOrigin(raw, char, x, y)
             size = pdfium_c.FPDFText_GetFontSize(raw, char)
             out.append(
-                _Line(stripped, page_no, x.value, y.value, round(size, 1), _is_bold(raw, char))
+                Line(stripped, page_no, x.value, y.value, round(size, 1), _is_bold(raw, char))
             )
         pos += len(piece)
     return out
@@ -300,7 +344,7 @@ def _add_edge(
 
 
 def _find_tables(
-    page: _Page, edges: list[dict[str, Any]], textpage: pdfium.PdfTextPage, height: float
+    page: Page, edges: list[dict[str, Any]], textpage: pdfium.PdfTextPage, height: float
 ) -> None:
     """pdfplumber's lattice table finder on PDFium's edges; marks the lines inside each table."""
     from pdfplumber.table import (
@@ -349,141 +393,3 @@ def _cell_text(textpage: pdfium.PdfTextPage, cell: tuple[float, ...], height: fl
     return clean_inline(
         textpage.get_text_bounded(left=x0, bottom=height - bottom, right=x1, top=height - top)
     )
-
-
-def _edge_key(text: str) -> str:
-    return re.sub(r"\d+", "#", text.lower()).strip()
-
-
-def _drop_running_lines(pages: list[_Page]) -> None:
-    """Drop page-number lines, and header/footer lines repeated on most pages."""
-    counts: Counter[str] = Counter()
-    edges: list[list[_Line]] = []
-    for page in pages:
-        body = [ln for ln in page.lines if ln.table is None]
-        edge = body[:_EDGE_LINES] + body[-_EDGE_LINES:] if len(body) > _EDGE_LINES * 2 else body
-        edges.append(edge)
-        counts.update({_edge_key(ln.text) for ln in edge})
-    threshold = max(2, (len(pages) + 1) // 2)
-    for edge in edges:
-        for line in edge:
-            key = _edge_key(line.text)
-            if _PAGE_NUMBER.match(key) or (len(pages) >= 2 and counts[key] >= threshold):
-                line.drop = True
-
-
-def _blocks(pages: list[_Page]) -> tuple[list[Block], str | None]:
-    lines = [ln for p in pages for ln in p.lines if not ln.drop]
-    sizes: Counter[float] = Counter()
-    for ln in lines:
-        if ln.table is None:
-            sizes[ln.size] += len(ln.text)
-    body_size = sizes.most_common(1)[0][0] if sizes else 0.0
-    body_bold = sum(len(ln.text) for ln in lines if ln.bold) > 0.5 * sum(sizes.values())
-    pitch = _line_pitch(lines, body_size)
-    tables = {p.number: p.tables for p in pages}
-
-    blocks: list[Block] = []
-    section: str | None = None
-    first_heading: str | None = None
-    para: list[str] = []
-    para_page = 0
-    heading: list[str] = []
-    heading_size = 0.0
-    emitted_tables: set[tuple[int, int]] = set()
-    prev: _Line | None = None
-
-    def flush_para() -> None:
-        nonlocal para
-        if para:
-            text = clean_paragraph("\n".join(para))
-            if text:
-                blocks.append(Block(text, para_page, section, "text"))
-            para = []
-
-    def flush_heading() -> None:
-        nonlocal heading, section, first_heading
-        if heading:
-            text = clean_inline(" ".join(heading))
-            if text:
-                section = text
-                first_heading = first_heading or text
-                blocks.append(Block(text, heading_page, section, "heading"))
-            heading = []
-
-    heading_page = 0
-    for ln in lines:
-        if ln.table is not None:
-            key = (ln.page, ln.table)
-            if key not in emitted_tables:
-                flush_heading()
-                flush_para()
-                emitted_tables.add(key)
-                rows = tables[ln.page][ln.table][1]
-                blocks.append(
-                    Block("\n".join(" | ".join(r) for r in rows), ln.page, section, "table")
-                )
-            prev = None
-            continue
-        gap = (
-            prev is None
-            or prev.page != ln.page
-            or (prev.y - ln.y) > pitch * _PARAGRAPH_GAP_RATIO
-            or prev.y < ln.y
-        )
-        is_heading = _is_heading(ln, body_size, body_bold, standalone=gap)
-        if is_heading:
-            # a heading that wraps continues with the same font on the next line
-            if heading and not (
-                abs(ln.size - heading_size) < 0.5 and not gap and ln.page == heading_page
-            ):
-                flush_heading()
-            if not heading:
-                flush_para()
-                heading_size, heading_page = ln.size, ln.page
-            heading.append(ln.text)
-        else:
-            flush_heading()
-            if gap or (prev is not None and abs(ln.size - prev.size) > 0.5):
-                flush_para()
-            if not para:
-                para_page = ln.page
-            elif ln.page != para_page:
-                flush_para()
-                para_page = ln.page
-            para.append(ln.text)
-        prev = ln
-    flush_heading()
-    flush_para()
-    return blocks, first_heading
-
-
-def _is_heading(ln: _Line, body_size: float, body_bold: bool, *, standalone: bool) -> bool:
-    # layout signals first (cheap), the text test only for lines that have one
-    text = ln.text
-    larger = bool(body_size) and ln.size >= body_size * _HEADING_SIZE_RATIO
-    bolder = ln.bold and not body_bold and standalone and len(text) <= 80
-    numbered = (
-        standalone and len(text) <= 80 and ln.size >= body_size - 0.5 and is_numbered_heading(text)
-    )
-    return (larger or bolder or numbered) and looks_like_heading_text(text)
-
-
-def _line_pitch(lines: list[_Line], body_size: float) -> float:
-    """The usual baseline-to-baseline distance inside a body paragraph: the most common one
-    (the smallest among equals; paragraph gaps only ever add space), or 1.25 x the font size
-    when too few lines repeat a distance to tell."""
-    gaps = Counter(
-        round(a.y - b.y)
-        for a, b in pairwise(lines)
-        if a.page == b.page
-        and a.table is None
-        and b.table is None
-        and 0 < a.y - b.y < 60
-        and abs(a.size - body_size) < 0.5
-        and abs(b.size - body_size) < 0.5
-    )
-    top = max(gaps.values(), default=0)
-    if top < 2:
-        return 1.25 * body_size if body_size > 0 else 14.0
-    return float(min(g for g, c in gaps.items() if c == top))

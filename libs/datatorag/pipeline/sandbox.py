@@ -34,6 +34,7 @@ from typing import Any
 from datatorag.domain.errors import PermanentError, TransientError
 from datatorag.observability.log import get_logger
 from datatorag.parsing.limits import ParseLimits
+from datatorag.parsing.model import OcrPage
 
 log = get_logger(__name__)
 
@@ -72,6 +73,7 @@ class ParseResult:
     page_count: int | None
     title: str | None
     doc_type: str
+    ocr_pages: tuple[OcrPage, ...] = ()  # pages read by OCR, with their confidence
 
 
 class SandboxClosed(TransientError):
@@ -162,9 +164,11 @@ class _Slot:
             env = {**os.environ, "MALLOC_ARENA_MAX": "2", "RUST_BACKTRACE": "0"}
             cmd = [sys.executable, "-m", "datatorag.pipeline.sandbox_worker", str(theirs.fileno()),
                    self.model, str(self.limits.memory_mb)]  # fmt: skip
+            # a process group of its own: killing the worker kills its OCR child with it
             self.proc = subprocess.Popen(
-                cmd, pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL
-            )
+                cmd, pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL,
+                process_group=0,
+            )  # fmt: skip
             theirs.close()
             self.conn = Connection(ours.detach())
             # a worker's start-up (imports, tokenizer) is not any document's parse time
@@ -173,10 +177,17 @@ class _Slot:
                 raise TransientError("a parse sandbox worker did not start")
         return self.conn
 
-    def discard(self) -> None:
+    def kill(self) -> None:
+        """SIGKILL the worker and whatever it started (tesseract): its whole process group."""
         if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             if self.proc.poll() is None:
                 self.proc.kill()
+
+    def discard(self) -> None:
+        if self.proc is not None:
+            self.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(5)
         if self.conn is not None:
@@ -266,9 +277,8 @@ class ParseSandbox:
         """Kill the workers now (a parse in flight is released for another process to retry)."""
         self._closing.set()
         for slot in self._slots:
-            proc = slot.proc
-            if proc is not None and proc.poll() is None:
-                proc.kill()
+            if slot.proc is not None:
+                slot.kill()
         await asyncio.get_running_loop().run_in_executor(None, self._reap)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -371,4 +381,6 @@ def parse_and_chunk(job: ParseJob, tokenizer: Any) -> ParseResult:
         path=job.path,
     )
     payload = ChunkSet(doc=meta, chunks=chunks).model_dump_json().encode()
-    return ParseResult(payload, len(chunks), doc.page_count, meta.title, doc.doc_type)
+    return ParseResult(
+        payload, len(chunks), doc.page_count, meta.title, doc.doc_type, tuple(doc.ocr)
+    )

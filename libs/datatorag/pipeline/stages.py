@@ -26,6 +26,8 @@ from datatorag.domain.models import DocumentRecord, DocumentStatus, utcnow
 from datatorag.observability import metrics
 from datatorag.observability.log import bound, get_logger
 from datatorag.parsing.limits import ParseLimits
+from datatorag.parsing.model import OcrPage
+from datatorag.parsing.ocr import LOW_CONFIDENCE
 from datatorag.pipeline.payloads import ChunkSet, EmbeddedChunkSet
 from datatorag.pipeline.sandbox import ParseJob, ParseSandbox
 from datatorag.pipeline.worker import BatchHandler, Delivery, OneByOneHandler
@@ -92,6 +94,26 @@ async def _superseded(registry: Registry, record: DocumentRecord) -> bool:
     return False
 
 
+async def _record_ocr(
+    registry: Registry, message: DocumentFetched, pages: Sequence[OcrPage]
+) -> None:
+    """The pages read by OCR and their confidence, on the version's record (its metadata, shown
+    by ``GET /v1/documents/{id}``): ``ocr.pages`` (count), ``ocr.confidence`` ("page:confidence"
+    for each), ``ocr.low_confidence_pages`` (the pages under ``LOW_CONFIDENCE``, when any)."""
+    low = [p.page for p in pages if p.confidence < LOW_CONFIDENCE]
+    markers = {
+        "ocr.pages": str(len(pages)),
+        "ocr.confidence": ",".join(f"{p.page}:{p.confidence:g}" for p in pages),
+        "ocr.low_confidence_pages": ",".join(map(str, low)) or None,
+    }
+    for key, value in markers.items():
+        await registry.set_marker(message.tenant, message.doc_id, message.version, key, value)
+    metrics.OCR_PAGES.labels("low").inc(len(low))
+    metrics.OCR_PAGES.labels("ok").inc(len(pages) - len(low))
+    if low:
+        log.warning("low OCR confidence", pages=low, threshold=LOW_CONFIDENCE)
+
+
 class ParseStage(OneByOneHandler):
     """DocumentFetched -> chunks in the blob store -> ChunksReady. Tombstones pass through."""
 
@@ -156,6 +178,8 @@ class ParseStage(OneByOneHandler):
                 chunk_count=parsed.chunk_count,
             ).to_json()
         )
+        if parsed.ocr_pages:
+            await _record_ocr(reg, message, parsed.ocr_pages)
         await reg.advance(
             message.tenant,
             message.doc_id,
@@ -187,6 +211,7 @@ class ParseStage(OneByOneHandler):
                 max_table_cells=lim.max_table_cells,
                 max_unzipped_bytes=lim.max_unzipped_bytes,
                 max_xml_bytes=lim.max_xml_bytes,
+                max_image_pixels=lim.max_image_pixels,
             ),
             max_tokens=self.max_tokens,
             overlap_tokens=min(settings.chunking.overlap_tokens, self.max_tokens // 4),

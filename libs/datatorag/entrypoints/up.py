@@ -112,6 +112,7 @@ async def run_up(
         await asyncio.gather(*(w.stop() for w in workers))
         await stop_grpc(gw)
         await http.stop()
+        await gw.service.aclose()
         await c.close()
         _say("stopped")
 
@@ -140,7 +141,7 @@ async def _report_progress(c: Components, tenant: str, stop: asyncio.Event) -> N
             _say(f"ingestion complete: {counts['INDEXED']} indexed, {len(failed)} failed")
             for r in failed:
                 _say(f"  FAILED {r.path}: {r.reason}")
-            _say('try:  datatorag query "how many vacation days do I get?"')
+            _say('try:  datatorag ask "how many vacation days do I get?"')
             announced = True
         elif pending:
             announced = False

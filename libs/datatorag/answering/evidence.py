@@ -119,12 +119,18 @@ class EvidenceScorer:
         *,
         query_vector: np.ndarray | None = None,
     ) -> Evidence:
+        # each unit is scored with its heading: "Company Match: Northwind matches 100% ..." is
+        # what the sentence means in its document (lexically, the title counts too)
         candidates: list[tuple[int, int, Unit, str | None]] = []
+        context: list[str] = []
         for p in passages:
             for i, u in enumerate(units(p.text, section=p.section)):
                 candidates.append((p.n, i, u, p.section))
+                context.append(" ".join(x for x in (p.title, p.section) if x))
         q_terms = terms(question)
-        lexical = _coverage(q_terms, [(u.text, section) for _, _, u, section in candidates])
+        lexical = _coverage(
+            q_terms, [(u.text, ctx) for (_, _, u, _), ctx in zip(candidates, context, strict=True)]
+        )
         if len(candidates) > MAX_UNITS:
             keep = sorted(range(len(candidates)), key=lambda j: (-lexical[j], j))[:MAX_UNITS]
             keep.sort()
@@ -152,7 +158,8 @@ class EvidenceScorer:
         return Evidence(question, scored, query_vector)
 
     async def vectors(self, tenant: str, items: Sequence[tuple[str, str | None]]) -> np.ndarray:
-        """Document-prompt vectors of ``(text, section)`` pairs, cached."""
+        """Document-prompt vectors of ``(text, section)`` pairs, cached; the section is the
+        title of models with a document prompt, and leads the text of those without one."""
         out = np.zeros((len(items), self.embedder.dim), dtype=np.float32)
         missing: list[int] = []
         for j, (text, section) in enumerate(items):
@@ -163,7 +170,7 @@ class EvidenceScorer:
                 out[j] = vector
         if missing:
             fresh = await self.embedder.embed_documents(
-                [items[j][0] for j in missing], [items[j][1] for j in missing]
+                [_with_heading(*items[j]) for j in missing], [items[j][1] for j in missing]
             )
             for j, vector in zip(missing, fresh, strict=True):
                 out[j] = vector
@@ -177,6 +184,10 @@ class EvidenceScorer:
         vb = await self.vectors(tenant, [(t, None) for t in b])
         result: np.ndarray = va @ vb.T
         return result
+
+
+def _with_heading(text: str, section: str | None) -> str:
+    return f"{section}: {text}" if section else text
 
 
 def combine(semantic: float, lexical: float) -> float:

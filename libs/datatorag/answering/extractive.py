@@ -62,7 +62,11 @@ class ExtractiveGenerator(Generator):
             return
         words = 0
         for i, u in enumerate(chosen):
-            text = f"{'' if i == 0 else ' '}{u.unit.text} [{u.n}]"
+            # the citation goes before the closing stop: "... next calendar year [1]."
+            body = u.unit.text.rstrip()
+            end = body[-1] if body[-1] in ".!?" else "."
+            body = body.rstrip(".!?").rstrip()
+            text = f"{'' if i == 0 else ' '}{body} [{u.n}]{end}"
             words += len(text.split())
             yield TextDelta(text)
         read = sum(len(s.text.split()) for s in request.sources)

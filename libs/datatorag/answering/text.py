@@ -58,10 +58,14 @@ _FOLD = str.maketrans(
 def stem(word: str) -> str:
     """A light suffix stripper: enough that "days"/"day" and "reimbursed"/"reimbursement"
     meet; the semantic score carries the rest."""
-    for suffix in ("ements", "ement", "ments", "ment", "ings", "ing", "ies", "ied", "ed", "es"):
+    for suffix in (
+        "ements", "ement", "ments", "ment", "ions", "ion", "ings", "ing", "ies", "ied", "ed", "es"
+    ):  # fmt: skip
         if len(word) > len(suffix) + 3 and word.endswith(suffix):
             return word[: -len(suffix)] + ("y" if suffix in ("ies", "ied") else "")
     if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    if len(word) > 4 and word.endswith("e"):
         return word[:-1]
     return word
 

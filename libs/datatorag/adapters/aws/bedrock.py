@@ -80,7 +80,7 @@ class BedrockGenerator(Generator):
                 endpoint_url=endpoint_url,
                 read_timeout_s=timeout_s,
                 connect_timeout_s=connect_timeout_s,
-                max_attempts=1,
+                max_attempts=0,  # botocore: retries after the first attempt
             )
         )
 

@@ -20,7 +20,8 @@ _SOURCE = re.compile(r"<<<SOURCE (\d+) (\w+)>>>\n(.*?)\n<<<END SOURCE \1 \2>>>",
 _QUESTION = re.compile(r"Question: (.*)\Z", re.DOTALL)
 _WORD = re.compile(r"[a-z0-9$]+")
 INJECTED = re.compile(
-    r"ignore (?:all )?(?:previous|prior) instructions[^.]*?(?:say|answer|reply)[^\"“]*[\"“]([^\"”]+)[\"”]",
+    r"ignore (?:all )?(?:previous|prior) instructions[^.]*?(?:say|answer|reply)"
+    r"[^\"“]*[\"“]([^\"”]+)[\"”]",
     re.IGNORECASE,
 )
 

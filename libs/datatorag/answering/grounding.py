@@ -52,6 +52,7 @@ def canonical_markers(text: str) -> str:
     """``claim. [1]`` -> ``claim [1].`` and ``[1, 2]`` -> ``[1][2]``: one form to parse."""
     text = _AFTER_STOP.sub(lambda m: f"{m.group(2).rstrip()}{m.group(1)}", text)
     text = _GROUP.sub(lambda m: "".join(f"[{n.strip()}]" for n in m.group(1).split(",")), text)
+    text = re.sub(r"(?<=[^\s\]])(\[\d+\])", r" \1", text)  # "No[3]" -> "No [3]"
     return re.sub(r"\s+(\[\d+\])", r" \1", text).strip()
 
 

@@ -116,7 +116,15 @@ async def test_failure_after_text_resets_before_the_next_provider() -> None:
     first = Scripted("openai", ["partial ", "answer ", "more"], fail="unavailable", fail_after=2)
     events = await _run(ProviderChain([first, Scripted("extractive", ["full"])], timeouts=FAST))
     kinds = [type(e).__name__ for e in events]
-    assert kinds == ["Attempt", "TextDelta", "TextDelta", "Reset", "Attempt", "TextDelta", "Finished"]
+    assert kinds == [
+        "Attempt",
+        "TextDelta",
+        "TextDelta",
+        "Reset",
+        "Attempt",
+        "TextDelta",
+        "Finished",
+    ]
     reset = next(e for e in events if isinstance(e, Reset))
     assert reset.provider == "openai" and "unavailable" in reset.reason
 
@@ -143,7 +151,10 @@ async def test_total_timeout_bounds_a_slow_trickle() -> None:
 
 async def test_all_failing_names_every_reason() -> None:
     chain = ProviderChain(
-        [Scripted("openai", ["a"], fail="unavailable"), Scripted("bedrock", ["a"], fail="misconfigured")],
+        [
+            Scripted("openai", ["a"], fail="unavailable"),
+            Scripted("bedrock", ["a"], fail="misconfigured"),
+        ],
         timeouts=FAST,
     )
     with pytest.raises(AllProvidersFailed) as info:

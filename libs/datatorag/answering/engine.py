@@ -103,8 +103,9 @@ class AnswerEngine:
         self.chain = chain
         self.scorer = scorer
         self.grounder = grounder
-        self.cache: AnswerCache[AnswerResult] = cache or AnswerCache(0)
-        self.generations = generations or IndexGenerations(None)
+        # (an empty cache is falsy: it has a length)
+        self.cache: AnswerCache[AnswerResult] = AnswerCache(0) if cache is None else cache
+        self.generations = IndexGenerations(None) if generations is None else generations
         self.options = options or EngineOptions()
 
     async def answer(self, tenant: str, query: AnswerQuery) -> AnswerResult:
@@ -260,6 +261,7 @@ class AnswerEngine:
         t0 = time.perf_counter()
         raw = "".join(streamed)
         grounded = await self.grounder.ground(tenant, raw, sources.passages)
+        grounded.removed_citations += markers.removed  # those never reached the client
         timings["grounding_ms"] = _ms(t0)
         result = self._result(
             question,

@@ -58,10 +58,11 @@ async def sample_stack(
     embedder: Embedder,
     *,
     tenants: dict[str, dict[str, bytes] | None] | None = None,
+    without_corpus: frozenset[str] = frozenset(),
     settings: Settings | None = None,
 ) -> AsyncIterator[SampleStack]:
-    """Each tenant gets the sample corpus plus its ``extra`` documents (name -> bytes); the
-    API keys are ``key-{tenant}``."""
+    """Each tenant gets the sample corpus (unless in ``without_corpus``) plus its ``extra``
+    documents (name -> bytes); the API keys are ``key-{tenant}``."""
     tenants = tenants or {"acme": None}
     settings = settings or Settings(
         data_dir=root, api_keys=",".join(f"key-{t}={t}" for t in tenants)
@@ -70,8 +71,17 @@ async def sample_stack(
     await index.ensure()
     registry = SqliteRegistry(root / "registry.sqlite3")
     try:
+        empty = root / "empty-corpus"
+        empty.mkdir(exist_ok=True)
         chunks = {
-            tenant: await index_folder(index, embedder, tenant, registry=registry, extra=extra)
+            tenant: await index_folder(
+                index,
+                embedder,
+                tenant,
+                empty if tenant in without_corpus else None,
+                registry=registry,
+                extra=extra,
+            )
             for tenant, extra in tenants.items()
         }
         yield SampleStack(settings, index, registry, embedder, chunks)

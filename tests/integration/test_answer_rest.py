@@ -8,8 +8,8 @@ import json
 import os
 import re
 import time
-from datetime import UTC, datetime
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx

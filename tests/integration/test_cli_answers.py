@@ -60,13 +60,16 @@ async def test_ask_json_and_errors(gateway) -> None:
 
 async def test_eval_prints_the_table_and_json(gateway, tmp_path) -> None:
     questions = tmp_path / "q.jsonl"
-    questions.write_text(
-        json.dumps({"id": "q1", "question": "How many floating holidays do I get per year?",
-                    "labels": [{"file": "holiday-calendar-2025.pdf", "phrase": "2 floating holidays"}]})
-        + "\n"
-        + json.dumps({"id": "u1", "question": "Can I bring my dog to work?", "answerable": False})
-        + "\n"
-    )  # fmt: skip
+    label = {"file": "holiday-calendar-2025.pdf", "phrase": "2 floating holidays"}
+    rows = [
+        {
+            "id": "q1",
+            "question": "How many floating holidays do I get per year?",
+            "labels": [label],
+        },
+        {"id": "u1", "question": "Can I bring my dog to work?", "answerable": False},
+    ]
+    questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
     table = await _cli("eval", str(questions), "--url", gateway, "--api-key", "key-acme")
     assert table.exit_code == 0, table.output
     assert "| retrieval recall@5" in table.output and "| abstention recall" in table.output

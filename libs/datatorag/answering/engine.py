@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from datatorag.answering import metrics
 from datatorag.answering.cache import AnswerCache, IndexGenerations, cache_key
-from datatorag.answering.evidence import Evidence, EvidenceScorer, Passage, passage
+from datatorag.answering.evidence import MAX_UNITS, Evidence, EvidenceScorer, Passage, passage
 from datatorag.answering.extractive import ABSTENTION
 from datatorag.answering.fallback import (
     AllProvidersFailed,
@@ -61,7 +61,11 @@ from datatorag.retrieval.context import Citation, Context, build_context
 
 log = get_logger(__name__)
 
-Retrieve = Callable[[str, str, int, SearchFilters | None], Awaitable[list[SearchHit]]]
+# (tenant, query, k, filters, query vector) -> hits, best first
+Retrieve = Callable[
+    [str, str, int, SearchFilters | None, Sequence[float] | None], Awaitable[list[SearchHit]]
+]
+LLM_GATE_UNITS = 12
 _PRONOUNS = frozenset(
     {"it", "its", "that", "this", "they", "them", "those", "these", "there", "he", "she", "one"}
 )
@@ -155,7 +159,9 @@ class AnswerEngine:
 
         # 3. retrieval and the numbered sources
         t0 = time.perf_counter()
-        hits = await self.retrieve(tenant, search_query, query.k, query.filters)
+        # one query embedding serves retrieval and the evidence scores
+        vector = await self.scorer.query_vector(tenant, search_query)
+        hits = await self.retrieve(tenant, search_query, query.k, query.filters, vector.tolist())
         timings["retrieval_ms"] = _ms(t0)
         sources = self._sources(hits)
         first = self.chain.first_available()
@@ -192,16 +198,29 @@ class AnswerEngine:
             else self.options.min_evidence
         )
         t_gate = time.perf_counter()
+        llm_first = first is not None and first.name != "extractive"
         evidence_task = asyncio.create_task(
-            self.scorer.score(tenant, search_query, list(sources.passages.values()))
+            self.scorer.score(
+                tenant,
+                search_query,
+                list(sources.passages.values()),
+                # in front of an LLM the gate is on the first token's path: the lexically
+                # strongest sentences suffice to tell "retrieval found it" from "it did not"
+                max_units=LLM_GATE_UNITS if llm_first else MAX_UNITS,
+            )
         )
-        pump = _Pump(self.chain.stream(request))
+        # an LLM starts at once (its first token is slow; the gate runs alongside); the
+        # extractive answerer waits for the gate, whose sentence vectors it then reuses
+        pump = _Pump(self.chain.stream(request)) if llm_first else None
         evidence: Evidence | None = None
         try:
             evidence = await evidence_task
+            if pump is None:
+                pump = _Pump(self.chain.stream(request))
             timings["evidence_ms"] = _ms(t_gate)
             if evidence.best < gate:
                 await pump.cancel()
+                pump = None
                 result = self._abstain(
                     question,
                     rewritten,
@@ -255,7 +274,8 @@ class AnswerEngine:
         finally:
             if not evidence_task.done():
                 evidence_task.cancel()
-            await pump.cancel()
+            if pump is not None:
+                await pump.cancel()
 
         # 6. grounding: the final text, citations and quotes
         t0 = time.perf_counter()

@@ -15,6 +15,7 @@ the gate and the answerer never embed a sentence twice.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from collections import OrderedDict
@@ -38,7 +39,7 @@ _POINTER = re.compile(
 )
 # Sentences scored per question at most: the best by lexical evidence and position, so a long
 # context cannot make the gate slow.
-MAX_UNITS = 96
+MAX_UNITS = 40
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,58 @@ class EmbeddingCache:
             self._vectors.popitem(last=False)
 
 
+class _SentenceBatcher:
+    """Concurrent answers' sentences go to the model together: while one forward pass runs,
+    the sentences of every request that arrives meanwhile are gathered into the next one (the
+    engine sorts them by length), instead of queueing one small pass per request."""
+
+    def __init__(self, embedder: Embedder, max_batch: int = 512) -> None:
+        self.embedder = embedder
+        self.max_batch = max_batch
+        self._pending: list[tuple[list[str], list[str | None], asyncio.Future[np.ndarray]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def embed(self, texts: list[str], titles: list[str | None]) -> np.ndarray:
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._pending.append((texts, titles, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain(), name="sentence-batcher")
+        return await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch: list[tuple[list[str], list[str | None], asyncio.Future[np.ndarray]]] = []
+            size = 0
+            while self._pending and (
+                not batch or size + len(self._pending[0][0]) <= self.max_batch
+            ):
+                item = self._pending.pop(0)
+                if not item[2].done():
+                    batch.append(item)
+                    size += len(item[0])
+            if not batch:
+                continue
+            try:
+                vectors = await self.embedder.embed_documents(
+                    [t for texts, _, _ in batch for t in texts],
+                    [t for _, titles, _ in batch for t in titles],
+                )
+            except Exception as exc:  # noqa: BLE001 - every waiter of this batch gets the error
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            offset = 0
+            for texts, _, future in batch:
+                if not future.done():
+                    future.set_result(vectors[offset : offset + len(texts)])
+                offset += len(texts)
+
+
 class EvidenceScorer:
     def __init__(self, embedder: Embedder, cache: EmbeddingCache | None = None) -> None:
         self.embedder = embedder
+        self._batcher = _SentenceBatcher(embedder)
         self.cache = cache or EmbeddingCache()
         # the gate and the extractive answerer score the same question back to back
         self.queries = EmbeddingCache(1024)
@@ -118,6 +168,7 @@ class EvidenceScorer:
         passages: Sequence[Passage],
         *,
         query_vector: np.ndarray | None = None,
+        max_units: int = MAX_UNITS,
     ) -> Evidence:
         # each unit is scored with its heading: "Company Match: Northwind matches 100% ..." is
         # what the sentence means in its document (lexically, the title counts too)
@@ -131,16 +182,13 @@ class EvidenceScorer:
         lexical = _coverage(
             q_terms, [(u.text, ctx) for (_, _, u, _), ctx in zip(candidates, context, strict=True)]
         )
-        if len(candidates) > MAX_UNITS:
-            keep = sorted(range(len(candidates)), key=lambda j: (-lexical[j], j))[:MAX_UNITS]
+        if len(candidates) > max_units:
+            keep = sorted(range(len(candidates)), key=lambda j: (-lexical[j], j))[:max_units]
             keep.sort()
             candidates = [candidates[j] for j in keep]
             lexical = [lexical[j] for j in keep]
         if query_vector is None:
-            query_vector = self.queries.get((tenant, question))
-            if query_vector is None:
-                query_vector = (await self.embedder.embed_queries([question]))[0]
-                self.queries.put((tenant, question), query_vector)
+            query_vector = await self.query_vector(tenant, question)
         vectors = await self.vectors(tenant, [(u.text, s) for _, _, u, s in candidates])
         semantic = (vectors @ query_vector).tolist() if len(candidates) else []
         scored = [
@@ -157,6 +205,13 @@ class EvidenceScorer:
         ]
         return Evidence(question, scored, query_vector)
 
+    async def query_vector(self, tenant: str, question: str) -> np.ndarray:
+        vector = self.queries.get((tenant, question))
+        if vector is None:
+            vector = (await self.embedder.embed_queries([question]))[0]
+            self.queries.put((tenant, question), vector)
+        return vector
+
     async def vectors(self, tenant: str, items: Sequence[tuple[str, str | None]]) -> np.ndarray:
         """Document-prompt vectors of ``(text, section)`` pairs, cached; the section is the
         title of models with a document prompt, and leads the text of those without one."""
@@ -169,7 +224,7 @@ class EvidenceScorer:
             else:
                 out[j] = vector
         if missing:
-            fresh = await self.embedder.embed_documents(
+            fresh = await self._batcher.embed(
                 [_with_heading(*items[j]) for j in missing], [items[j][1] for j in missing]
             )
             for j, vector in zip(missing, fresh, strict=True):
@@ -178,10 +233,12 @@ class EvidenceScorer:
                 self.cache.put((tenant, f"{section}\x00{text}"), vector)
         return out
 
-    async def similarity(self, tenant: str, a: Sequence[str], b: Sequence[str]) -> np.ndarray:
-        """Cosine similarity matrix of two lists of sentences (both with the document prompt)."""
-        va = await self.vectors(tenant, [(t, None) for t in a])
-        vb = await self.vectors(tenant, [(t, None) for t in b])
+    async def similarity(
+        self, tenant: str, claims: Sequence[str], sources: Sequence[tuple[str, str | None]]
+    ) -> np.ndarray:
+        """Cosine similarity of claims (bare) to ``(text, section)`` source units."""
+        va = await self.vectors(tenant, [(t, None) for t in claims])
+        vb = await self.vectors(tenant, sources)
         result: np.ndarray = va @ vb.T
         return result
 

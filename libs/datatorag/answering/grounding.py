@@ -188,24 +188,54 @@ class Grounder:
                     exact = True
             if not exact:
                 pending.append(i)
-        if not pending:
-            for i in range(len(claims)):
-                for n in passages:
-                    support[i].setdefault(n, 0.0)
-                    best[i].setdefault(n, (0.0, None))
-            return support, best
-        all_units = [(n, u) for n, us in source_units.items() for u in us]
+        # a claim is checked against the sources it cites first (or all, when it cites none);
+        # only a claim they do not support is checked against the other sources
+        first = {i: (claims[i].cites or list(passages)) for i in pending}
+        await self._score(tenant, claims, passages, source_units, first, support, best)
+        second = {
+            i: [n for n in passages if n not in first[i]]
+            for i in pending
+            if max(support[i].values(), default=0.0) < self.min_support
+        }
+        await self._score(tenant, claims, passages, source_units, second, support, best)
+        for i in range(len(claims)):
+            for n in passages:
+                support[i].setdefault(n, 0.0)
+                best[i].setdefault(n, (0.0, None))
+        return support, best
+
+    async def _score(
+        self,
+        tenant: str,
+        claims: Sequence[_Sentence],
+        passages: Mapping[int, Passage],
+        source_units: Mapping[int, list[Unit]],
+        wanted: Mapping[int, list[int]],
+        support: list[dict[int, float]],
+        best: list[dict[int, tuple[float, Unit | None]]],
+    ) -> None:
+        """Fill ``support``/``best`` for each claim index of ``wanted`` and its sources."""
+        wanted = {i: ns for i, ns in wanted.items() if ns}
+        if not wanted:
+            return
+        rows = list(wanted)
+        involved = sorted({n for ns in wanted.values() for n in ns})
+        all_units = [(n, u) for n in involved for u in source_units.get(n, [])]
+        # the source sentences as the evidence gate embedded them (with their heading): cached
         sims = (
             await self.scorer.similarity(
-                tenant, [claims[i].claim for i in pending], [u.text for _, u in all_units]
+                tenant,
+                [claims[i].claim for i in rows],
+                [(u.text, passages[n].section) for n, u in all_units],
             )
             if all_units
-            else np.zeros((len(pending), 0), dtype=np.float32)
+            else np.zeros((len(rows), 0), dtype=np.float32)
         )
-        for row, i in enumerate(pending):
+        for row, i in enumerate(rows):
             claim = claims[i].claim
             numbers = _numbers(claim)
-            for n, p in passages.items():
+            for n in wanted[i]:
+                p = passages[n]
                 cols = [j for j, (m, _) in enumerate(all_units) if m == n]
                 if cols:
                     j = max(cols, key=lambda c: float(sims[row, c]))
@@ -218,11 +248,6 @@ class Grounder:
                     score *= 0.5
                 support[i][n] = score
                 best[i][n] = (cosine, unit)
-        for i in range(len(claims)):
-            for n in passages:
-                support[i].setdefault(n, 0.0)
-                best[i].setdefault(n, (0.0, None))
-        return support, best
 
 
 def _same_claim(claim: str, unit_text: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 from datatorag.answering import AnswerEngine
 from datatorag.answering.builder import build_engine
@@ -72,10 +73,22 @@ class QueryService:
         )
 
     async def retrieve(
-        self, tenant: str, query: str, k: int, filters: SearchFilters | None
+        self,
+        tenant: str,
+        query: str,
+        k: int,
+        filters: SearchFilters | None,
+        query_vector: Sequence[float] | None = None,
     ) -> list[SearchHit]:
         return await hybrid.search(
-            self.deps.index, self.embedder, tenant, query, k, filters, limiter=self.limiter
+            self.deps.index,
+            self.embedder,
+            tenant,
+            query,
+            k,
+            filters,
+            query_vector=query_vector,
+            limiter=self.limiter,
         )
 
     async def aclose(self) -> None:

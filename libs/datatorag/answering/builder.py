@@ -32,7 +32,7 @@ def extractive_only(settings: AnswerSettings) -> ProviderFactory:
 def engine_options(a: AnswerSettings) -> EngineOptions:
     return EngineOptions(
         min_evidence=a.min_evidence,
-        llm_min_evidence=a.llm_min_evidence,
+        llm_min_coverage=a.llm_min_coverage,
         max_context_chars=a.max_context_chars,
         max_tokens=a.max_tokens,
         temperature=a.temperature,

@@ -1,32 +1,29 @@
 """The answer pipeline, transport-independent: conversation rewrite -> cache -> retrieval ->
-numbered sources -> evidence gate and provider (concurrently) -> grounding -> citations.
+numbered sources -> evidence gate -> provider chain -> grounding -> citations.
 
 ``stream`` yields ``CitationsEvent``, ``DeltaEvent``s (``ResetEvent`` when a provider failed
 mid-answer) and one ``DoneEvent``; ``answer`` runs the same stream and returns the
 ``DoneEvent``'s result, so a streamed and a non-streamed request end with the same object.
 
-With an LLM first in the chain, the provider call starts as soon as the sources are known and
-the evidence gate runs alongside it; its text is held until the gate passes (and the call is
-cancelled when it does not), so the gate costs no time to the first token unless it is slower
-than the provider's own first token.
+Nothing on the way to an LLM's first token calls the embedding model except the one query
+embedding that retrieval needs: the gate in front of an LLM is lexical, and the model-based
+checks (support, quotes) run on the finished text.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from datatorag.answering import metrics
 from datatorag.answering.cache import AnswerCache, IndexGenerations, cache_key
-from datatorag.answering.evidence import MAX_UNITS, Evidence, EvidenceScorer, Passage, passage
+from datatorag.answering.evidence import EvidenceScorer, Passage, passage
 from datatorag.answering.extractive import ABSTENTION
 from datatorag.answering.fallback import (
     AllProvidersFailed,
     Attempt,
-    ChainEvent,
     ProviderChain,
     Reset,
 )
@@ -65,7 +62,6 @@ log = get_logger(__name__)
 Retrieve = Callable[
     [str, str, int, SearchFilters | None, Sequence[float] | None], Awaitable[list[SearchHit]]
 ]
-LLM_GATE_UNITS = 12
 _PRONOUNS = frozenset(
     {"it", "its", "that", "this", "they", "them", "those", "these", "there", "he", "she", "one"}
 )
@@ -74,7 +70,7 @@ _PRONOUNS = frozenset(
 @dataclass
 class EngineOptions:
     min_evidence: float = 0.45  # extractive: abstain below
-    llm_min_evidence: float = 0.35  # LLM: not asked below
+    llm_min_coverage: float = 0.2  # LLM: not asked below (lexical coverage of the question)
     max_context_chars: int = 8000
     max_tokens: int = 512
     temperature: float = 0.0
@@ -192,58 +188,48 @@ class AnswerEngine:
             request_id=query.request_id,
             tenant=tenant,
         )
-        gate = (
-            self.options.llm_min_evidence
-            if first is not None and first.name != "extractive"
-            else self.options.min_evidence
-        )
+        # The gate: the extractive answerer needs the full evidence scores anyway (and reuses
+        # their vectors); in front of an LLM the gate is on the first token's path, so it is
+        # lexical only (no model call): the LLM is told to abstain, and grounding checks what
+        # it wrote against the sources with the model afterwards.
         t_gate = time.perf_counter()
         llm_first = first is not None and first.name != "extractive"
-        evidence_task = asyncio.create_task(
-            self.scorer.score(
-                tenant,
-                search_query,
-                list(sources.passages.values()),
-                # in front of an LLM the gate is on the first token's path: the lexically
-                # strongest sentences suffice to tell "retrieval found it" from "it did not"
-                max_units=LLM_GATE_UNITS if llm_first else MAX_UNITS,
+        if llm_first:
+            confidence = self.scorer.coverage(search_query, list(sources.passages.values()))
+            passed = confidence >= self.options.llm_min_coverage
+        else:
+            evidence = await self.scorer.score(
+                tenant, search_query, list(sources.passages.values())
             )
-        )
-        # an LLM starts at once (its first token is slow; the gate runs alongside); the
-        # extractive answerer waits for the gate, whose sentence vectors it then reuses
-        pump = _Pump(self.chain.stream(request)) if llm_first else None
-        evidence: Evidence | None = None
-        try:
-            evidence = await evidence_task
-            if pump is None:
-                pump = _Pump(self.chain.stream(request))
-            timings["evidence_ms"] = _ms(t_gate)
-            if evidence.best < gate:
-                await pump.cancel()
-                pump = None
-                result = self._abstain(
-                    question,
-                    rewritten,
-                    "low_evidence",
-                    provider_name,
-                    first,
-                    started,
-                    timings,
-                    evidence.best,
-                    sources.injections_cut,
-                )
-                yield DeltaEvent(result.answer)
-                self._finish(result, key)
-                yield DoneEvent(result)
-                return
+            confidence = evidence.best
+            passed = confidence >= self.options.min_evidence
+        timings["evidence_ms"] = _ms(t_gate)
+        if not passed:
+            result = self._abstain(
+                question,
+                rewritten,
+                "low_evidence",
+                provider_name,
+                first,
+                started,
+                timings,
+                confidence,
+                sources.injections_cut,
+            )
+            yield DeltaEvent(result.answer)
+            self._finish(result, key)
+            yield DoneEvent(result)
+            return
 
+        stream = self.chain.stream(request)
+        try:
             # 5. the provider's text, filtered for citations of sources that do not exist
             provider, model = provider_name, first.model if first is not None else ""
             markers = MarkerFilter(sources.passages)
             streamed: list[str] = []
             usage = AnswerUsage()
             t_gen = time.perf_counter()
-            async for event in pump:
+            async for event in stream:
                 if isinstance(event, Attempt):
                     provider, model = event.provider, event.model
                 elif isinstance(event, Reset):
@@ -272,10 +258,7 @@ class AnswerEngine:
             metrics.ANSWERS.labels(provider_name, "failed").inc()
             raise AnswerUnavailable(str(exc), exc.retry_after_s) from exc
         finally:
-            if not evidence_task.done():
-                evidence_task.cancel()
-            if pump is not None:
-                await pump.cancel()
+            await stream.aclose()  # type: ignore[attr-defined]
 
         # 6. grounding: the final text, citations and quotes
         t0 = time.perf_counter()
@@ -294,7 +277,7 @@ class AnswerEngine:
             usage,
             started,
             timings,
-            evidence.best,
+            confidence if not llm_first else max(grounded.support.values(), default=0.0),
         )
         self._finish(result, key)
         yield DoneEvent(result)
@@ -503,51 +486,6 @@ def _citation(c: Citation, chunks: Sequence[ChunkRecord], quote: str | None) -> 
         chunk_ids=tuple(ch.id for ch in holding),
         quote=quote,
     )
-
-
-class _Pump:
-    """Runs the provider chain in a task from the start, so its first token can arrive while
-    the evidence gate is still running; iterate it to receive the events in order."""
-
-    _END = object()
-
-    def __init__(self, stream: AsyncIterator[ChainEvent]) -> None:
-        self._stream = stream
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        try:
-            async for event in self._stream:
-                await self._queue.put(event)
-        except BaseException as exc:  # handed to the consumer, re-raised there
-            await self._queue.put(exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-        else:
-            await self._queue.put(self._END)
-        finally:
-            aclose = getattr(self._stream, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(Exception):
-                    await aclose()
-
-    def __aiter__(self) -> _Pump:
-        return self
-
-    async def __anext__(self) -> ChainEvent:
-        item = await self._queue.get()
-        if item is self._END:
-            raise StopAsyncIteration
-        if isinstance(item, BaseException):
-            raise item
-        return item  # type: ignore[return-value]
-
-    async def cancel(self) -> None:
-        if not self._task.done():
-            self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._task
 
 
 def _ms(started: float) -> float:

@@ -205,6 +205,16 @@ class EvidenceScorer:
         ]
         return Evidence(question, scored, query_vector)
 
+    def coverage(self, question: str, passages: Sequence[Passage]) -> float:
+        """The best lexical coverage of the question by one sentence (with its title and
+        heading): the gate in front of an LLM, computed without the model."""
+        items = [
+            (u.text, " ".join(x for x in (p.title, p.section) if x))
+            for p in passages
+            for u in units(p.text, section=p.section)
+        ]
+        return max(_coverage(terms(question), items), default=0.0)
+
     async def query_vector(self, tenant: str, question: str) -> np.ndarray:
         vector = self.queries.get((tenant, question))
         if vector is None:

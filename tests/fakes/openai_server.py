@@ -63,6 +63,9 @@ class FakeOpenAI(FakeServer):
         self.violations: list[str] = []
         self.faults: list[str] = []
         self.completed = 0
+        # X-Request-ID -> (received, first content token written), time.perf_counter() clock:
+        # the provider's own time to first token, as a benchmark in this process sees it
+        self.first_token: dict[str, tuple[float, float]] = {}
         self.app.router.add_post("/v1/chat/completions", self._completions)
         self.app.router.add_get("/v1/models", self._models)
 
@@ -120,6 +123,7 @@ class FakeOpenAI(FakeServer):
         return None
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
+        request["received"] = time.perf_counter()
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return _error(
                 401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key"
@@ -210,6 +214,11 @@ class FakeOpenAI(FakeServer):
             if i and self.token_s:
                 await asyncio.sleep(self.token_s)
             await send({"content": token})
+            if i == 0 and "X-Request-ID" in request.headers:
+                self.first_token[request.headers["X-Request-ID"]] = (
+                    request["received"],
+                    time.perf_counter(),
+                )
             if fault == "stall":
                 await asyncio.sleep(3600)
             if fault == "malformed" and i == 1:

@@ -123,7 +123,7 @@ class FakeOpenAI(FakeServer):
         return None
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
-        request["received"] = time.perf_counter()
+        received = time.perf_counter()
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return _error(
                 401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key"
@@ -182,10 +182,15 @@ class FakeOpenAI(FakeServer):
                     },
                 }
             )
-        return await self._stream(request, text, prompt_tokens, fault)
+        return await self._stream(request, text, prompt_tokens, fault, received)
 
     async def _stream(
-        self, request: web.Request, text: str, prompt_tokens: int, fault: str | None
+        self,
+        request: web.Request,
+        text: str,
+        prompt_tokens: int,
+        fault: str | None,
+        received: float,
     ) -> web.StreamResponse:
         resp = web.StreamResponse(
             status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -215,10 +220,7 @@ class FakeOpenAI(FakeServer):
                 await asyncio.sleep(self.token_s)
             await send({"content": token})
             if i == 0 and "X-Request-ID" in request.headers:
-                self.first_token[request.headers["X-Request-ID"]] = (
-                    request["received"],
-                    time.perf_counter(),
-                )
+                self.first_token[request.headers["X-Request-ID"]] = (received, time.perf_counter())
             if fault == "stall":
                 await asyncio.sleep(3600)
             if fault == "malformed" and i == 1:

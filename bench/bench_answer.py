@@ -13,8 +13,9 @@ latency: ``--first-token-ms`` before the first token, ``--token-ms`` between tok
   event at 10 clients, against the provider's own time to first token measured by streaming
   from the fake directly at the same concurrency. *Added by the answer layer* = client TTFT -
   the request's retrieval time (``timings.retrieval_ms``, the search a ``/v1/query`` pays too,
-  measured by bench_query) - the provider's own TTFT (p50). The evidence gate runs alongside the
-  provider, so it only shows when it is slower than the provider's first token.
+  measured by bench_query) - that request's own provider TTFT (the fake records when it received
+  the request and when it wrote the first token, matched by ``X-Request-ID``). The gate in front
+  of an LLM is lexical, so it costs no model call before the first token.
 * ``eval``: ``datatorag.evaluation.run_eval`` over ``samples/acme-hr-questions.jsonl``, and a
   sweep of the extractive abstention threshold over the answers' confidences (what
   ``DATATORAG_ANSWER_MIN_EVIDENCE`` was calibrated on).

@@ -407,6 +407,7 @@ class AnswerEngine:
                 sources.citations[n],
                 sources.chunks[n],
                 grounded.quotes[n].quote if n in grounded.quotes else None,
+                [u.quote for u in grounded.evidence.get(n, [])],
             )
             for n in grounded.cited
         )
@@ -456,12 +457,18 @@ class AnswerEngine:
         await self.chain.close()
 
 
-def _citation(c: Citation, chunks: Sequence[ChunkRecord], quote: str | None) -> AnswerCitation:
-    """A citation narrowed to the chunks that hold its quote: their pages, their ids."""
+def _citation(
+    c: Citation,
+    chunks: Sequence[ChunkRecord],
+    quote: str | None,
+    supporting: Sequence[str] = (),
+) -> AnswerCitation:
+    """A citation narrowed to the chunks that hold what supports it (its quote, and the best
+    sentence for every other sentence citing it): their pages, their ids."""
     holding = list(chunks)
-    if quote:
-        needle = normalise(quote)
-        found = [ch for ch in chunks if needle in normalise(ch.text)]
+    needles = [normalise(t) for t in dict.fromkeys([*([quote] if quote else []), *supporting])]
+    if needles:
+        found = [ch for ch in chunks if any(n in normalise(ch.text) for n in needles)]
         holding = found or holding
     starts = [ch.page_start for ch in holding if ch.page_start is not None]
     ends = [ch.page_end if ch.page_end is not None else ch.page_start for ch in holding]

@@ -40,12 +40,15 @@ class Grounded:
     abstained: bool
     abstain_reason: str | None
     cited: list[int]  # citation numbers in order of first use
-    quotes: dict[int, Unit]
+    quotes: dict[int, Unit]  # per citation, its best supporting unit
     removed_citations: int = 0
     repointed_citations: int = 0
     added_citations: int = 0
     unsupported: list[str] = field(default_factory=list)
     support: dict[int, float] = field(default_factory=dict)  # best support per citation
+    # per citation, every unit that supports one of the sentences citing it (their chunks are
+    # the citation's chunks and pages)
+    evidence: dict[int, list[Unit]] = field(default_factory=dict)
 
 
 def canonical_markers(text: str) -> str:
@@ -114,6 +117,7 @@ class Grounder:
         repointed = added = 0
         best_support: dict[int, float] = {}
         quote_score: dict[int, tuple[float, Unit]] = {}
+        evidence: dict[int, list[Unit]] = {}
         claim_ids = {id(s): i for i, s in enumerate(claims)}
         for s in sentences:
             i = claim_ids.get(id(s))
@@ -140,8 +144,10 @@ class Grounder:
             for n in ok:
                 best_support[n] = max(best_support.get(n, 0.0), row[n])
                 unit_score, unit = best_unit[i][n]
-                if unit is not None and unit_score > quote_score.get(n, (-1.0, unit))[0]:
-                    quote_score[n] = (unit_score, unit)
+                if unit is not None:
+                    evidence.setdefault(n, []).append(unit)
+                    if unit_score > quote_score.get(n, (-1.0, unit))[0]:
+                        quote_score[n] = (unit_score, unit)
 
         cited = list(dict.fromkeys(n for s in kept for n in s.cites))
         if not any(s.cites for s in kept):
@@ -165,6 +171,7 @@ class Grounder:
             added_citations=added,
             unsupported=unsupported,
             support=best_support,
+            evidence=evidence,
         )
 
     async def _support(

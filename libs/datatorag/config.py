@@ -122,6 +122,75 @@ class AwsSettings(BaseSettings):
     kms_key_id: str | None = None
 
 
+class AnswerSettings(BaseSettings):
+    """``POST /v1/answer``: which providers answer, in fallback order, and how they are bounded.
+
+    ``providers`` is a comma-separated chain tried in order (``openai,extractive``: the
+    self-hosted LLM, and the offline extractive answerer when it is down). ``extractive`` needs no
+    LLM and is the default, so a fresh install answers out of the box.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DATATORAG_ANSWER_", extra="ignore")
+
+    providers: str = "extractive"
+    k: int = Field(5, ge=1, le=20, description="chunks retrieved per answer by default")
+    max_question_chars: int = Field(2000, ge=16, le=100_000)
+    max_context_chars: int = Field(8000, ge=500, le=200_000, description="sources in the prompt")
+    max_tokens: int = Field(512, ge=16, le=8192, description="answer length an LLM may produce")
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    # Calibrated on the sample corpus's labelled questions (bench/bench_answer.py sweeps it):
+    # below ``min_evidence`` the best sentence of the retrieved chunks does not answer the
+    # question, and the extractive answerer abstains. An LLM is asked only when one sentence
+    # covers ``llm_min_coverage`` of the question's terms (a loose, model-free pre-filter: the
+    # model is told to abstain, and grounding checks its answer against the sources).
+    min_evidence: float = Field(0.45, ge=0.0, le=1.0)
+    llm_min_coverage: float = Field(0.2, ge=0.0, le=1.0)
+    # grounding: a cited sentence whose support in its cited chunk is below this is unsupported
+    min_support: float = Field(0.5, ge=0.0, le=1.0)
+    unsupported: str = Field("drop", pattern="^(drop|flag)$", description="drop | flag")
+    rewrite_followups: bool = True  # with an LLM provider, rewrite a follow-up before retrieval
+    # every provider call is bounded: no token for first_token_timeout_s, or a gap of
+    # stall_timeout_s between tokens, or timeout_s in all, and the next provider answers
+    timeout_s: float = Field(60.0, gt=0, le=600)
+    first_token_timeout_s: float = Field(20.0, gt=0, le=600)
+    stall_timeout_s: float = Field(10.0, gt=0, le=600)
+    breaker_failures: int = Field(3, ge=1, le=1000, description="consecutive failures to open")
+    breaker_reset_s: float = Field(30.0, gt=0, le=3600, description="open this long, then a probe")
+    cache_entries: int = Field(2048, ge=0, le=1_000_000, description="0: no answer cache")
+    cache_ttl_s: float = Field(3600.0, gt=0)
+    generation_probe_s: float = Field(
+        1.0, ge=0, le=3600, description="how often the index generation is re-read per tenant"
+    )
+    # openai: any OpenAI-compatible Chat Completions endpoint (vLLM, Ollama, LiteLLM, OpenAI);
+    # Azure OpenAI: base_url https://{resource}.openai.azure.com/openai/deployments/{deployment}
+    # and azure_api_version set (the key then travels in the api-key header)
+    openai_base_url: str = "http://127.0.0.1:8000/v1"
+    openai_api_key: SecretStr | None = None
+    openai_model: str = "Qwen/Qwen2.5-7B-Instruct"
+    openai_azure_api_version: str | None = None
+    # bedrock: Converse / ConverseStream, SigV4 from the standard AWS credential chain
+    bedrock_model_id: str = "anthropic.claude-3-5-haiku-20241022-v1:0"
+    bedrock_region: str | None = None  # default: DATATORAG_AWS_REGION
+    bedrock_endpoint_url: str | None = None  # default: botocore's resolution (AWS_ENDPOINT_URL)
+
+    def provider_chain(self) -> list[str]:
+        names = [p.strip().lower() for p in self.providers.split(",") if p.strip()]
+        if not names:
+            raise ValueError("DATATORAG_ANSWER_PROVIDERS names no provider")
+        unknown = [n for n in names if n not in ANSWER_PROVIDERS]
+        if unknown:
+            raise ValueError(
+                f"DATATORAG_ANSWER_PROVIDERS: unknown provider(s) {', '.join(unknown)}; "
+                f"choose from {', '.join(ANSWER_PROVIDERS)}"
+            )
+        if len(set(names)) != len(names):
+            raise ValueError("DATATORAG_ANSWER_PROVIDERS names a provider twice")
+        return names
+
+
+ANSWER_PROVIDERS = ("extractive", "openai", "bedrock")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DATATORAG_", env_nested_delimiter="__", extra="ignore"
@@ -171,6 +240,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
+    answer: AnswerSettings = Field(default_factory=AnswerSettings)
 
     def tenant_for_key(self) -> dict[str, str]:
         pairs = (p.strip() for p in self.api_keys.split(",") if p.strip())

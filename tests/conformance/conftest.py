@@ -52,6 +52,16 @@ ADAPTERS: dict[str, dict[str, str]] = {
         "http": "tests.conformance.factories_embedder:make_http_embedder",
         "memory": "tests.conformance.factories_memory:make_embedder",
     },
+    "generator": {
+        "extractive": "tests.conformance.factories_generator:make_extractive",
+        "openai": "tests.conformance.factories_generator:make_openai",
+        "bedrock": "tests.conformance.factories_generator:make_bedrock",
+    },
+    "unreachable_generator": {
+        "extractive": "tests.conformance.factories_generator:make_unreachable_extractive",
+        "openai": "tests.conformance.factories_generator:make_unreachable_openai",
+        "bedrock": "tests.conformance.factories_generator:make_unreachable_bedrock",
+    },
 }
 
 EXCLUDED: dict[tuple[str, str], dict[str, str]] = {
@@ -152,3 +162,26 @@ async def index_admin(request, tmp_path):
     adapter = await _build("index_admin", request, tmp_path)
     yield adapter
     await adapter.close()
+
+
+async def _generator(port: str, request, tmp_path):
+    # generator factories return (adapter, fake server or None): both are closed afterwards
+    adapter, server = await _factory(ADAPTERS[port][request.param])(request, tmp_path)
+    try:
+        yield adapter
+    finally:
+        await adapter.close()
+        if server is not None:
+            await server.stop()
+
+
+@pytest.fixture(params=list(ADAPTERS["generator"]))
+async def generator(request, tmp_path):
+    async for adapter in _generator("generator", request, tmp_path):
+        yield adapter
+
+
+@pytest.fixture(params=list(ADAPTERS["unreachable_generator"]))
+async def unreachable_generator(request, tmp_path):
+    async for adapter in _generator("unreachable_generator", request, tmp_path):
+        yield adapter

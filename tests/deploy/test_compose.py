@@ -26,7 +26,10 @@ def interpolate(value: str) -> str:
 
 
 def test_every_service_is_there(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {*INFRA, "init", *SERVICES}
+    assert set(compose["services"]) == {*INFRA, "init", *SERVICES, "llm"}
+    # the self-hosted LLM only runs when asked for: `docker compose --profile llm up`
+    assert compose["services"]["llm"]["profiles"] == ["llm"]
+    assert all("profiles" not in svc for name, svc in compose["services"].items() if name != "llm")
     assert set(SERVICES) == set(SERVE_NAMES)  # the names `datatorag serve` accepts
 
 
@@ -90,6 +93,29 @@ def test_environment(compose: dict[str, Any]) -> None:
         # moto, through the standard AWS variable the aiobotocore clients honour
         assert env["AWS_ENDPOINT_URL"] == "http://aws:5000"
         assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"]
+
+
+def test_the_llm_profile_serves_a_local_model_to_the_gateway(compose: dict[str, Any]) -> None:
+    llm = compose["services"]["llm"]
+    assert llm["image"].startswith("vllm/vllm-openai:")
+    assert llm["environment"]["HF_HUB_OFFLINE"] == "1"  # weights from the volume only
+    (mount,) = llm["volumes"]
+    assert mount.endswith(":/models/llm:ro")
+    model = interpolate(llm["command"][llm["command"].index("--model") + 1])
+    assert model.startswith("/models/llm/")
+    (gpu,) = llm["deploy"]["resources"]["reservations"]["devices"]
+    assert gpu["capabilities"] == ["gpu"]
+    env = {
+        k: interpolate(str(v))
+        for k, v in compose["services"]["query-gateway"]["environment"].items()
+    }
+    answer = settings_from(env).answer
+    assert answer.provider_chain() == ["extractive"]  # without the profile
+    assert answer.openai_base_url == "http://llm:8000/v1"
+    served = interpolate(llm["command"][llm["command"].index("--served-model-name") + 1])
+    assert answer.openai_model == served
+    with_llm = settings_from({**env, "DATATORAG_ANSWER_PROVIDERS": "openai,extractive"}).answer
+    assert with_llm.provider_chain() == ["openai", "extractive"]
 
 
 def test_opensearch_single_node_without_security(compose: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ METRIC_MODULES = (
     "datatorag.observability.metrics",
     "datatorag.gateway.metrics",
     "datatorag.retrieval.hybrid",
+    "datatorag.answering.metrics",
 )
 DASHBOARDS = sorted(GRAFANA_DIR.glob("*.json"))
 # Grafana variables, replaced by what Grafana would put there before PromQL sees the query.
@@ -125,6 +126,10 @@ def test_label_values_match_what_the_code_emits() -> None:
             if name == "datatorag_messages_total" and "outcome" in labels:
                 wanted = set(labels["outcome"].split("|"))
                 assert wanted <= outcomes, where
+            if name == "datatorag_answers_total" and "outcome" in labels:
+                assert labels["outcome"] in {"answered", "abstained", "failed"}, where
+            if name == "datatorag_answer_cache_requests_total" and "result" in labels:
+                assert labels["result"] in {"hit", "miss"}, where
             if name == "datatorag_documents_total" and "status" in labels:
                 assert labels["status"] in {
                     "FETCHED",
@@ -186,6 +191,14 @@ def test_dashboards_cover_the_operators_questions() -> None:
         "0.99",
     }
     assert all("datatorag_gateway_request_seconds_bucket" in e for e in quantiles)
+    # answers: first token, errors and fallbacks, abstentions, tokens, the cache
+    assert "datatorag_answer_time_to_first_token_seconds_bucket" in reads("Time to first token")
+    assert {"datatorag_answer_provider_errors_total", "datatorag_answer_fallbacks_total"} <= reads(
+        "Provider errors and fallbacks"
+    )
+    assert "datatorag_answers_total" in reads("Abstention ratio")
+    assert "datatorag_answer_tokens_total" in reads("Tokens in and out")
+    assert "datatorag_answer_cache_requests_total" in reads("cache hit ratio")
 
 
 def test_alert_rules() -> None:

@@ -130,6 +130,16 @@ def test_good_and_bad_documents_end_in_the_right_state(tmp_path):
         )
         hits = stack.search("moving allowance zorkmids", k=1, mode="bm25")["hits"]
         assert hits and hits[0]["citation"]["source"] == "uploads"
+        # `datatorag up` answers out of the box (the extractive answerer), citing the upload
+        answer = stack.http.post(
+            "/v1/answer",
+            headers={"X-API-Key": API_KEY},
+            json={"query": "How much is the moving allowance?"},
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["provider"] == "extractive" and "4200 zorkmids" in body["answer"]
+        assert body["citations"][0]["path"].endswith("relocation.md")
         bad = stack.http.post(
             "/v1/documents",
             headers={"X-API-Key": API_KEY},

@@ -18,4 +18,6 @@ def test_proto_has_no_tenant_field() -> None:
         "Search",
         "Query",
         "GetDocument",
+        "Answer",
     }
+    assert pb.DESCRIPTOR.services_by_name["QueryGateway"].methods_by_name["Answer"].server_streaming

@@ -12,6 +12,7 @@ import grpc
 import httpx
 from fastapi import FastAPI
 
+from datatorag.bootstrap.answering import answer_providers
 from datatorag.config import Settings
 from datatorag.connectors.landing import LandingZone, UnsupportedUpload
 from datatorag.domain.errors import NotFound, PermanentError, TransientError
@@ -94,6 +95,8 @@ def build_gateway(deps: GatewayDeps) -> Gateway:
     from datatorag.gateway.grpc_server import create_grpc_server
 
     settings: Settings = deps.settings
+    if deps.answer_providers is None:  # DATATORAG_ANSWER_PROVIDERS, in fallback order
+        deps.answer_providers = answer_providers(settings)
     service = QueryService(deps)
     app = create_app(deps, service)
     gw = Gateway(deps=deps, service=service, app=app)

@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -110,6 +111,139 @@ def query(
         typer.echo(f"    {c.get('path')}  doc {c.get('doc_id')} chunk {c.get('chunk_index')}")
         snippet = " ".join(hit.get("text", "").split())
         typer.echo(f"    {snippet[:300]}{'…' if len(snippet) > 300 else ''}\n")
+
+
+def _sse_events(resp: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
+    event, data = "message", list[str]()
+    for line in resp.iter_lines():
+        if not line:
+            if data:
+                yield event, json.loads("\n".join(data))
+            event, data = "message", []
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+
+
+def _print_sources(answer: dict[str, Any]) -> None:
+    if not answer.get("citations"):
+        return
+    typer.echo("\nSources:")
+    for c in answer["citations"]:
+        where = " — ".join(x for x in (c.get("pages"), c.get("section")) if x)
+        typer.echo(
+            f"  [{c['n']}] {c.get('title') or c['path']}{'  (' + where + ')' if where else ''}"
+        )
+        typer.echo(f"      {c['path']}  doc {c['doc_id']}  chunks {', '.join(c['chunk_ids'])}")
+        if c.get("quote"):
+            typer.echo(f"      “{c['quote']}”")
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="your question")],
+    k: Annotated[int, typer.Option(help="how many chunks to answer from")] = 5,
+    url: Annotated[str | None, typer.Option(help="gateway URL")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="DATATORAG_API_KEY")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the final answer object")] = False,
+) -> None:
+    """Ask the running gateway for an answer; streams it, then lists the numbered sources."""
+    settings = _settings()
+    body = {"query": question, "k": k, "stream": True}
+    headers = {"Authorization": f"Bearer {_api_key(settings, api_key)}"}
+    final: dict[str, Any] | None = None
+    streamed = False
+    try:
+        with httpx.stream(
+            "POST",
+            f"{_gateway_url(settings, url)}/v1/answer",
+            json=body,
+            headers=headers,
+            timeout=httpx.Timeout(120, connect=10),
+        ) as resp:
+            if resp.status_code != 200:
+                typer.echo(
+                    f"error {resp.status_code}: {resp.read().decode(errors='replace')}", err=True
+                )
+                raise typer.Exit(1)
+            for event, data in _sse_events(resp):
+                if event == "delta" and not as_json:
+                    typer.echo(data["text"], nl=False)
+                    streamed = True
+                elif event == "reset" and not as_json:
+                    typer.echo(
+                        f"\n[{data['provider']} failed: {data['reason']}; trying the next provider]"
+                    )
+                elif event == "error":
+                    typer.echo(f"\nerror: {data['error']['message']}", err=True)
+                    raise typer.Exit(1)
+                elif event == "done":
+                    final = data
+    except httpx.HTTPError as exc:
+        typer.echo(f"cannot reach the gateway: {exc} (is `datatorag up` running?)", err=True)
+        raise typer.Exit(2) from exc
+    if final is None:
+        typer.echo("\nerror: the answer stream ended early", err=True)
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps(final, indent=2, ensure_ascii=False))
+        return
+    if streamed:
+        typer.echo("")
+    if final["grounding"]["revised"] and not final["abstained"]:
+        typer.echo(f"\n(checked against the sources) {final['answer']}")
+    _print_sources(final)
+    typer.echo(f"\n{final['provider']} · {final['took_ms']:.0f} ms")
+
+
+@app.command(name="eval")
+def evaluate(
+    questions: Annotated[
+        Path | None,
+        typer.Argument(help="labelled questions (JSONL); default: those of the sample corpus"),
+    ] = None,
+    k: Annotated[int, typer.Option(help="chunks per question")] = 5,
+    url: Annotated[str | None, typer.Option(help="gateway URL")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="DATATORAG_API_KEY")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the full report as JSON")] = False,
+    misses: Annotated[bool, typer.Option(help="list the questions answered wrongly")] = False,
+) -> None:
+    """Run labelled questions through the gateway: retrieval recall@k / MRR / nDCG, citation
+    precision, abstention precision/recall and latency."""
+    from datatorag.evaluation import load_questions, run_eval, sample_questions
+    from datatorag.evaluation.harness import EvalError
+
+    settings = _settings()
+    try:
+        items = load_questions(questions or sample_questions())
+    except (OSError, ValueError) as exc:
+        typer.echo(f"cannot read the questions: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+    async def run() -> Any:
+        async with httpx.AsyncClient(
+            base_url=_gateway_url(settings, url),
+            headers={"Authorization": f"Bearer {_api_key(settings, api_key)}"},
+            timeout=120,
+        ) as client:
+            return await run_eval(client, items, k=k)
+
+    try:
+        report = asyncio.run(run())
+    except httpx.HTTPError as exc:
+        typer.echo(f"cannot reach the gateway: {exc} (is `datatorag up` running?)", err=True)
+        raise typer.Exit(2) from exc
+    except EvalError as exc:  # the gateway refused a request; say which
+        typer.echo(f"evaluation failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(report.to_json())
+        return
+    typer.echo(report.table())
+    if misses:
+        for line in report.misses():
+            typer.echo(f"  {line}")
 
 
 @app.command()

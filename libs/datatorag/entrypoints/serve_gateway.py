@@ -51,6 +51,7 @@ async def serve_gateway(settings: Settings) -> None:
     await stop.wait()
     await stop_grpc(gw)
     await http.stop()
+    await gw.service.aclose()
     if client is not None:
         await client.aclose()
     await c.close()

@@ -112,6 +112,7 @@ async def run_up(
         await asyncio.gather(*(w.stop() for w in workers))
         await stop_grpc(gw)
         await http.stop()
+        await gw.service.aclose()
         await c.close()
         _say("stopped")
 
@@ -139,7 +140,7 @@ async def _report_progress(c: Components, tenant: str, stop: asyncio.Event) -> N
                 )
                 for r in failed:
                     bar.say(f"  FAILED {r.path}: {r.reason}")
-                bar.say('try:  datatorag query "how many vacation days do I get?"')
+                bar.say('try:  datatorag ask "how many vacation days do I get?"')
                 announced = True
             elif pending:
                 announced = False

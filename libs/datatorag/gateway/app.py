@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, File, Path, Query, UploadFile
 
+from datatorag.gateway.answer_routes import answer_router
 from datatorag.gateway.auth import ApiKeys, require_tenant
 from datatorag.gateway.deps import GatewayDeps
 from datatorag.gateway.errors import ApiError, install_error_handlers
@@ -67,6 +68,7 @@ def create_app(deps: GatewayDeps, service: QueryService | None = None) -> FastAP
     )
     app.include_router(_router(service, deps))
     app.include_router(lifecycle_router(deps), responses=_ERRORS)
+    app.include_router(answer_router(service))
     return app
 
 

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from datatorag.answering.builder import ProviderFactory
 from datatorag.config import Settings
 from datatorag.ports import BlobStore, Embedder, Registry, VectorIndex
 from datatorag.runtime import Readiness
@@ -59,6 +60,9 @@ class GatewayDeps:
     batch_queries: bool = True  # coalesce concurrent query embeddings into one forward pass
     # index queries in flight at once (None: unbounded); excess requests wait their turn
     max_concurrent_index_queries: int | None = field(default_factory=lambda: default_index_limit())
+    # POST /v1/answer: the providers in fallback order (None: the offline extractive answerer);
+    # bootstrap builds them from DATATORAG_ANSWER_PROVIDERS
+    answer_providers: ProviderFactory | None = None
 
     def readiness_checks(self) -> Readiness:
         if isinstance(self.readiness, Readiness):

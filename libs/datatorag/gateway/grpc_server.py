@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,8 +20,11 @@ import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import ValidationError
 
+from datatorag.answering import AnswerUnavailable
 from datatorag.domain.errors import DependencyError, NotFound, PermanentError, TransientError
 from datatorag.domain.models import no_control_characters
+from datatorag.gateway import answer_grpc
+from datatorag.gateway.answers import open_stream, unavailable
 from datatorag.gateway.auth import ApiKeys, AuthError
 from datatorag.gateway.errors import ApiError, dependency_kind, validation_details
 from datatorag.gateway.grpc_gen import gateway_pb2 as pb
@@ -88,6 +91,9 @@ def _filters(msg: pb.Filters) -> dict[str, Any] | None:
         if msg.HasField(name):
             out[name] = getattr(msg, name).ToDatetime(tzinfo=UTC)
     return out or None
+
+
+filters_of = _filters
 
 
 def _common(msg: pb.SearchRequest | pb.QueryRequest) -> dict[str, Any]:
@@ -233,6 +239,57 @@ class GatewayServicer(pb_grpc.QueryGatewayServicer):
 
         return await self._call("GetDocument", context, run)
 
+    async def Answer(
+        self, request: pb.AnswerRequest, context: Context
+    ) -> AsyncIterator[pb.AnswerEvent]:
+        """Server stream; primed like REST's, so an unanswerable request fails before any
+        event, and a failure mid-answer ends the stream with its status."""
+        metadata, request_id = await self._begin(context)
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        code, message, error_code = grpc.StatusCode.OK, "", ""
+        tenant: str | None = None
+        try:
+            tenant = self.keys.resolve(metadata.get("authorization"), metadata.get("x-api-key"))
+            req = answer_grpc.answer_request(request)
+            primed = await open_stream(self.service, tenant, req, request_id)
+            async for event in primed.events():
+                yield answer_grpc.event(event)
+        except AnswerUnavailable as exc:
+            code, message, error_code = _failure("Answer", unavailable(exc))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status (_failure)
+            code, message, error_code = _failure("Answer", exc)
+        finally:
+            self._end("Answer", started, code, tenant)
+            structlog.contextvars.reset_contextvars(**tokens)
+        if code is not grpc.StatusCode.OK:
+            await context.abort(
+                code,
+                message,
+                trailing_metadata=(("error-code", error_code), ("x-request-id", request_id)),
+            )
+
+    async def _begin(self, context: Context) -> tuple[dict[str, str], str]:
+        metadata = {
+            k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)
+        }
+        incoming = metadata.get("x-request-id", "")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        await context.send_initial_metadata((("x-request-id", request_id),))
+        return metadata, request_id
+
+    def _end(self, method: str, started: float, code: grpc.StatusCode, tenant: str | None) -> None:
+        elapsed = time.perf_counter() - started
+        observe(f"/grpc/{method}", "GRPC", code.name, elapsed)
+        log.info(
+            "request",
+            method="GRPC",
+            route=f"/grpc/{method}",
+            status=code.name,
+            duration_ms=round(elapsed * 1000, 2),
+            tenant=tenant,
+        )
+
     async def _call(self, method: str, context: Context, run: Callable[[str], Awaitable[T]]) -> T:
         metadata = {
             k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)
@@ -296,6 +353,32 @@ class GatewayServicer(pb_grpc.QueryGatewayServicer):
             trailing_metadata=(("error-code", error_code), ("x-request-id", request_id)),
         )
         raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+
+def _failure(method: str, exc: Exception) -> tuple[grpc.StatusCode, str, str]:
+    """The status, message and REST error code for a failed streaming call, as ``_call`` maps
+    them for unary calls (nothing internal leaks)."""
+    if isinstance(exc, AuthError):
+        return grpc.StatusCode.UNAUTHENTICATED, exc.message, "unauthenticated"
+    if isinstance(exc, ValidationError):
+        message, _ = validation_details(exc.errors())
+        return grpc.StatusCode.INVALID_ARGUMENT, message, "validation_error"
+    if isinstance(exc, ApiError):
+        return _STATUS.get(exc.status, grpc.StatusCode.UNKNOWN), exc.message, exc.code
+    if isinstance(exc, NotFound):
+        return grpc.StatusCode.NOT_FOUND, str(exc) or "not found", "not_found"
+    if isinstance(exc, PermanentError):
+        return grpc.StatusCode.INVALID_ARGUMENT, exc.reason, exc.code
+    if isinstance(exc, DependencyError):
+        log.error("dependency failed", dependency=exc.dependency, detail=exc.detail)
+        message = f"{exc.dependency} is unavailable; try again later"
+        return grpc.StatusCode.UNAVAILABLE, message, "unavailable"
+    if isinstance(exc, TransientError):
+        log.warning("transient failure", error=str(exc))
+        message = "a dependency is temporarily unavailable; try again later"
+        return grpc.StatusCode.UNAVAILABLE, message, "unavailable"
+    log.error("unhandled error", method=method, exc_info=exc)
+    return grpc.StatusCode.INTERNAL, "internal error", "internal_error"
 
 
 def create_grpc_server(

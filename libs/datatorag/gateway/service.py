@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
+from datatorag.answering import AnswerEngine
+from datatorag.answering.builder import build_engine
 from datatorag.domain.errors import NotFound
-from datatorag.domain.models import DocumentStatus, SearchHit
+from datatorag.domain.models import DocumentStatus, SearchFilters, SearchHit
 from datatorag.gateway.deps import GatewayDeps
 from datatorag.gateway.errors import ApiError
 from datatorag.gateway.schemas import (
@@ -38,6 +41,14 @@ class QueryService:
         )
         limit = deps.max_concurrent_index_queries
         self.limiter = asyncio.Semaphore(limit) if limit else None
+        # /v1/answer retrieves through this service: the same batcher and index limiter
+        self.answers: AnswerEngine = build_engine(
+            deps.settings.answer,
+            retrieve=self.retrieve,
+            embedder=self.embedder,
+            registry=deps.registry,
+            providers=deps.answer_providers,
+        )
 
     def _check_query(self, query: str) -> None:
         limit = self.deps.max_query_chars
@@ -60,6 +71,28 @@ class QueryService:
             mode=req.mode,
             limiter=self.limiter,
         )
+
+    async def retrieve(
+        self,
+        tenant: str,
+        query: str,
+        k: int,
+        filters: SearchFilters | None,
+        query_vector: Sequence[float] | None = None,
+    ) -> list[SearchHit]:
+        return await hybrid.search(
+            self.deps.index,
+            self.embedder,
+            tenant,
+            query,
+            k,
+            filters,
+            query_vector=query_vector,
+            limiter=self.limiter,
+        )
+
+    async def aclose(self) -> None:
+        await self.answers.close()
 
     async def search(self, tenant: str, req: SearchRequest) -> SearchResponse:
         started = time.perf_counter()

@@ -4,6 +4,18 @@ and ``datatorag.testing.conformance`` holds one suite per port that every adapte
 from datatorag.ports.blobstore import BlobInfo, BlobStore
 from datatorag.ports.embedder import Embedder
 from datatorag.ports.embedding_cache import EmbeddingCache
+from datatorag.ports.generator import (
+    ChatMessage,
+    Finished,
+    Generation,
+    GenerationEvent,
+    GenerationRequest,
+    Generator,
+    GeneratorError,
+    SourcePassage,
+    TextDelta,
+    Usage,
+)
 from datatorag.ports.queue import Queue, QueueMessage
 from datatorag.ports.registry import Registry, RunTrigger, RunType, SourceRecord, SyncRun
 from datatorag.ports.vector_index import IndexAdmin, VectorIndex
@@ -11,15 +23,25 @@ from datatorag.ports.vector_index import IndexAdmin, VectorIndex
 __all__ = [
     "BlobInfo",
     "BlobStore",
+    "ChatMessage",
     "Embedder",
     "EmbeddingCache",
+    "Finished",
+    "Generation",
+    "GenerationEvent",
+    "GenerationRequest",
+    "Generator",
+    "GeneratorError",
     "IndexAdmin",
     "Queue",
     "QueueMessage",
     "Registry",
     "RunTrigger",
     "RunType",
+    "SourcePassage",
     "SourceRecord",
     "SyncRun",
+    "TextDelta",
+    "Usage",
     "VectorIndex",
 ]

@@ -72,6 +72,9 @@ class Context:
     skipped_duplicates: int = 0
     # chunk ids of the hits that made it into the block
     used_chunk_ids: list[str] = field(default_factory=list)
+    # per citation (same order): the passage text in the block and the chunks it was built from
+    passages: list[str] = field(default_factory=list)
+    chunks: list[list[ChunkRecord]] = field(default_factory=list)
 
 
 @dataclass
@@ -103,6 +106,8 @@ def build_context(
     blocks: list[str] = []
     citations: list[Citation] = []
     used: list[str] = []
+    texts: list[str] = []
+    members: list[list[ChunkRecord]] = []
     truncated = False
     for passage in passages:
         citation = _citation(len(citations) + 1, passage.chunks)
@@ -116,16 +121,22 @@ def build_context(
                 blocks.append(cut)
                 citations.append(citation)
                 used.extend(c.id for c in passage.chunks)
+                texts.append(cut[len(citation.label) + 1 :])
+                members.append(passage.chunks)
             break
         blocks.append(block)
         citations.append(citation)
         used.extend(c.id for c in passage.chunks)
+        texts.append(passage.text)
+        members.append(passage.chunks)
     return Context(
         text="\n\n".join(blocks),
         citations=citations,
         truncated=truncated,
         skipped_duplicates=duplicates,
         used_chunk_ids=used,
+        passages=texts,
+        chunks=members,
     )
 
 

@@ -92,6 +92,13 @@ env:
       secretKeyRef:
         name: {{ $root.Values.secrets.apiKeys.existingSecret }}
         key: {{ $root.Values.secrets.apiKeys.key }}
+  {{- with $root.Values.secrets.openaiApiKey.existingSecret }}
+  - name: DATATORAG_ANSWER_OPENAI_API_KEY
+    valueFrom:
+      secretKeyRef:
+        name: {{ . }}
+        key: {{ $root.Values.secrets.openaiApiKey.key }}
+  {{- end }}
   {{- end }}
   {{- if eq $root.Values.config.opensearch.auth "basic" }}
   - name: DATATORAG_OPENSEARCH_USERNAME
@@ -150,6 +157,9 @@ volumes:
 {{- $gw := index .Values.services "query-gateway" -}}
 {{- if and $gw.enabled (not .Values.secrets.apiKeys.existingSecret) -}}
 {{- fail "the query gateway needs secrets.apiKeys.existingSecret: a Secret holding DATATORAG_API_KEYS (key=tenant,...)" -}}
+{{- end -}}
+{{- if and .Values.llm.enabled (not (hasPrefix (printf "%s/" .Values.llm.volume.mountPath) .Values.llm.modelPath)) -}}
+{{- fail (printf "llm.modelPath (%s) must be inside llm.volume.mountPath (%s)" .Values.llm.modelPath .Values.llm.volume.mountPath) -}}
 {{- end -}}
 {{- if le (int .Values.terminationGracePeriodSeconds) (int (add 25 .Values.config.queues.waitTimeS 1)) -}}
 {{- fail (printf "terminationGracePeriodSeconds must exceed the worker's shutdown grace (25 s + waitTimeS + 1 = %d s)" (int (add 25 .Values.config.queues.waitTimeS 1))) -}}

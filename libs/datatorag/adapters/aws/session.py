@@ -155,6 +155,12 @@ class AwsClients:
             self._clients[service] = (loop, client, creator)
             return client
 
+    async def has_credentials(self) -> bool:
+        """Whether requests can be signed: explicit keys, or any from the standard chain."""
+        if self.connection.access_key_id:
+            return True
+        return await self._session.get_credentials() is not None
+
     async def close(self) -> None:
         """Close the clients made in this loop; those of a finished loop are just dropped."""
         try:

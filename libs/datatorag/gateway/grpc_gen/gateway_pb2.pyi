@@ -257,3 +257,150 @@ class DocumentDetail(_message.Message):
     chunks: _containers.RepeatedCompositeFieldContainer[Chunk]
     searchable: bool
     def __init__(self, document: _Optional[_Union[Document, _Mapping]] = ..., versions: _Optional[_Iterable[_Union[Document, _Mapping]]] = ..., chunks: _Optional[_Iterable[_Union[Chunk, _Mapping]]] = ..., searchable: _Optional[bool] = ...) -> None: ...
+
+class Turn(_message.Message):
+    __slots__ = ("role", "content")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    content: str
+    def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
+
+class AnswerRequest(_message.Message):
+    __slots__ = ("query", "k", "filters", "conversation")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_FIELD_NUMBER: _ClassVar[int]
+    query: str
+    k: int
+    filters: Filters
+    conversation: _containers.RepeatedCompositeFieldContainer[Turn]
+    def __init__(self, query: _Optional[str] = ..., k: _Optional[int] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ..., conversation: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ...) -> None: ...
+
+class AnswerCitation(_message.Message):
+    __slots__ = ("n", "doc_id", "version", "title", "path", "source", "section", "pages", "page_start", "page_end", "chunk_ids", "quote")
+    N_FIELD_NUMBER: _ClassVar[int]
+    DOC_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SECTION_FIELD_NUMBER: _ClassVar[int]
+    PAGES_FIELD_NUMBER: _ClassVar[int]
+    PAGE_START_FIELD_NUMBER: _ClassVar[int]
+    PAGE_END_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_IDS_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_FIELD_NUMBER: _ClassVar[int]
+    n: int
+    doc_id: str
+    version: str
+    title: str
+    path: str
+    source: str
+    section: str
+    pages: str
+    page_start: int
+    page_end: int
+    chunk_ids: _containers.RepeatedScalarFieldContainer[str]
+    quote: str
+    def __init__(self, n: _Optional[int] = ..., doc_id: _Optional[str] = ..., version: _Optional[str] = ..., title: _Optional[str] = ..., path: _Optional[str] = ..., source: _Optional[str] = ..., section: _Optional[str] = ..., pages: _Optional[str] = ..., page_start: _Optional[int] = ..., page_end: _Optional[int] = ..., chunk_ids: _Optional[_Iterable[str]] = ..., quote: _Optional[str] = ...) -> None: ...
+
+class AnswerSources(_message.Message):
+    __slots__ = ("sources", "provider", "rewritten_query")
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    REWRITTEN_QUERY_FIELD_NUMBER: _ClassVar[int]
+    sources: _containers.RepeatedCompositeFieldContainer[AnswerCitation]
+    provider: str
+    rewritten_query: str
+    def __init__(self, sources: _Optional[_Iterable[_Union[AnswerCitation, _Mapping]]] = ..., provider: _Optional[str] = ..., rewritten_query: _Optional[str] = ...) -> None: ...
+
+class AnswerDelta(_message.Message):
+    __slots__ = ("text",)
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    def __init__(self, text: _Optional[str] = ...) -> None: ...
+
+class AnswerReset(_message.Message):
+    __slots__ = ("provider", "reason")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    reason: str
+    def __init__(self, provider: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class Usage(_message.Message):
+    __slots__ = ("input_tokens", "output_tokens")
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    input_tokens: int
+    output_tokens: int
+    def __init__(self, input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ...) -> None: ...
+
+class Grounding(_message.Message):
+    __slots__ = ("removed_citations", "repointed_citations", "added_citations", "unsupported_sentences", "injections_cut", "revised")
+    REMOVED_CITATIONS_FIELD_NUMBER: _ClassVar[int]
+    REPOINTED_CITATIONS_FIELD_NUMBER: _ClassVar[int]
+    ADDED_CITATIONS_FIELD_NUMBER: _ClassVar[int]
+    UNSUPPORTED_SENTENCES_FIELD_NUMBER: _ClassVar[int]
+    INJECTIONS_CUT_FIELD_NUMBER: _ClassVar[int]
+    REVISED_FIELD_NUMBER: _ClassVar[int]
+    removed_citations: int
+    repointed_citations: int
+    added_citations: int
+    unsupported_sentences: _containers.RepeatedScalarFieldContainer[str]
+    injections_cut: int
+    revised: bool
+    def __init__(self, removed_citations: _Optional[int] = ..., repointed_citations: _Optional[int] = ..., added_citations: _Optional[int] = ..., unsupported_sentences: _Optional[_Iterable[str]] = ..., injections_cut: _Optional[int] = ..., revised: _Optional[bool] = ...) -> None: ...
+
+class AnswerResult(_message.Message):
+    __slots__ = ("query", "answer", "citations", "abstained", "abstain_reason", "provider", "model", "usage", "took_ms", "timings", "rewritten_query", "confidence", "cached", "grounding")
+    class TimingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    CITATIONS_FIELD_NUMBER: _ClassVar[int]
+    ABSTAINED_FIELD_NUMBER: _ClassVar[int]
+    ABSTAIN_REASON_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    TOOK_MS_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    REWRITTEN_QUERY_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    GROUNDING_FIELD_NUMBER: _ClassVar[int]
+    query: str
+    answer: str
+    citations: _containers.RepeatedCompositeFieldContainer[AnswerCitation]
+    abstained: bool
+    abstain_reason: str
+    provider: str
+    model: str
+    usage: Usage
+    took_ms: float
+    timings: _containers.ScalarMap[str, float]
+    rewritten_query: str
+    confidence: float
+    cached: bool
+    grounding: Grounding
+    def __init__(self, query: _Optional[str] = ..., answer: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[AnswerCitation, _Mapping]]] = ..., abstained: _Optional[bool] = ..., abstain_reason: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., took_ms: _Optional[float] = ..., timings: _Optional[_Mapping[str, float]] = ..., rewritten_query: _Optional[str] = ..., confidence: _Optional[float] = ..., cached: _Optional[bool] = ..., grounding: _Optional[_Union[Grounding, _Mapping]] = ...) -> None: ...
+
+class AnswerEvent(_message.Message):
+    __slots__ = ("citations", "delta", "reset", "done")
+    CITATIONS_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    RESET_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    citations: AnswerSources
+    delta: AnswerDelta
+    reset: AnswerReset
+    done: AnswerResult
+    def __init__(self, citations: _Optional[_Union[AnswerSources, _Mapping]] = ..., delta: _Optional[_Union[AnswerDelta, _Mapping]] = ..., reset: _Optional[_Union[AnswerReset, _Mapping]] = ..., done: _Optional[_Union[AnswerResult, _Mapping]] = ...) -> None: ...

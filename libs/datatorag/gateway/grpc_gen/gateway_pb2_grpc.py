@@ -50,6 +50,11 @@ class QueryGatewayStub:
                 request_serializer=datatorag_dot_gateway_dot_grpc__gen_dot_gateway__pb2.GetDocumentRequest.SerializeToString,
                 response_deserializer=datatorag_dot_gateway_dot_grpc__gen_dot_gateway__pb2.DocumentDetail.FromString,
                 _registered_method=True)
+        self.Answer = channel.unary_stream(
+                '/datatorag.gateway.v1.QueryGateway/Answer',
+                request_serializer=datatorag_dot_gateway_dot_grpc__gen_dot_gateway__pb2.AnswerRequest.SerializeToString,
+                response_deserializer=datatorag_dot_gateway_dot_grpc__gen_dot_gateway__pb2.AnswerEvent.FromString,
+                _registered_method=True)
 
 
 class QueryGatewayServicer:
@@ -76,6 +81,16 @@ class QueryGatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Answer(self, request, context):
+        """A grounded answer with citations, streamed (REST: POST /v1/answer with stream=true): one
+        `citations` event, `delta` events (a `reset` when a provider failed mid-answer: discard the
+        text so far), then `done` with the full answer. A request that cannot be answered at all
+        fails before any event (UNAVAILABLE, error-code provider_unavailable).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryGatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +108,11 @@ def add_QueryGatewayServicer_to_server(servicer, server):
                     servicer.GetDocument,
                     request_deserializer=datatorag_dot_gateway_dot_grpc__gen_dot_gateway__pb2.GetDocumentRequest.FromString,
                     response_serializer=datatorag_dot_gateway_dot_grpc__gen_dot_gateway__pb2.DocumentDetail.SerializeToString,
+            ),
+            'Answer': grpc.unary_stream_rpc_method_handler(
+                    servicer.Answer,
+                    request_deserializer=datatorag_dot_gateway_dot_grpc__gen_dot_gateway__pb2.AnswerRequest.FromString,
+                    response_serializer=datatorag_dot_gateway_dot_grpc__gen_dot_gateway__pb2.AnswerEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +196,33 @@ class QueryGateway:
             '/datatorag.gateway.v1.QueryGateway/GetDocument',
             datatorag_dot_gateway_dot_grpc__gen_dot_gateway__pb2.GetDocumentRequest.SerializeToString,
             datatorag_dot_gateway_dot_grpc__gen_dot_gateway__pb2.DocumentDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Answer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/datatorag.gateway.v1.QueryGateway/Answer',
+            datatorag_dot_gateway_dot_grpc__gen_dot_gateway__pb2.AnswerRequest.SerializeToString,
+            datatorag_dot_gateway_dot_grpc__gen_dot_gateway__pb2.AnswerEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -23,13 +23,20 @@ SYMBOLS = {
     **{f"queue:{q}": f"import:storage:{q.title()}QueueArn" for q in code.LOGICAL_QUEUES},
     **{f"dlq:{q}": f"import:storage:{q.title()}DeadLetterQueueArn" for q in code.LOGICAL_QUEUES},
     "bucket:documents": BUCKET,
-    **{f"objects:documents/{p}": f"{BUCKET}/{p}/*" for p in ("raw", "chunks", "embedded", "state")},
+    **{
+        f"objects:documents/{p}": f"{BUCKET}/{p}/*"
+        for p in ("raw", "chunks", "embedded", "state", "_readyz")
+    },
     "bucket:landing": "import:storage:LandingBucketArn",
     "objects:landing": "import:storage:LandingBucketArn/*",
     "table:registry": "import:storage:RegistryTableArn",
     "table:registry/index": "import:storage:RegistryTableArn/index/*",
     "domain": "import:opensearch:DomainArn/*",
     "key": "import:security:KmsKeyArn",
+    # the model is a parameter of the iam stack (granted only while it is set, see CONFIGURED)
+    "model:bedrock": (
+        "arn:${AWS::Partition}:bedrock:${AWS::Region}::foundation-model/${BedrockModelId}"
+    ),
     "secrets": (
         "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
         "import:security:ConnectorSecretsPath*"
@@ -45,10 +52,29 @@ POLICIES = {
 }
 
 
-def granted(service: str) -> set[tuple[str, str]]:
+# the iam stack's conditions as the comparison deploys it: every optional feature the code can
+# be configured for is on (Bedrock answers, the model in the stack's region); test_bedrock_*
+# checks the grant goes away with the feature
+CONFIGURED = {"AnswersWithBedrock": True, "BedrockInStackRegion": True}
+
+
+def _deployed(node: Any, conditions: dict[str, bool]) -> Any:
+    """A template fragment with its ``Fn::If`` decided and ``AWS::NoValue`` dropped."""
+    if isinstance(node, dict):
+        if set(node) == {"Fn::If"}:
+            name, yes, no = node["Fn::If"]
+            return _deployed(yes if conditions[name] else no, conditions)
+        return {k: _deployed(v, conditions) for k, v in node.items()}
+    if isinstance(node, list):
+        items = [_deployed(v, conditions) for v in node]
+        return [i for i in items if i != {"Ref": "AWS::NoValue"}]
+    return node
+
+
+def granted(service: str, conditions: dict[str, bool] = CONFIGURED) -> set[tuple[str, str]]:
     policy = template("iam")["Resources"][POLICIES[service]]
     assert policy["Type"] == "AWS::IAM::ManagedPolicy"
-    return policy_grants(policy["Properties"]["PolicyDocument"])
+    return policy_grants(_deployed(policy["Properties"]["PolicyDocument"], conditions))
 
 
 def needed(derivation: code.Derivation, service: str) -> dict[tuple[str, str], set[str]]:
@@ -78,6 +104,26 @@ def test_policy_grants_exactly_what_the_code_calls(service: str) -> None:
     )
 
 
+def test_bedrock_is_granted_only_while_configured() -> None:
+    """Only the gateway answers (with Bedrock when DATATORAG_ANSWER_PROVIDERS names it); without
+    BedrockModelId its policy is exactly the rest of what its code calls."""
+    d = code.derivation()
+    bedrock = {(a, r) for (a, r) in needed(d, "query-gateway") if a.startswith("bedrock:")}
+    assert {a for a, _ in bedrock} == {
+        "bedrock:InvokeModel",
+        "bedrock:InvokeModelWithResponseStream",
+    }
+    for s in code.SERVICES:
+        if s != "query-gateway":
+            assert not {a for a, _ in d.required(s) if a.startswith("bedrock:")}, s
+    off = {**CONFIGURED, "AnswersWithBedrock": False}
+    assert granted("query-gateway", off) == set(needed(d, "query-gateway")) - bedrock
+    other_region = {**CONFIGURED, "BedrockInStackRegion": False}
+    assert {r for a, r in granted("query-gateway", other_region) if a.startswith("bedrock:")} == {
+        "arn:${AWS::Partition}:bedrock:${BedrockRegion}::foundation-model/${BedrockModelId}"
+    }
+
+
 def test_the_split_follows_the_pipeline() -> None:
     """What the issue asks of the roles, as plain facts of the derived sets."""
     d = code.derivation()
@@ -92,15 +138,33 @@ def test_the_split_follows_the_pipeline() -> None:
     assert ("s3:PutObject", "objects:documents/chunks") in need["parser"]
     assert ("s3:PutObject", "objects:documents/raw") not in need["parser"]
     assert ("es:ESHttpPost", "domain") in need["indexer"]
-    # the gateway reads; it deletes no message and no object, and writes no registry item
-    gateway = {a for a, _ in need["query-gateway"]}
-    assert not gateway & {
-        "sqs:DeleteMessage",
-        "sqs:SendMessage",
+    # the embedding cache lives in the registry's table
+    assert ("dynamodb:BatchGetItem", "table:registry") in need["embedder"]
+    assert ("dynamodb:BatchWriteItem", "table:registry") in need["embedder"]
+    # every blob store's readiness check writes (and deletes) its probe object, and only there
+    for s in code.SERVICES:
+        if any(r.startswith("objects:documents/") for _, r in need[s]):
+            assert ("s3:PutObject", "objects:documents/_readyz") in need[s], s
+            assert ("s3:DeleteObject", "objects:documents/_readyz") in need[s], s
+    # the gateway reads; it touches no queue, puts no object but the readiness probe, and every
+    # other write it makes is an admin delete's (datatorag.lifecycle.deletion)
+    gateway = need["query-gateway"]
+    assert not {a for a, _ in gateway if a.startswith("sqs:")}
+    assert {r for a, r in gateway if a == "s3:PutObject"} == {"objects:documents/_readyz"}
+    writes = {
         "s3:DeleteObject",
         "s3:PutObject",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:DeleteItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
+    }
+    for (action, resource), where in d.required("query-gateway").items():
+        if action in writes and resource != "objects:documents/_readyz":
+            outside = sorted(w for w in where if not w.startswith("datatorag.lifecycle.deletion:"))
+            assert not outside, (action, resource, outside)
+    assert {r for a, r in gateway if a == "s3:DeleteObject"} == {
+        f"objects:documents/{p}" for p in ("raw", "chunks", "embedded", "_readyz")
     }
     # CloudFormation owns the resources: `datatorag init` may not create them
     assert not {a for a, _ in need["init"]} & code.CLOUDFORMATION_OWNS

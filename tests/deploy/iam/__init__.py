@@ -10,14 +10,20 @@ How a service's needs are derived, so that a role can be checked to grant exactl
    every package function or class the code names (imports resolved, function-local ones too),
    except the adapter container and factory (``OPAQUE``): which adapters a service holds is read
    from the ``Components`` accessors its code touches (``c.queue("parse")``, ``c.registry``,
-   ``c.index()`` ...), each bringing the port methods ``Components`` itself calls on it (``check``,
-   ``ensure``).
+   ``c.index()``, ``c.embedding_cache`` ...), each bringing the port methods ``Components`` itself
+   calls on it (``check``, ``ensure``); ``c`` must be a Components by its annotation or
+   assignment (a chunk ``c`` in a loop is not). Components methods that wrap an adapter in
+   package code (``COMPONENTS_FOLLOWED``: ``document_embedder`` -> ``CachedEmbedder``) are
+   followed. Branches only the embedded mode takes (``if settings.mode is Mode.EMBEDDED``) are
+   left out: the roles are production's.
 2. **Port calls** in the closure: ``<receiver>.<method>`` where the receiver is named like a
    port (``RECEIVERS``: ``registry``, ``blobstore``, ``queue``, ``out`` ...) and the method is one
    of that port's. A queue receiver is bound to the logical queue it was built from where the
    code says so (``Worker(c.queue("parse"), ...)`` binds ``Worker.queue``;
    ``self.queues["embed"]``); an unbound one could be any queue the service holds. A blob call's
-   prefix follows its key (``raw_key(...)``, ``message.chunks_key``, a caller's argument).
+   prefix follows its key (``raw_key(...)``, ``message.chunks_key``, a caller's argument, a loop
+   over a set of such keys, the keys ``blobstore.list(records_prefix(...))`` yields); the blob
+   store's ``check`` writes its probe object under ``_readyz/``.
 3. **Adapters** (``PORT_ADAPTERS``): each port method of the production adapter is walked (its
    own and inherited helpers, helper classes of its module) for aiobotocore client calls, i.e.
    calls of the botocore operations of the service the module makes clients for, plus operations

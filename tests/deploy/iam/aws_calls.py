@@ -84,19 +84,38 @@ class Call:
     where: str
 
 
-def _clients_made(tree: ast.AST) -> set[str]:
-    """Services a module makes aiobotocore clients for: ``.client("s3")``."""
+def _clients_made(tree: ast.Module) -> set[str]:
+    """Services a module makes aiobotocore clients for: ``.client("s3")``, or
+    ``.client(SERVICE)`` with ``SERVICE = "bedrock-runtime"`` at the module's top."""
+    constants = {
+        t.id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
     out = set()
     for node in ast.walk(tree):
-        if (
+        if not (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
             and node.func.attr == "client"
             and node.args
-            and isinstance(node.args[0], ast.Constant)
-            and node.args[0].value in IAM_PREFIX
         ):
-            out.add(str(node.args[0].value))
+            continue
+        arg = node.args[0]
+        name = arg.value if isinstance(arg, ast.Constant) else None
+        if isinstance(arg, ast.Name):
+            name = constants.get(arg.id)
+        if name in IAM_PREFIX:
+            out.add(str(name))
+        elif isinstance(name, str) and name.islower() and "." not in name:
+            raise DerivationError(
+                f"{ast.unparse(node)}: an AWS client for {name!r}: name its IAM prefix in "
+                "IAM_PREFIX (and its operations' actions in OPERATION_ACTIONS)"
+            )
     return out
 
 

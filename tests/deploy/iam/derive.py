@@ -75,6 +75,8 @@ def _resource(kind: str, logical: str | None, target: str, prefix: str | None = 
             if target == "indexes"
             else ["table:registry"]
         )
+    if kind == "embedding_cache":  # items in the registry's table, never in its indexes
+        return ["table:registry"]
     if kind == "index":
         return ["domain"]
     raise DerivationError(kind)
@@ -99,6 +101,8 @@ def _required(d: Derivation, service_name: str) -> dict[tuple[str, str], set[str
         for call in d.adapter_calls(kind, method):
             for lq in queues:
                 if kind == "blobstore" and call.target == "objects":
+                    if not call_prefixes:
+                        raise DerivationError(f"{where}: an object call without a key prefix")
                     writes = method in BLOB_WRITES
                     for prefix in sorted(call_prefixes):
                         if writes and prefix in service.read_only_prefixes:
@@ -126,6 +130,8 @@ def _direct_resources(group: str, call: Call) -> list[str]:
         return ["bucket:landing"] if action in S3_BUCKET_ACTIONS else ["objects:landing"]
     if group == "secrets":
         return ["secrets"]
+    if group == "model":  # the Bedrock model the gateway answers with
+        return ["model:bedrock"]
     if group == "provisioned":  # datatorag init: the configured queues, bucket and table
         if action.startswith("sqs:"):
             return [f"{t}:{q}" for q in LOGICAL_QUEUES for t in ("queue", "dlq")]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from datatorag import ports
+from datatorag.ports.blobstore import PROBE_PREFIX
 from tests.deploy._paths import ROOT
 
 PKG_DIR = ROOT / "libs" / "datatorag"
@@ -56,14 +57,31 @@ SERVICES: dict[str, Service] = {
 # Built from settings; what a service takes from them is read from the Components accessors.
 OPAQUE = ("datatorag.bootstrap.components:Components", "datatorag.bootstrap.factory:")
 COMPONENTS = "datatorag.bootstrap.components:Components"
-ACCESSORS = {"queue": "queue", "registry": "registry", "blobstore": "blobstore", "index": "index"}
+# the names a Components goes by (``c = Components(settings)``, ``def f(c: Components)``,
+# ``self.c = c``)
+COMPONENTS_NAMES = ("c", "components")
+ACCESSORS = {
+    "queue": "queue",
+    "registry": "registry",
+    "blobstore": "blobstore",
+    "index": "index",
+    "embedding_cache": "embedding_cache",
+}
+# Components methods that wrap an adapter in package code the service then runs: the closure
+# follows their body (``document_embedder``: the model behind ``CachedEmbedder`` and the cache)
+COMPONENTS_FOLLOWED = frozenset({"document_embedder"})
 # factory functions called directly (datatorag init) build the same adapters
 FACTORY = {
     "make_queue": "queue",
     "make_registry": "registry",
     "make_blobstore": "blobstore",
     "make_vector_index": "index",
+    "make_embedding_cache": "embedding_cache",
 }
+# Code for the embedded mode only (``if settings.mode is Mode.EMBEDDED:``, the ``else`` of
+# ``... is Mode.PRODUCTION``) never runs under these roles: the derivation leaves it out.
+MODE_ENUM = "Mode"
+PRODUCTION_MODE = "PRODUCTION"
 LOGICAL_QUEUES = ("parse", "embed", "index")
 
 # --- ports and their production adapters ------------------------------------------------------
@@ -73,12 +91,15 @@ PORTS: dict[str, type] = {
     "blobstore": ports.BlobStore,
     "registry": ports.Registry,
     "index": ports.VectorIndex,
+    "embedding_cache": ports.EmbeddingCache,
 }
 PORT_ADAPTERS = {
     "queue": "datatorag.adapters.aws.sqs_queue:SqsQueue",
     "blobstore": "datatorag.adapters.aws.s3_blobstore:S3BlobStore",
     "registry": "datatorag.adapters.aws.dynamodb_registry:DynamoDbRegistry",
     "index": "datatorag.adapters.opensearch.index:OpenSearchIndex",
+    # in the registry's table (``DATATORAG_AWS_REGISTRY_TABLE``)
+    "embedding_cache": "datatorag.adapters.aws.dynamodb_embedding_cache:DynamoDbEmbeddingCache",
 }
 # receiver names (last attribute, leading underscores dropped) that hold a port
 RECEIVERS = {
@@ -91,6 +112,8 @@ RECEIVERS = {
     "reg": "registry",
     "blobstore": "blobstore",
     "index": "index",
+    "cache": "embedding_cache",  # CachedEmbedder.cache
+    "embedding_cache": "embedding_cache",
 }
 # blob keys by where the code takes them from: key builders, message fields, the cursor store
 BLOB_PREFIXES = {
@@ -98,8 +121,11 @@ BLOB_PREFIXES = {
     "blob_key": "raw",
     "chunks_key": "chunks",
     "records_key": "embedded",
+    "records_prefix": "embedded",  # every model's records of a document (deletion lists them)
     "BlobCursorStore": "state",
 }
+# the blob store's readiness check writes and deletes one object under PROBE_PREFIX
+BLOB_CHECK_PREFIX = PROBE_PREFIX.strip("/")
 BLOB_READS = frozenset({"get", "open", "head", "exists"})
 BLOB_WRITES = frozenset({"put", "put_stream"})
 
@@ -109,11 +135,19 @@ DIRECT_TARGETS = {
     "datatorag.connectors.landing:S3Landing": "landing",
     "datatorag.connectors.secrets:SecretResolver": "secrets",
     "datatorag.adapters.aws.provision:": "provisioned",
+    # answers, when DATATORAG_ANSWER_PROVIDERS names bedrock: the configured model
+    "datatorag.adapters.aws.bedrock:BedrockGenerator": "model",
 }
 
 # --- operations -> IAM actions ----------------------------------------------------------------
 
-IAM_PREFIX = {"sqs": "sqs", "s3": "s3", "dynamodb": "dynamodb", "secretsmanager": "secretsmanager"}
+IAM_PREFIX = {
+    "sqs": "sqs",
+    "s3": "s3",
+    "dynamodb": "dynamodb",
+    "secretsmanager": "secretsmanager",
+    "bedrock-runtime": "bedrock",
+}
 # operations authorised by another action (everything else is "<prefix>:<Operation>")
 OPERATION_ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("sqs", "SendMessageBatch"): ("sqs:SendMessage",),
@@ -128,6 +162,9 @@ OPERATION_ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("s3", "PutPublicAccessBlock"): ("s3:PutBucketPublicAccessBlock",),
     ("s3", "PutBucketEncryption"): ("s3:PutEncryptionConfiguration",),
     ("s3", "PutBucketLifecycleConfiguration"): ("s3:PutLifecycleConfiguration",),
+    # Converse is authorised as the model invocation it makes
+    ("bedrock-runtime", "Converse"): ("bedrock:InvokeModel",),
+    ("bedrock-runtime", "ConverseStream"): ("bedrock:InvokeModelWithResponseStream",),
     # a transaction is authorised item by item (see TRANSACT_ITEM_ACTIONS)
     ("dynamodb", "TransactWriteItems"): (),
 }

@@ -11,8 +11,11 @@ from dataclasses import dataclass, field
 from tests.deploy.iam.aws_calls import AwsWalker, Call
 from tests.deploy.iam.rules import (
     ACCESSORS,
+    BLOB_CHECK_PREFIX,
     BLOB_PREFIXES,
     COMPONENTS,
+    COMPONENTS_FOLLOWED,
+    COMPONENTS_NAMES,
     DIRECT_TARGETS,
     FACTORY,
     LOGICAL_QUEUES,
@@ -42,7 +45,59 @@ class Usage:
 
 
 def _opaque(qualname: str) -> bool:
+    if qualname in {f"{COMPONENTS}.{m}" for m in COMPONENTS_FOLLOWED}:
+        return False
     return any(qualname.startswith(o) for o in OPAQUE)
+
+
+def _names_components(expr: ast.expr | None) -> bool:
+    """``Components``, ``bootstrap.Components`` or ``"Components"`` (an annotation, a call)."""
+    if expr is None:
+        return False
+    text = ast.unparse(expr).strip("'\"")
+    return text.split(".")[-1] == COMPONENTS.split(":")[-1]
+
+
+def _is_components(pkg: Package, func: Func, expr: ast.expr) -> bool:
+    """Whether ``c`` in ``c.registry`` is the process's Components (a parameter annotated so,
+    one assigned ``Components(...)``, ``self.c`` stored from such a parameter, ``self`` inside
+    Components), and not a chunk ``c`` of a loop. Refuses to guess."""
+    klass = pkg.class_of(func)
+    if isinstance(expr, ast.Name) and expr.id == "self":
+        return klass == COMPONENTS
+    rec = receiver(expr)
+    if rec is None or rec[0] not in COMPONENTS_NAMES or isinstance(expr, ast.Subscript):
+        return False
+    if isinstance(expr, ast.Attribute):
+        init = pkg.method(klass, "__init__") if klass else None
+        if not (isinstance(expr.value, ast.Name) and expr.value.id == "self" and init):
+            raise DerivationError(
+                f"{func.qualname}: cannot tell whether {ast.unparse(expr)} is a Components"
+            )
+        a = init.node.args
+        return any(
+            _names_components(p.annotation) and expr.attr in _stored_as(init, p.arg)
+            for p in [*a.posonlyargs, *a.args, *a.kwonlyargs]
+        )
+    name = rec[0] if isinstance(expr, ast.Name) else None
+    a = func.node.args
+    for p in [*a.posonlyargs, *a.args, *a.kwonlyargs]:
+        if p.arg == name:
+            if p.annotation is None:
+                raise DerivationError(f"{func.qualname}: annotate {name} (is it a Components?)")
+            return _names_components(p.annotation)
+    for node in body_nodes(func):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
+            value = node.value
+            return isinstance(value, ast.Call) and _names_components(value.func)
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
+            targets = [node.target]
+        if any(isinstance(n, ast.Name) and n.id == name for t in targets for n in ast.walk(t)):
+            return False  # a loop variable
+    raise DerivationError(f"{func.qualname}: cannot tell whether {name} is a Components")
 
 
 def _direct_group(qualname: str) -> str | None:
@@ -76,6 +131,12 @@ def closure(pkg: Package, service: Service) -> tuple[set[str], set[str]]:
                 ref = pkg.resolve(func.module, func, node)
                 if ref:
                     todo.append(ref)
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in COMPONENTS_FOLLOWED
+                and _is_components(pkg, func, node.value)
+            ):
+                todo.append(f"{COMPONENTS}.{node.attr}")
     return funcs, built
 
 
@@ -97,7 +158,7 @@ def _scan(pkg: Package, func: Func, usage: Usage, bindings: dict[tuple[str, str]
             usage.built |= {f"queue:{lq}" for lq in _queue_literals(node)}
         if isinstance(node, ast.Attribute):
             _port_call(pkg, node, func, klass, usage, bindings)
-            _accessor(node, usage)
+            _accessor(pkg, func, node, usage)
     group = _direct_group(func.qualname)
     if group is not None:
         for call in AwsWalker(pkg).calls(func):
@@ -140,7 +201,9 @@ def _port_call(
         logical = literal
         if logical is None and klass and isinstance(node.value, ast.Attribute):
             logical = bindings.get((klass, name))
-    elif kind == "blobstore" and node.attr not in ("check", "close"):
+    elif kind == "blobstore" and node.attr == "check":
+        prefixes = frozenset({BLOB_CHECK_PREFIX})
+    elif kind == "blobstore" and node.attr != "close":
         call = _call_of(func, node)
         if call is None or not call.args:
             raise DerivationError(f"{where}: a blob store call without a key")
@@ -156,11 +219,20 @@ def _call_of(func: Func, attr: ast.Attribute) -> ast.Call | None:
 
 
 def _key_prefixes(
-    pkg: Package, expr: ast.expr, func: Func, funcs: set[str], where: str, depth: int
+    pkg: Package,
+    expr: ast.expr,
+    func: Func,
+    funcs: set[str],
+    where: str,
+    depth: int,
+    scope: dict[str, ast.expr] | None = None,
 ) -> set[str]:
     """The blob prefixes a key expression can carry: ``message.blob_key`` (raw),
     ``chunks_key(...)``, a variable assigned from one, a parameter (its callers' arguments),
-    a key method of a store class named in BLOB_PREFIXES."""
+    a key method of a store class named in BLOB_PREFIXES. A collection of keys carries its
+    elements' prefixes: ``sorted(keys)``, ``{v.blob_key for v in versions}``, a loop variable
+    over one, and the keys ``blobstore.list(prefix)`` yields carry the prefix's."""
+    scope = scope or {}
     if isinstance(expr, ast.Attribute) and expr.attr in BLOB_PREFIXES:
         return {BLOB_PREFIXES[expr.attr]}
     if isinstance(expr, ast.Call):
@@ -169,13 +241,41 @@ def _key_prefixes(
             return {BLOB_PREFIXES[ref.split(":")[1]]}
         if func.cls in BLOB_PREFIXES:  # self.key(...) of the cursor store
             return {BLOB_PREFIXES[func.cls]}
+        listed = (
+            isinstance(expr.func, ast.Attribute)
+            and expr.func.attr == "list"
+            and (rec := receiver(expr.func.value)) is not None
+            and RECEIVERS.get(rec[0]) == "blobstore"
+        )
+        same = isinstance(expr.func, ast.Name) and expr.func.id in _SAME_KEYS
+        if (listed or same) and len(expr.args) == 1 and not expr.keywords:
+            return _key_prefixes(pkg, expr.args[0], func, funcs, where, depth, scope)
+    if isinstance(expr, ast.SetComp | ast.ListComp | ast.GeneratorExp):
+        inner = dict(scope)
+        for gen in expr.generators:
+            if isinstance(gen.target, ast.Name):
+                inner[gen.target.id] = gen.iter
+        return _key_prefixes(pkg, expr.elt, func, funcs, where, depth, inner)
+    if isinstance(expr, ast.Name) and expr.id in scope:
+        return _key_prefixes(pkg, scope[expr.id], func, funcs, where, depth)
     if isinstance(expr, ast.Name) and depth > 0:
-        assigned = [
-            n.value
-            for n in body_nodes(func)
-            if isinstance(n, ast.Assign)
-            and any(isinstance(t, ast.Name) and t.id == expr.id for t in n.targets)
-        ]
+        assigned: list[ast.expr] = []
+        for n in body_nodes(func):
+            if (
+                isinstance(n, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == expr.id for t in n.targets)
+            ) or (  # keys |= {...}
+                isinstance(n, ast.AugAssign)
+                and isinstance(n.target, ast.Name)
+                and n.target.id == expr.id
+            ):
+                assigned.append(n.value)
+            elif (
+                isinstance(n, ast.For | ast.AsyncFor)
+                and isinstance(n.target, ast.Name)
+                and n.target.id == expr.id
+            ):
+                assigned.append(n.iter)  # a loop over keys
         if assigned:
             return set().union(
                 *(_key_prefixes(pkg, v, func, funcs, where, depth - 1) for v in assigned)
@@ -189,6 +289,10 @@ def _key_prefixes(
     raise DerivationError(
         f"{where}: cannot tell which blob prefix this key has; name it in BLOB_PREFIXES"
     )
+
+
+# builtins that return the keys they are given
+_SAME_KEYS = frozenset({"sorted", "list", "set", "tuple", "frozenset"})
 
 
 def _call_sites(
@@ -209,15 +313,16 @@ def _call_sites(
                     yield caller, kw.value
 
 
-def _accessor(node: ast.Attribute, usage: Usage) -> None:
+def _accessor(pkg: Package, func: Func, node: ast.Attribute, usage: Usage) -> None:
     """``c.registry``, ``c.index()``, ``c.stage_deps()`` on a Components."""
-    rec = receiver(node.value)
-    if rec is None or rec[0] not in ("c", "components"):
+    if node.attr not in (*ACCESSORS, "stage_deps") or node.attr == "queue":
         return
-    if node.attr in ("registry", "blobstore", "index"):
-        usage.built.add(node.attr)
-    elif node.attr == "stage_deps":
+    if not _is_components(pkg, func, node.value):
+        return
+    if node.attr == "stage_deps":
         usage.built |= {"registry", "blobstore"}
+    else:
+        usage.built.add(node.attr)
 
 
 def _queue_literals(node: ast.AST) -> set[str]:
@@ -294,5 +399,8 @@ def _components_calls(
         if isinstance(node, ast.Attribute) and node.attr in methods:
             rec = receiver(node.value)
             if rec and rec[0] != "self":
-                out.add((kind, logical or None, node.attr, accessor.qualname, frozenset()))
+                prefixes = frozenset(
+                    {BLOB_CHECK_PREFIX} if kind == "blobstore" and node.attr == "check" else ()
+                )
+                out.add((kind, logical or None, node.attr, accessor.qualname, prefixes))
     return out

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.deploy.iam.rules import PKG, PKG_DIR, PORTS
+from tests.deploy.iam.rules import MODE_ENUM, PKG, PKG_DIR, PORTS, PRODUCTION_MODE
 
 # --- parsing the package ----------------------------------------------------------------------
 
@@ -140,12 +140,51 @@ def _imports(module: str, nodes: Iterable[ast.AST]) -> dict[str, str]:
 
 
 def body_nodes(func: Func) -> Iterator[ast.AST]:
-    """Nodes of the function's body, annotations left out (types are not calls)."""
-    for stmt in func.node.body:
-        for node in ast.walk(stmt):
-            if isinstance(node, ast.AnnAssign):
-                continue
+    """Nodes of the function's body, annotations left out (types are not calls), and the
+    branches only the embedded mode takes left out (see ``production_branches``)."""
+    todo: list[ast.AST] = list(reversed(func.node.body))
+    while todo:
+        node = todo.pop()
+        if not isinstance(node, ast.AnnAssign):
             yield node
+        todo.extend(reversed(production_branches(node)))
+
+
+def _is_production(test: ast.expr) -> bool | None:
+    """True for ``<x>.mode is Mode.PRODUCTION`` (or ``is not Mode.EMBEDDED``), False for the
+    embedded test, None for any other condition."""
+    if not (
+        isinstance(test, ast.Compare)
+        and len(test.ops) == 1
+        and isinstance(test.left, ast.Attribute)
+        and test.left.attr == "mode"
+    ):
+        return None
+    mode = test.comparators[0]
+    if not (
+        isinstance(mode, ast.Attribute)
+        and isinstance(mode.value, ast.Name)
+        and mode.value.id == MODE_ENUM
+    ):
+        return None
+    if isinstance(test.ops[0], ast.Is | ast.Eq):
+        negated = False
+    elif isinstance(test.ops[0], ast.IsNot | ast.NotEq):
+        negated = True
+    else:
+        return None
+    return (mode.attr == PRODUCTION_MODE) != negated
+
+
+def production_branches(node: ast.AST) -> list[ast.AST]:
+    """The children of a node that production code runs: both branches of an ordinary ``if``,
+    only the production one of an ``if`` (or ``x if ... else y``) on ``settings.mode``."""
+    if isinstance(node, ast.If | ast.IfExp):
+        production = _is_production(node.test)
+        if production is not None:
+            branch = node.body if production else node.orelse
+            return [node.test, *(branch if isinstance(branch, list) else [branch])]
+    return list(ast.iter_child_nodes(node))
 
 
 def receiver(node: ast.expr) -> tuple[str, str | None] | None:

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from datatorag.config import Settings
-from datatorag.gateway.auth import ApiKeys, AuthError
+from datatorag.gateway.auth import ApiKeys, AuthError, key_subject
 from datatorag.gateway.errors import validation_details
 from datatorag.gateway.schemas import Filters, SearchRequest
 
@@ -24,7 +24,7 @@ KEYS = ApiKeys({"k-a": "acme", "k-b": "globex"})
     ],
 )
 def test_resolve_accepts(authorization, x_api_key, tenant) -> None:
-    assert KEYS.resolve(authorization, x_api_key) == tenant
+    assert KEYS.resolve(authorization, x_api_key).tenant == tenant
 
 
 @pytest.mark.parametrize(
@@ -47,7 +47,11 @@ def test_resolve_rejects(authorization, x_api_key, message) -> None:
 
 def test_keys_come_from_settings_and_malformed_config_fails() -> None:
     keys = ApiKeys.from_settings(Settings(api_keys="a=t1, b=t2"))
-    assert keys.tenant("a") == "t1" and keys.tenant("b") == "t2" and keys.tenant("c") is None
+    a, b = keys.principal("a"), keys.principal("b")
+    assert a is not None and b is not None and keys.principal("c") is None
+    assert (a.tenant, b.tenant) == ("t1", "t2")
+    # the subject names the key by a digest, never the key itself
+    assert a.subject == key_subject(b"a") != b.subject and a.subject.startswith("key:")
     with pytest.raises(ValueError, match="not key=tenant"):
         ApiKeys.from_settings(Settings(api_keys="just-a-key"))
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from datatorag.answering import (
@@ -31,14 +31,13 @@ from datatorag.answering import (
 )
 from datatorag.gateway.answer_schemas import AnswerCitationOut, AnswerRequest, AnswerResponse
 from datatorag.gateway.answers import PrimedStream, answer, open_stream
-from datatorag.gateway.auth import require_tenant
+from datatorag.gateway.auth import Caller
 from datatorag.gateway.errors import request_id_of
 from datatorag.gateway.schemas import ErrorBody
 from datatorag.gateway.service import QueryService
 from datatorag.observability.log import get_logger
 
 log = get_logger(__name__)
-Tenant = Annotated[str, Depends(require_tenant)]
 
 
 def sse(event: str, data: dict[str, Any]) -> bytes:
@@ -111,13 +110,13 @@ def answer_router(service: QueryService) -> APIRouter:
         summary="A grounded answer with citations (document, pages, chunks, quote)",
     )
     async def answer_route(
-        req: AnswerRequest, request: Request, tenant: Tenant
+        req: AnswerRequest, request: Request, caller: Caller
     ) -> AnswerResponse | StreamingResponse:
         request_id = request_id_of(request)
         wants_stream = req.stream or "text/event-stream" in request.headers.get("accept", "")
         if not wants_stream:
-            return await answer(service, tenant, req, request_id)
-        primed = await open_stream(service, tenant, req, request_id)
+            return await answer(service, caller, req, request_id)
+        primed = await open_stream(service, caller, req, request_id)
         return StreamingResponse(
             _body(primed, request_id),
             media_type="text/event-stream",

@@ -19,6 +19,7 @@ from datatorag.answering import (
     CitationsEvent,
     DoneEvent,
 )
+from datatorag.domain.principal import Principal
 from datatorag.gateway.answer_schemas import AnswerRequest, AnswerResponse
 from datatorag.gateway.errors import ApiError
 from datatorag.gateway.service import QueryService
@@ -46,11 +47,11 @@ def unavailable(exc: AnswerUnavailable) -> ApiError:
 
 
 async def answer(
-    service: QueryService, tenant: str, req: AnswerRequest, request_id: str | None
+    service: QueryService, principal: Principal, req: AnswerRequest, request_id: str | None
 ) -> AnswerResponse:
     check_question(service, req)
     try:
-        result = await service.answers.answer(tenant, req.to_query(request_id))
+        result = await service.answers.answer(principal.tenant, req.to_query(request_id))
     except AnswerUnavailable as exc:
         raise unavailable(exc) from exc
     return AnswerResponse.of(result)
@@ -72,10 +73,10 @@ class PrimedStream:
 
 
 async def open_stream(
-    service: QueryService, tenant: str, req: AnswerRequest, request_id: str | None
+    service: QueryService, principal: Principal, req: AnswerRequest, request_id: str | None
 ) -> PrimedStream:
     check_question(service, req)
-    stream = service.answers.stream(tenant, req.to_query(request_id))
+    stream = service.answers.stream(principal.tenant, req.to_query(request_id))
     head: list[AnswerEvent] = []
     try:
         async for event in stream:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, File, Path, Query, UploadFile
+from fastapi import APIRouter, FastAPI, File, Path, Query, UploadFile
 
 from datatorag.gateway.answer_routes import answer_router
-from datatorag.gateway.auth import ApiKeys, require_tenant
+from datatorag.gateway.auth import ApiKeys, Caller
 from datatorag.gateway.deps import GatewayDeps
 from datatorag.gateway.errors import ApiError, install_error_handlers
 from datatorag.gateway.lifecycle_routes import lifecycle_router
@@ -39,7 +39,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "missing or invalid API key"},
     422: {"model": ErrorBody, "description": "invalid request (details per field)"},
 }
-Tenant = Annotated[str, Depends(require_tenant)]
 
 
 def create_app(deps: GatewayDeps, service: QueryService | None = None) -> FastAPI:
@@ -82,8 +81,8 @@ def _router(service: QueryService, deps: GatewayDeps) -> APIRouter:
         responses={413: {"model": ErrorBody, "description": "query too long"}},
         summary="Top chunks for a query, with citations",
     )
-    async def search(req: SearchRequest, tenant: Tenant) -> SearchResponse:
-        return await service.search(tenant, req)
+    async def search(req: SearchRequest, caller: Caller) -> SearchResponse:
+        return await service.search(caller, req)
 
     @v1.post(
         "/query",
@@ -92,8 +91,8 @@ def _router(service: QueryService, deps: GatewayDeps) -> APIRouter:
         responses={413: {"model": ErrorBody, "description": "query too long"}},
         summary="Top chunks plus a numbered context block ready for an LLM",
     )
-    async def query(req: QueryRequest, tenant: Tenant) -> QueryResponse:
-        return await service.query(tenant, req)
+    async def query(req: QueryRequest, caller: Caller) -> QueryResponse:
+        return await service.query(caller, req)
 
     @v1.get(
         "/documents/{doc_id}",
@@ -102,8 +101,8 @@ def _router(service: QueryService, deps: GatewayDeps) -> APIRouter:
         responses={404: {"model": ErrorBody, "description": "no such document"}},
         summary="A document's registry record, its versions, and its chunks in the index",
     )
-    async def document(doc_id: Annotated[Name, Path()], tenant: Tenant) -> DocumentDetail:
-        return await service.document(tenant, doc_id)
+    async def document(doc_id: Annotated[Name, Path()], caller: Caller) -> DocumentDetail:
+        return await service.document(caller, doc_id)
 
     @v1.get(
         "/documents",
@@ -112,7 +111,7 @@ def _router(service: QueryService, deps: GatewayDeps) -> APIRouter:
         summary="Per-document state (current versions), incl. failures with their reasons",
     )
     async def documents(
-        tenant: Tenant,
+        caller: Caller,
         status: Annotated[
             StatusFilter | None,
             Query(description="a status, or 'stalled' (non-final for too long)"),
@@ -120,7 +119,7 @@ def _router(service: QueryService, deps: GatewayDeps) -> APIRouter:
         source: Annotated[Name | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> DocumentList:
-        return await service.documents(tenant, status, source, limit)
+        return await service.documents(caller, status, source, limit)
 
     @v1.post(
         "/sources/{source_id}/sync",
@@ -134,9 +133,9 @@ def _router(service: QueryService, deps: GatewayDeps) -> APIRouter:
         summary="Run a source now",
     )
     async def sync(
-        source_id: Annotated[str, Path(min_length=1, max_length=512)], tenant: Tenant
+        source_id: Annotated[str, Path(min_length=1, max_length=512)], caller: Caller
     ) -> Accepted:
-        return await service.sync(tenant, source_id)
+        return await service.sync(caller, source_id)
 
     @v1.post(
         "/documents",
@@ -156,13 +155,13 @@ def _router(service: QueryService, deps: GatewayDeps) -> APIRouter:
         },
         summary="Upload a document for ingestion",
     )
-    async def upload(file: Annotated[UploadFile, File()], tenant: Tenant) -> Accepted:
+    async def upload(file: Annotated[UploadFile, File()], caller: Caller) -> Accepted:
         if deps.on_upload is None:
             raise ApiError(501, "document upload is not available on this gateway")
         limit = deps.settings.max_document_bytes
         data = await file.read(limit + 1)
         if len(data) > limit:
             raise ApiError(413, f"file is over the {limit}-byte limit", code="file_too_large")
-        return await service.upload(tenant, file.filename or "", data, file.content_type)
+        return await service.upload(caller, file.filename or "", data, file.content_type)
 
     return v1

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from datatorag.answering import AnswerUnavailable
 from datatorag.domain.errors import DependencyError, NotFound, PermanentError, TransientError
 from datatorag.domain.models import no_control_characters
+from datatorag.domain.principal import Principal
 from datatorag.gateway import answer_grpc
 from datatorag.gateway.answers import open_stream, unavailable
 from datatorag.gateway.auth import ApiKeys, AuthError
@@ -213,21 +214,21 @@ class GatewayServicer(pb_grpc.QueryGatewayServicer):
         self.keys = keys
 
     async def Search(self, request: pb.SearchRequest, context: Context) -> pb.SearchResponse:
-        async def run(tenant: str) -> pb.SearchResponse:
-            return search_response(await self.service.search(tenant, search_request(request)))
+        async def run(principal: Principal) -> pb.SearchResponse:
+            return search_response(await self.service.search(principal, search_request(request)))
 
         return await self._call("Search", context, run)
 
     async def Query(self, request: pb.QueryRequest, context: Context) -> pb.QueryResponse:
-        async def run(tenant: str) -> pb.QueryResponse:
-            return query_response(await self.service.query(tenant, query_request(request)))
+        async def run(principal: Principal) -> pb.QueryResponse:
+            return query_response(await self.service.query(principal, query_request(request)))
 
         return await self._call("Query", context, run)
 
     async def GetDocument(
         self, request: pb.GetDocumentRequest, context: Context
     ) -> pb.DocumentDetail:
-        async def run(tenant: str) -> pb.DocumentDetail:
+        async def run(principal: Principal) -> pb.DocumentDetail:
             doc_id = request.doc_id.strip()
             if not doc_id or len(doc_id) > 512:
                 raise ApiError(422, "doc_id: must be 1 to 512 characters")
@@ -235,7 +236,7 @@ class GatewayServicer(pb_grpc.QueryGatewayServicer):
                 no_control_characters(doc_id)
             except ValueError as exc:
                 raise ApiError(422, f"doc_id: {exc}") from None
-            return document_detail(await self.service.document(tenant, doc_id))
+            return document_detail(await self.service.document(principal, doc_id))
 
         return await self._call("GetDocument", context, run)
 
@@ -250,9 +251,10 @@ class GatewayServicer(pb_grpc.QueryGatewayServicer):
         code, message, error_code = grpc.StatusCode.OK, "", ""
         tenant: str | None = None
         try:
-            tenant = self.keys.resolve(metadata.get("authorization"), metadata.get("x-api-key"))
+            principal = self.keys.resolve(metadata.get("authorization"), metadata.get("x-api-key"))
+            tenant = principal.tenant
             req = answer_grpc.answer_request(request)
-            primed = await open_stream(self.service, tenant, req, request_id)
+            primed = await open_stream(self.service, principal, req, request_id)
             async for event in primed.events():
                 yield answer_grpc.event(event)
         except AnswerUnavailable as exc:
@@ -290,7 +292,9 @@ class GatewayServicer(pb_grpc.QueryGatewayServicer):
             tenant=tenant,
         )
 
-    async def _call(self, method: str, context: Context, run: Callable[[str], Awaitable[T]]) -> T:
+    async def _call(
+        self, method: str, context: Context, run: Callable[[Principal], Awaitable[T]]
+    ) -> T:
         metadata = {
             k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)
         }
@@ -302,8 +306,9 @@ class GatewayServicer(pb_grpc.QueryGatewayServicer):
         code, message, error_code = grpc.StatusCode.OK, "", ""
         tenant: str | None = None
         try:
-            tenant = self.keys.resolve(metadata.get("authorization"), metadata.get("x-api-key"))
-            return await run(tenant)
+            principal = self.keys.resolve(metadata.get("authorization"), metadata.get("x-api-key"))
+            tenant = principal.tenant
+            return await run(principal)
         except AuthError as exc:
             code, message, error_code = (
                 grpc.StatusCode.UNAUTHENTICATED,

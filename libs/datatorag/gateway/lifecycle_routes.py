@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
-from datatorag.gateway.admin import Admin, require_admin
-from datatorag.gateway.auth import require_tenant
+from datatorag.gateway.admin import Admin
+from datatorag.gateway.auth import Caller
 from datatorag.gateway.deps import GatewayDeps
 from datatorag.gateway.errors import ApiError
 from datatorag.gateway.schemas import ErrorBody
@@ -23,8 +23,6 @@ from datatorag.lifecycle.deletion import (
 from datatorag.lifecycle.sources import SourceStatus, source_status, sources_status
 from datatorag.ports import SyncRun
 
-Tenant = Annotated[str, Depends(require_tenant)]
-AdminCaller = Annotated[Admin, Depends(require_admin)]
 Id = Annotated[str, Path(min_length=1, max_length=512)]
 Responses = dict[int | str, dict[str, Any]]
 _ADMIN: Responses = {403: {"model": ErrorBody, "description": "not an admin key"}}
@@ -73,14 +71,14 @@ def lifecycle_router(deps: GatewayDeps) -> APIRouter:
         responses={**_ADMIN, **_404},
         summary="Delete a document: every version's chunks, its registry record, its blobs",
     )
-    async def delete(doc_id: Id, admin: AdminCaller) -> Deleted:
+    async def delete(doc_id: Id, admin: Admin) -> Deleted:
         result = await delete_document(
             deps.registry, deps.index, deps.blobstore, admin.tenant, doc_id,
-            by=admin.who, retention=retention,
+            by=admin.subject, retention=retention,
         )  # fmt: skip
         if result is None:  # unknown, deleted, or another tenant's: the same answer
             raise ApiError(404, f"document {doc_id!r} not found")
-        return Deleted(**vars(result), deleted_by=admin.who)
+        return Deleted(**vars(result), deleted_by=admin.subject)
 
     @v1.get(
         "/sources",
@@ -88,8 +86,8 @@ def lifecycle_router(deps: GatewayDeps) -> APIRouter:
         tags=["sources"],
         summary="Each source: kind, schedule, next and last run, documents by status, lag",
     )
-    async def sources(tenant: Tenant) -> SourceList:
-        found = await sources_status(deps.registry, tenant)
+    async def sources(caller: Caller) -> SourceList:
+        found = await sources_status(deps.registry, caller.tenant)
         return SourceList(count=len(found), sources=found)
 
     @v1.get(
@@ -100,10 +98,10 @@ def lifecycle_router(deps: GatewayDeps) -> APIRouter:
         summary="A source's run history (type, trigger, counts, errors), newest first",
     )
     async def runs(
-        source_id: Id, tenant: Tenant, limit: Annotated[int, Query(ge=1, le=500)] = 50
+        source_id: Id, caller: Caller, limit: Annotated[int, Query(ge=1, le=500)] = 50
     ) -> RunList:
-        found = await deps.registry.sync_runs(tenant, source_id, limit=limit)
-        if not found and await deps.registry.get_source(tenant, source_id) is None:
+        found = await deps.registry.sync_runs(caller.tenant, source_id, limit=limit)
+        if not found and await deps.registry.get_source(caller.tenant, source_id) is None:
             raise ApiError(404, f"source {source_id!r} not found")
         return RunList(source=source_id, count=len(found), runs=found)
 
@@ -114,8 +112,8 @@ def lifecycle_router(deps: GatewayDeps) -> APIRouter:
         responses=_404,
         summary="One source's status",
     )
-    async def source(source_id: Id, tenant: Tenant) -> SourceStatus:
-        found = await source_status(deps.registry, tenant, source_id)
+    async def source(source_id: Id, caller: Caller) -> SourceStatus:
+        found = await source_status(deps.registry, caller.tenant, source_id)
         if found is None:
             raise ApiError(404, f"source {source_id!r} not found")
         return found
@@ -127,11 +125,11 @@ def lifecycle_router(deps: GatewayDeps) -> APIRouter:
         responses={**_ADMIN, **_404, 409: {"model": ErrorBody, "description": "a sync is running"}},
         summary="Stop a source's schedule and purge its documents",
     )
-    async def drop_source(source_id: Id, admin: AdminCaller) -> SourceDeleted:
+    async def drop_source(source_id: Id, admin: Admin) -> SourceDeleted:
         try:
             result = await delete_source(
                 deps.registry, deps.index, deps.blobstore, admin.tenant, source_id,
-                by=admin.who, retention=retention,
+                by=admin.subject, retention=retention,
             )  # fmt: skip
         except SourceBusy as exc:
             raise ApiError(409, str(exc), code="sync_running") from exc
@@ -158,7 +156,7 @@ def lifecycle_router(deps: GatewayDeps) -> APIRouter:
         responses={**_ADMIN, 400: {"model": ErrorBody}, 409: {"model": ErrorBody}},
         summary="Build the index of a new model blue/green from the stored chunks",
     )
-    async def reindex(req: ReindexRequest, _admin: AdminCaller) -> dict[str, Any]:
+    async def reindex(req: ReindexRequest, _admin: Admin) -> dict[str, Any]:
         control = _control()
         try:
             started: dict[str, Any] = await control.start(req.model_dir)
@@ -169,7 +167,7 @@ def lifecycle_router(deps: GatewayDeps) -> APIRouter:
         return started
 
     @v1.get("/admin/reindex", tags=["admin"], responses=_ADMIN, summary="Reindex progress")
-    async def reindex_status(_admin: AdminCaller) -> dict[str, Any]:
+    async def reindex_status(_admin: Admin) -> dict[str, Any]:
         status: dict[str, Any] = _control().status()
         return status
 
@@ -179,7 +177,7 @@ def lifecycle_router(deps: GatewayDeps) -> APIRouter:
         responses=_ADMIN,
         summary="Cancel the reindex; the serving index stays untouched",
     )
-    async def reindex_cancel(_admin: AdminCaller) -> dict[str, Any]:
+    async def reindex_cancel(_admin: Admin) -> dict[str, Any]:
         cancelled: dict[str, Any] = await _control().cancel()
         return cancelled
 

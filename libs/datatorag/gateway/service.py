@@ -11,6 +11,7 @@ from datatorag.answering import AnswerEngine
 from datatorag.answering.builder import build_engine
 from datatorag.domain.errors import NotFound
 from datatorag.domain.models import DocumentStatus, SearchFilters, SearchHit
+from datatorag.domain.principal import Principal
 from datatorag.gateway.deps import GatewayDeps
 from datatorag.gateway.errors import ApiError
 from datatorag.gateway.schemas import (
@@ -94,9 +95,9 @@ class QueryService:
     async def aclose(self) -> None:
         await self.answers.close()
 
-    async def search(self, tenant: str, req: SearchRequest) -> SearchResponse:
+    async def search(self, principal: Principal, req: SearchRequest) -> SearchResponse:
         started = time.perf_counter()
-        hits = await self._hits(tenant, req)
+        hits = await self._hits(principal.tenant, req)
         return SearchResponse(
             query=req.query,
             mode=req.mode,
@@ -105,14 +106,15 @@ class QueryService:
             hits=[HitOut.of(h) for h in hits],
         )
 
-    async def query(self, tenant: str, req: QueryRequest) -> QueryResponse:
+    async def query(self, principal: Principal, req: QueryRequest) -> QueryResponse:
         started = time.perf_counter()
-        hits = await self._hits(tenant, req)
+        hits = await self._hits(principal.tenant, req)
         ctx = build_context(hits, max_chars=req.max_context_chars)
         return QueryResponse.of(req, hits, ctx, _ms(started))
 
-    async def document(self, tenant: str, doc_id: str) -> DocumentDetail:
+    async def document(self, principal: Principal, doc_id: str) -> DocumentDetail:
         registry = self.deps.registry
+        tenant = principal.tenant
         current = await registry.current(tenant, doc_id)
         if current is None or current.status is DocumentStatus.DELETED:
             # also what another tenant's document looks like; a deleted one is gone
@@ -128,9 +130,10 @@ class QueryService:
         )
 
     async def documents(
-        self, tenant: str, status: StatusFilter | None, source: str | None, limit: int
+        self, principal: Principal, status: StatusFilter | None, source: str | None, limit: int
     ) -> DocumentList:
         registry = self.deps.registry
+        tenant = principal.tenant
         if status is StatusFilter.STALLED:
             records = await registry.stalled(self.deps.settings.stalled_after_s, tenant=tenant)
             records = [r for r in records if source is None or r.source == source][:limit]
@@ -143,23 +146,23 @@ class QueryService:
             )
         return DocumentList(count=len(records), documents=[DocumentOut.of(r) for r in records])
 
-    async def sync(self, tenant: str, source_id: str) -> Accepted:
+    async def sync(self, principal: Principal, source_id: str) -> Accepted:
         on_sync = self.deps.on_sync
         if on_sync is None:
             raise ApiError(501, "on-demand sync is not available on this gateway")
         try:
-            detail = await on_sync(tenant, source_id)
+            detail = await on_sync(principal.tenant, source_id)
         except NotFound:
             raise ApiError(404, f"source {source_id!r} not found") from None
         return Accepted(detail={"source": source_id, **(detail or {})})
 
     async def upload(
-        self, tenant: str, filename: str, data: bytes, content_type: str | None
+        self, principal: Principal, filename: str, data: bytes, content_type: str | None
     ) -> Accepted:
         on_upload = self.deps.on_upload
         if on_upload is None:
             raise ApiError(501, "document upload is not available on this gateway")
-        detail = await on_upload(tenant, filename, data, content_type)
+        detail = await on_upload(principal.tenant, filename, data, content_type)
         return Accepted(detail=detail or {})
 
 

@@ -30,8 +30,12 @@ import asyncio
 import os
 import socket
 import statistics
+import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +165,119 @@ async def _provider_first_token(client: httpx.AsyncClient, url: str, body: dict[
     return first
 
 
+async def _wait_ready(url: str, proc: asyncio.subprocess.Process, what: str) -> None:
+    async with httpx.AsyncClient(timeout=2) as c:
+        for _ in range(3000):  # torch imports slowly on a busy 2-core box
+            if proc.returncode is not None:
+                raise RuntimeError(f"the {what} process exited with {proc.returncode}")
+            try:
+                if (await c.get(url)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"the {what} did not start")
+
+
+async def _spawn(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.answer_procs", *args, env={**os.environ}
+    )
+
+
+@dataclass
+class Provider:
+    """The fake LLM, in this process or its own: where it is, and what it recorded."""
+
+    base_url_v1: str
+    model: str
+    api_key: str
+    state: Callable[[], Awaitable[tuple[dict[str, float], dict[str, Any]]]]
+
+
+@asynccontextmanager
+async def provider_at(
+    shape: str, first_token_ms: float, token_ms: float
+) -> AsyncIterator[Provider]:
+    if shape == "embedded":
+        fake = FakeOpenAI(first_token_s=first_token_ms / 1000, token_s=token_ms / 1000)
+        await fake.start()
+
+        async def local() -> tuple[dict[str, float], dict[str, Any]]:
+            own = {rid: (f - r) * 1000 for rid, (r, f) in fake.first_token.items()}
+            return own, dict(fake.bodies[-1])
+
+        try:
+            yield Provider(fake.base_url_v1, fake.model, fake.api_key, local)
+        finally:
+            await fake.stop()
+        return
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.answer_procs", "llm",
+        "--first-token-ms", str(first_token_ms), "--token-ms", str(token_ms),
+        stdout=asyncio.subprocess.PIPE, env={**os.environ},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 120)).decode()
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"the fake provider did not start: {line!r}")
+        base = f"http://127.0.0.1:{int(line.split()[1])}"
+
+        async def remote() -> tuple[dict[str, float], dict[str, Any]]:
+            async with httpx.AsyncClient(timeout=30) as c:
+                data = (await c.get(f"{base}/_bench/state")).json()
+            return data["first_token_ms"], data["last_body"]
+
+        yield Provider(f"{base}/v1", "test-model", "sk-test", remote)
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+@asynccontextmanager
+async def gateway_url(st: SampleStack, llm: Provider, shape: str) -> AsyncIterator[str]:
+    """``embedded``: the gateway, the model, the provider and the clients in this process (as
+    ``datatorag up`` with the clients on the same machine); ``production``: the embedder
+    service, the gateway (embedding over HTTP) and the provider each in its own process, as
+    deployed, so neither the clients' nor the provider's work runs on the gateway's event loop
+    and the model's forward passes do not hold its interpreter."""
+    if shape == "embedded":
+
+        def providers(scorer: Any) -> list[OpenAIChatGenerator]:
+            return [OpenAIChatGenerator(llm.base_url_v1, llm.model, api_key=llm.api_key)]
+
+        app = st.app(providers, answer=AnswerSettings(cache_entries=0, providers="openai"))
+        server, url = await serve(app)
+        try:
+            yield url
+        finally:
+            await server.stop()
+        return
+    eport, gport = free_port(), free_port()
+    procs = [await _spawn("embedder", "--port", str(eport))]
+    try:
+        await _wait_ready(f"http://127.0.0.1:{eport}/v1/model", procs[0], "embedder")
+        args = {
+            "--port": str(gport),
+            "--root": str(st.settings.data_dir),
+            "--embedder-url": f"http://127.0.0.1:{eport}",
+            "--llm-url": llm.base_url_v1,
+            "--llm-model": llm.model,
+            "--llm-key": llm.api_key,
+            "--api-keys": st.settings.api_keys,
+        }
+        procs.append(await _spawn("gateway", *(x for kv in args.items() for x in kv)))
+        url = f"http://127.0.0.1:{gport}"
+        await _wait_ready(f"{url}/healthz", procs[1], "gateway")
+        yield url
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.terminate()
+            await proc.wait()
+
+
 async def ttft_at(
     st: SampleStack,
     questions: list[str],
@@ -168,53 +285,58 @@ async def ttft_at(
     per_client: int,
     first_token_ms: float,
     token_ms: float,
+    shape: str = "production",
 ) -> dict[str, Any]:
-    fake = FakeOpenAI(first_token_s=first_token_ms / 1000, token_s=token_ms / 1000)
-    await fake.start()
+    async with (
+        provider_at(shape, first_token_ms, token_ms) as llm,
+        gateway_url(st, llm, shape) as url,
+    ):
+        return await _ttft_run(url, llm, questions, clients, per_client, first_token_ms, shape)
 
-    def providers(scorer: Any) -> list[OpenAIChatGenerator]:
-        return [OpenAIChatGenerator(fake.base_url_v1, fake.model, api_key=fake.api_key)]
 
-    app = st.app(providers, answer=AnswerSettings(cache_entries=0, providers="openai"))
-    server, url = await serve(app)
-    try:
-        async with httpx.AsyncClient(
-            base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120
-        ) as c:
-            for q in questions[:3]:
-                await _first_delta(c, q)  # warm-up
-            body = dict(fake.bodies[-1])  # a real prompt of this gateway, sent directly
+async def _ttft_run(
+    url: str,
+    llm: Provider,
+    questions: list[str],
+    clients: int,
+    per_client: int,
+    first_token_ms: float,
+    shape: str,
+) -> dict[str, Any]:
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120
+    ) as c:
+        for q in questions[:3]:
+            await _first_delta(c, q)  # warm-up
+        _, body = await llm.state()  # a real prompt of this gateway, sent directly
 
-            async def direct() -> list[float]:
-                async with httpx.AsyncClient(timeout=60) as d:
-                    url = f"{fake.base_url_v1}/chat/completions"
-                    return [await _provider_first_token(d, url, body) for _ in range(per_client)]
+        async def direct() -> list[float]:
+            async with httpx.AsyncClient(timeout=60) as d:
+                endpoint = f"{llm.base_url_v1}/chat/completions"
+                return [await _provider_first_token(d, endpoint, body) for _ in range(per_client)]
 
-            runs = await asyncio.gather(*(direct() for _ in range(clients)))
-            provider = [x for xs in runs for x in xs]
-            samples: list[tuple[float, dict[str, Any]]] = []
+        runs = await asyncio.gather(*(direct() for _ in range(clients)))
+        provider = [x for xs in runs for x in xs]
+        samples: list[tuple[float, dict[str, Any]]] = []
 
-            async def through_gateway(offset: int) -> None:
-                for i in range(per_client):
-                    q = questions[(offset * per_client + i) % len(questions)]
-                    samples.append(await _first_delta(c, q))
+        async def through_gateway(offset: int) -> None:
+            for i in range(per_client):
+                q = questions[(offset * per_client + i) % len(questions)]
+                samples.append(await _first_delta(c, q))
 
-            await asyncio.gather(*(through_gateway(k) for k in range(clients)))
-    finally:
-        await server.stop()
-        await fake.stop()
-    own = dict(fake.first_token)
+        await asyncio.gather(*(through_gateway(k) for k in range(clients)))
+    own, _ = await llm.state()
     provider_p50 = statistics.median(provider)
     answered = [(t, d) for t, d in samples if d["_request_id"] in own]
     gateway = [t for t, _ in samples]
 
     def provider_ms(d: dict[str, Any]) -> float:
-        received, first = own[d["_request_id"]]
-        return (first - received) * 1000
+        return own[d["_request_id"]]
 
     # what this request waited for beyond its own retrieval and its own provider's first token
     added = [t - d["timings"]["retrieval_ms"] - provider_ms(d) for t, d in answered]
     result = {
+        "shape": shape,
         "clients": clients,
         "requests": len(samples),
         "answered_by_llm": len(answered),
@@ -230,7 +352,7 @@ async def ttft_at(
         "added_incl_retrieval_ms": percentiles([t - provider_p50 for t in gateway]),
     }
     print(
-        f"TTFT at {clients} clients: provider p50 {provider_p50:.1f} ms, gateway p50 "
+        f"TTFT ({shape}) at {clients} clients: provider p50 {provider_p50:.1f} ms, gateway p50 "
         f"{result['gateway_ttft_ms']['p50']:.1f} / p95 {result['gateway_ttft_ms']['p95']:.1f} ms, "
         f"retrieval p95 {result['retrieval_ms']['p95']:.1f} ms, gate p95 "
         f"{result['evidence_gate_ms']['p95']:.1f} ms, added by the answer layer p95 "
@@ -244,8 +366,11 @@ async def ttft(
     st: SampleStack, questions: list[str], first_token_ms: float, token_ms: float, quick: bool
 ) -> dict[str, Any]:
     return {
-        f"clients_{n}": await ttft_at(st, questions, n, per, first_token_ms, token_ms)
-        for n, per in ((1, 10 if quick else 40), (10, 3 if quick else 10))
+        shape: {
+            f"clients_{n}": await ttft_at(st, questions, n, per, first_token_ms, token_ms, shape)
+            for n, per in ((1, 10 if quick else 40), (10, 3 if quick else 10))
+        }
+        for shape in ("production", "embedded")
     }
 
 
@@ -291,13 +416,15 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         started = time.perf_counter()
         async with sample_stack(Path(tmp), embedder) as st:
             print(f"sample corpus indexed in {time.perf_counter() - started:.1f}s", flush=True)
+            if args.ttft_only:
+                return await ttft(st, answerable, args.first_token_ms, args.token_ms, args.quick)
             report, rows = await evaluation(st)
             print(report.table(), flush=True)
             for line in report.misses():
                 print(f"  {line}")
             ext = await extractive(st, questions, args.quick)
             first = await ttft(st, answerable, args.first_token_ms, args.token_ms, args.quick)
-    added_p95 = first["clients_10"]["added_by_answer_layer_ms"]["p95"]
+    added_p95 = first["production"]["clients_10"]["added_by_answer_layer_ms"]["p95"]
     data = {
         "extractive": ext,
         "ttft": first,
@@ -327,6 +454,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--first-token-ms", type=float, default=200.0)
     ap.add_argument("--token-ms", type=float, default=5.0)
+    ap.add_argument("--ttft-only", action="store_true", help="time to first token only")
     asyncio.run(amain(ap.parse_args(argv)))
 
 

@@ -303,7 +303,7 @@ async def test_prompt_injection_in_a_document_changes_nothing(stack, fresh_opena
 @pytest.mark.parametrize(
     ("fault", "answer"),
     [("http_500", {}), ("http_429", {}), ("stall", {"stall_timeout_s": 0.5}),
-     ("slow", {"first_token_timeout_s": 0.5}), ("malformed", {}), ("error_event", {})],
+     ("slow", {"first_token_timeout_s": 2.0}), ("malformed", {}), ("error_event", {})],
 )  # fmt: skip
 async def test_falls_back_to_extractive_when_the_llm_fails(
     stack, fresh_openai, fault: str, answer: dict[str, Any]

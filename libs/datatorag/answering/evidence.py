@@ -21,6 +21,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -81,8 +82,26 @@ class Evidence:
 
 
 def passage(n: int, text: str, title: str | None, section: str | None) -> Passage:
-    clean, cut = neutralise(text)
+    clean, cut = _neutralised(text)
     return Passage(n, clean, title, section, cut)
+
+
+# The same chunks come back for question after question: their text analysis (injection scan,
+# sentence units, term bags) is done once, not on every request's path to the first token.
+# Pure functions of the text, so sharing them across tenants reveals nothing.
+@lru_cache(maxsize=8192)
+def _neutralised(text: str) -> tuple[str, int]:
+    return neutralise(text)
+
+
+@lru_cache(maxsize=8192)
+def _unit_texts(text: str, section: str | None) -> tuple[str, ...]:
+    return tuple(u.text for u in units(text, section=section))
+
+
+@lru_cache(maxsize=65536)
+def _bag(text: str) -> frozenset[str]:
+    return frozenset(terms(text))
 
 
 class EmbeddingCache:
@@ -209,9 +228,9 @@ class EvidenceScorer:
         """The best lexical coverage of the question by one sentence (with its title and
         heading): the gate in front of an LLM, computed without the model."""
         items = [
-            (u.text, " ".join(x for x in (p.title, p.section) if x))
+            (text, " ".join(x for x in (p.title, p.section) if x))
             for p in passages
-            for u in units(p.text, section=p.section)
+            for text in _unit_texts(p.text, p.section)
         ]
         return max(_coverage(terms(question), items), default=0.0)
 
@@ -266,7 +285,7 @@ def _coverage(q_terms: list[str], items: Sequence[tuple[str, str | None]]) -> li
     wanted = list(dict.fromkeys(q_terms))
     if not wanted or not items:
         return [0.0] * len(items)
-    bags = [set(terms(text)) | set(terms(section or "")) for text, section in items]
+    bags = [_bag(text) | _bag(section or "") for text, section in items]
     n = len(bags)
     weights = {}
     for t in wanted:

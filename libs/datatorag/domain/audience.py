@@ -69,7 +69,7 @@ def _before(value: object) -> object:
     if value is None:
         return DEFAULT_GROUPS  # a record stored before audiences existed
     if isinstance(value, str | list | tuple | set | frozenset):
-        return normalise_groups(value)  # type: ignore[arg-type]
+        return normalise_groups(value)
     raise ValueError(f"groups must be a list of group names, got {type(value).__name__}")
 
 

@@ -55,8 +55,8 @@ from datatorag.adapters.aws.session import (
     error_code,
 )
 from datatorag.config import AwsSettings, Settings
-from datatorag.domain.errors import DependencyError
 from datatorag.domain.audience import DEFAULT_GROUPS, normalise_groups, visible
+from datatorag.domain.errors import DependencyError
 from datatorag.domain.models import DocumentRecord, DocumentStatus, utcnow
 from datatorag.ports.registry import Registry, SourceRecord, SyncRun, check_advance_fields
 

@@ -51,8 +51,8 @@ import orjson
 import pyarrow as pa
 from lancedb.index import FTS, Bitmap, IvfFlat, LabelList
 
-from datatorag.domain.errors import DependencyError
 from datatorag.domain.audience import DEFAULT_GROUPS, normalise_groups
+from datatorag.domain.errors import DependencyError
 from datatorag.domain.models import ChunkRecord, SearchFilters, SearchHit
 from datatorag.ports.vector_index import IndexAdmin, VectorIndex
 

@@ -132,15 +132,12 @@ def _migrate(conn: sqlite3.Connection) -> None:
         )
 
 
-def _audience_sql(audience: frozenset[str]) -> tuple[str, list[object]]:
+def _audience_sql(audience: frozenset[str]) -> tuple[str, Sequence[object]]:
     """Versions whose groups share one with ``audience`` (inside the query, before LIMIT)."""
     if not audience:
         return "0", []
     marks = ", ".join("?" * len(audience))
-    return (
-        f"EXISTS (SELECT 1 FROM json_each(v.groups) g WHERE g.value IN ({marks}))",
-        sorted(audience),
-    )
+    return f"EXISTS (SELECT 1 FROM json_each(v.groups) g WHERE g.value IN ({marks}))", sorted(audience)
 
 
 class SqliteRegistry(Registry):

@@ -33,8 +33,8 @@ from opensearchpy.helpers import async_bulk
 from datatorag.adapters.opensearch import mapping as m
 from datatorag.adapters.opensearch.client import error_type, make_client, translate_errors
 from datatorag.config import OpenSearchSettings, Settings
-from datatorag.domain.errors import DependencyError
 from datatorag.domain.audience import normalise_groups
+from datatorag.domain.errors import DependencyError
 from datatorag.domain.models import ChunkRecord, SearchFilters, SearchHit
 from datatorag.ports.vector_index import IndexAdmin, VectorIndex
 

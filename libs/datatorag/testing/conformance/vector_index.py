@@ -46,10 +46,8 @@ __all__ = [
     "tenant",
     "test_audience_applies_inside_both_queries",
     "test_audience_is_validated_and_normalised",
-    "test_audience_none_sees_every_chunk_of_the_tenant",
     "test_audience_k_hits_even_when_hidden_chunks_dominate",
-    "test_empty_audience_sees_nothing",
-    "test_set_groups_changes_one_version_without_reembedding",
+    "test_audience_none_sees_every_chunk_of_the_tenant",
     "test_bad_vectors_are_rejected",
     "test_bm25_k_hits_of_the_tenant_even_when_others_dominate",
     "test_bm25_ranks_relevant_text_first",
@@ -58,6 +56,7 @@ __all__ = [
     "test_count_per_tenant_and_total",
     "test_delete_document_keeps_the_named_version",
     "test_delete_named_versions_only",
+    "test_empty_audience_sees_nothing",
     "test_ensure_is_idempotent_and_check_passes",
     "test_filter_values_are_escaped",
     "test_filters_apply_inside_the_query",
@@ -65,6 +64,7 @@ __all__ = [
     "test_hits_carry_the_whole_record",
     "test_knn_k_hits_of_the_tenant_even_when_others_dominate",
     "test_knn_returns_nearest_first_without_vectors",
+    "test_set_groups_changes_one_version_without_reembedding",
     "test_upsert_is_idempotent_by_id",
     "test_upsert_of_nothing",
     "test_upsert_replaces_a_record_with_the_same_id",
@@ -478,7 +478,9 @@ STAFF = frozenset({EVERYONE})  # a reader of no group
 async def _audience_corpus(index: VectorIndex, tenant: str) -> None:
     await index.upsert(
         [
-            _chunk(index, tenant, "open", text="salary bands policy", vector=_unit(index.dim, 1, 0.1)),
+            _chunk(
+                index, tenant, "open", text="salary bands policy", vector=_unit(index.dim, 1, 0.1)
+            ),
             _chunk(
                 index, tenant, "hr-only", text="salary bands policy", groups=["hr"],
                 vector=_unit(index.dim, 1, 0.2),

@@ -137,7 +137,8 @@ def _audience_sql(audience: frozenset[str]) -> tuple[str, Sequence[object]]:
     if not audience:
         return "0", []
     marks = ", ".join("?" * len(audience))
-    return f"EXISTS (SELECT 1 FROM json_each(v.groups) g WHERE g.value IN ({marks}))", sorted(audience)
+    clause = f"EXISTS (SELECT 1 FROM json_each(v.groups) g WHERE g.value IN ({marks}))"
+    return clause, sorted(audience)
 
 
 class SqliteRegistry(Registry):

@@ -385,15 +385,21 @@ class IndexStage(OneByOneHandler):
         log.info("indexed", chunks=len(records), stale_chunks_removed=removed)
 
     async def _audience(self, message: DocumentAudience) -> None:
-        """A changed audience: every version's chunks take the groups the registry holds now
-        (not the message's: a later change may be in already), vectors untouched."""
+        """A changed audience (same content): every live version takes ``message.groups``, in
+        the registry first, then in the index (vectors untouched). Registry first: an index
+        stage writing a version meanwhile re-reads the registry after its upsert and applies
+        what it finds, so neither order leaves old groups in the index. A redelivery redoes
+        both (idempotent); a reordered older change is undone by the next sync, which compares
+        the registry with the source."""
+        registry = self.deps.registry
         changed = 0
-        versions = await self.deps.registry.versions(message.tenant, message.doc_id)
-        for v in versions:
-            if v.status is not DocumentStatus.DELETED:
-                changed += await self.index.set_groups(
-                    message.tenant, message.doc_id, v.version, v.groups
-                )
+        for v in await registry.versions(message.tenant, message.doc_id):
+            if v.status is DocumentStatus.DELETED:
+                continue
+            await registry.set_groups(message.tenant, message.doc_id, v.version, message.groups)
+            changed += await self.index.set_groups(
+                message.tenant, message.doc_id, v.version, message.groups
+            )
         metrics.AUDIENCE_UPDATES.inc()
         log.info("audience updated", chunks=changed, groups=list(message.groups))
 

@@ -89,8 +89,9 @@ class Registry(abc.ABC):
       status and source, newest ``updated_at`` first; with ``audience`` (a set of groups) only
       records sharing a group with it, inside the query, so ``limit`` visible records come back
       whenever that many exist (``None``: every audience).
-    * ``set_groups`` replaces one version's ``groups`` without touching its status or
-      ``updated_at``; returns False for an unknown version. Records stored before audiences
+    * ``set_groups`` replaces one version's ``groups`` without touching its status, and moves
+      its ``updated_at`` (what invalidates cached answers: ``answering.cache``); returns False
+      for an unknown version. Records stored before audiences
       existed read as ``(EVERYONE,)``.
     * ``stalled`` lists current versions in a non-final status not updated for ``older_than_s``.
     * ``set_marker`` sets (or, with ``None``, removes) one ``metadata`` entry of one version

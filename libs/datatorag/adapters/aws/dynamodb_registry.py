@@ -403,10 +403,13 @@ class DynamoDbRegistry(Registry):
         return await self._conditional(
             "update_item",
             Key={"pk": _av(_doc_pk(tenant, doc_id)), "sk": _av(_version_sk(version))},
-            UpdateExpression="SET #g = :g",
+            UpdateExpression="SET #g = :g, #updated = :now",
             ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeNames={"#g": "groups"},
-            ExpressionAttributeValues={":g": _av(list(normalise_groups(groups)))},
+            ExpressionAttributeNames={"#g": "groups", "#updated": "updated_at"},
+            ExpressionAttributeValues={
+                ":g": _av(list(normalise_groups(groups))),
+                ":now": _av(_iso(utcnow())),
+            },
         )
 
     async def get(self, tenant: str, doc_id: str, version: str) -> DocumentRecord | None:

@@ -221,8 +221,12 @@ class SqliteRegistry(Registry):
         self, tenant: str, doc_id: str, version: str, groups: Sequence[str]
     ) -> bool:
         stored = json.dumps(list(normalise_groups(groups)))
-        sql = "UPDATE doc_versions SET groups = ? WHERE tenant = ? AND doc_id = ? AND version = ?"
-        cur = await self._db.write(lambda c: c.execute(sql, (stored, tenant, doc_id, version)))
+        sql = (
+            "UPDATE doc_versions SET groups = ?, updated_at = MAX(?, updated_at + 1)"
+            " WHERE tenant = ? AND doc_id = ? AND version = ?"
+        )
+        args = (stored, _to_us(utcnow()), tenant, doc_id, version)
+        cur = await self._db.write(lambda c: c.execute(sql, args))
         return cur.rowcount == 1
 
     async def get(self, tenant: str, doc_id: str, version: str) -> DocumentRecord | None:

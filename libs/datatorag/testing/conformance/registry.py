@@ -469,7 +469,8 @@ async def test_set_groups_changes_the_audience_only(registry: Registry, tenant: 
     after = await _get(registry, tenant, "d", "v1")
     assert after.groups == ("hr", "managers")
     assert after.status is S.INDEXED and after.chunk_count == 3
-    assert after.updated_at == before.updated_at  # not progress: the cache generation stays
+    # the tenant's answer cache generation moves (cached answers may cite it)
+    assert after.updated_at > before.updated_at
     assert not await registry.set_groups(tenant, "d", "v9", ["hr"])
     assert not await registry.set_groups(f"{tenant}-x", "d", "v1", ["hr"])
     with pytest.raises(ValueError):

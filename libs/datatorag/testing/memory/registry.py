@@ -108,7 +108,10 @@ class MemoryRegistry(Registry):
         record = self._versions.get((tenant, doc_id, version))
         if record is None:
             return False
-        self._versions[(tenant, doc_id, version)] = record.model_copy(update={"groups": stored})
+        updated_at = max(utcnow(), _utc(record.updated_at) + _US)
+        self._versions[(tenant, doc_id, version)] = record.model_copy(
+            update={"groups": stored, "updated_at": updated_at}
+        )
         return True
 
     async def get(self, tenant: str, doc_id: str, version: str) -> DocumentRecord | None:

@@ -13,8 +13,8 @@ tenants into one index per adapter, as tenants share an index in production.
 from __future__ import annotations
 
 import asyncio
-import os
 import contextlib
+import os
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable

@@ -45,7 +45,8 @@ from datatorag.answering.model import (
 )
 from datatorag.answering.prompt import answer_messages, clean_rewrite, rewrite_messages
 from datatorag.answering.text import normalise, strip_markers, terms
-from datatorag.domain.models import ChunkRecord, SearchFilters, SearchHit
+from datatorag.domain.audience import visible
+from datatorag.domain.models import ChunkRecord, DocumentStatus, SearchFilters, SearchHit
 from datatorag.domain.principal import Principal
 from datatorag.observability.log import get_logger
 from datatorag.ports import (
@@ -153,6 +154,8 @@ class AnswerEngine:
             generation=generation,
         )
         cached = self.cache.get(key)
+        if cached is not None and not await self._still_visible(principal, cached):
+            cached = None  # a cited document left the audience (or was deleted) since
         if cached is not None:
             result = cached.but(
                 cached=True, took_ms=_ms(started), timings={"cache_ms": _ms(t0)}, query=question
@@ -293,6 +296,24 @@ class AnswerEngine:
         yield DoneEvent(result)
 
     # -- steps --------------------------------------------------------------------------------
+
+    async def _still_visible(self, principal: Principal, cached: AnswerResult) -> bool:
+        """Whether every document a cached answer cites is still the principal's to see: the
+        index generation is re-read only every ``probe_s``, an audience change must not wait
+        for it (a few registry reads per cache hit)."""
+        registry = self.generations.registry
+        if registry is None:
+            return True
+        audience = principal.audience()
+        for doc_id in {c.doc_id for c in cached.citations}:
+            current = await registry.current(principal.tenant, doc_id)
+            if (
+                current is None
+                or current.status is DocumentStatus.DELETED
+                or not visible(current.groups, audience)
+            ):
+                return False
+        return True
 
     async def _rewrite(
         self, tenant: str, question: str, history: Sequence[Turn], request_id: str | None

@@ -74,17 +74,16 @@ async def _sync(pipeline: Pipeline, root: Path, groups: list[str], cursors: Memo
 
 async def _sees(service: QueryService, who: Principal) -> dict[str, set[str]]:
     """Per surface, the documents ``who`` is shown."""
-    ids = {"raises": "", "handbook": ""}
+    every = await service.documents(Principal(TENANT, "key:admin", role="admin"), None, None, 100)
+    ids = {("raises" if d.path.startswith("managers/") else "handbook"): d.doc_id
+           for d in every.documents}  # fmt: skip
+    assert len(ids) == 2
     listed = await service.documents(who, None, None, 100)
-    for d in listed.documents:
-        ids["raises" if d.path.startswith("managers/") else "handbook"] = d.doc_id
     hits = await service.search(who, SearchRequest(query="bonus pool managers", k=10))
     answer = await service.answers.answer(who, AnswerQuery(query="how big is the bonus pool?"))
     detail = set()
     statuses: list[int] = []
     for name, doc_id in ids.items():
-        if not doc_id:
-            continue
         try:
             await service.document(who, doc_id)
             detail.add(name)

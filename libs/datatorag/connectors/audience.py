@@ -116,6 +116,14 @@ class RecordAudience:
     confidential_field: str | None = None
     confidential_audience: tuple[str, ...] | None = None
 
+    def content(self, record: Any) -> Any:
+        """The record without its audience fields: who may see a record is not what it says,
+        and an audience change must not look like new content (it would be re-embedded)."""
+        names = {self.field, self.confidential_field} - {None}
+        if not names or not isinstance(record, Mapping):
+            return record
+        return {k: v for k, v in record.items() if k not in names}
+
     def groups(self, record: Any) -> tuple[str, ...] | None:
         """The record's audience, or None; ``ValueError`` for a value that names no valid
         group (the record then fails instead of being indexed for the wrong audience)."""

@@ -146,7 +146,11 @@ class RipplingSource(Source):
             )
         title = self._title(row)
         data = record_document(
-            system="rippling", collection=resource, record_id=rid, title=title, record=row
+            system="rippling",
+            collection=resource,
+            record_id=rid,
+            title=title,
+            record=self.settings.audience.content(row),
         )
         key = f"{resource}:{rid}"
         self._records[key] = data

@@ -165,7 +165,11 @@ class WorkdaySource(Source):
                 error=f"record {record_id}: unreadable audience: {exc}",
             )
         data = record_document(
-            system="workday", collection=collection, record_id=record_id, title=title, record=row
+            system="workday",
+            collection=collection,
+            record_id=record_id,
+            title=title,
+            record=audience.content(row),
         )
         key = f"{collection}:{record_id}"
         self._records[key] = data

@@ -286,7 +286,14 @@ async def evaluate(
         ranked: dict[str, list[SearchHit]] = {}
         for mode in MODES:
             ranked[mode] = await search(
-                index, None, TENANT, q.question, NDCG_K, mode=mode, query_vector=vector.tolist()
+                index,
+                None,
+                TENANT,
+                q.question,
+                NDCG_K,
+                mode=mode,
+                query_vector=vector.tolist(),
+                audience=None,  # the whole corpus
             )
         retrieved = {m: _retrieved(hits, docs_by_id) for m, hits in ranked.items()}
         results.append(
@@ -353,6 +360,7 @@ async def misses(
                     mode=mode,
                     query_vector=r.vector,
                     candidates=max(fused_from, DIAGNOSTIC_DEPTH) if mode == "hybrid" else None,
+                    audience=None,
                 ),
                 docs_by_id,
             )
@@ -422,6 +430,7 @@ async def fusion_sweep(
                 query_vector=r.vector,
                 rrf_k=rrf_k,
                 weights={"knn": weight, "bm25": 1.0},
+                audience=None,
             )
             got = _retrieved(hits, docs_by_id)
             rec = recall_at_k(r.question, got, RECALL_K)

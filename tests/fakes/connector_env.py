@@ -13,7 +13,12 @@ from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
 from datatorag.config import Settings
 from datatorag.connectors.base import Source
 from datatorag.connectors.sync import SyncOptions, sync_source
-from datatorag.domain.contracts import DocumentDeleted, DocumentFetched, parse_message
+from datatorag.domain.contracts import (
+    DocumentAudience,
+    DocumentDeleted,
+    DocumentFetched,
+    parse_message,
+)
 from datatorag.ports.registry import SyncRun
 
 
@@ -44,7 +49,7 @@ class ConnectorEnv:
             options=opts,
         )
 
-    async def drain(self) -> list[DocumentFetched | DocumentDeleted]:
+    async def drain(self) -> list[DocumentFetched | DocumentDeleted | DocumentAudience]:
         out: list[Any] = []
         while batch := await self.queue.receive(10):
             out.extend(parse_message(m.body) for m in batch)
@@ -53,7 +58,11 @@ class ConnectorEnv:
 
     async def flow(self) -> list[tuple[str, str]]:
         """What reached the parse queue since the last call: sorted (kind, path) pairs."""
-        kinds = {DocumentFetched: "fetched", DocumentDeleted: "deleted"}
+        kinds = {
+            DocumentFetched: "fetched",
+            DocumentDeleted: "deleted",
+            DocumentAudience: "audience",
+        }
         return sorted((kinds[type(m)], m.path) for m in await self.drain())
 
     async def close(self) -> None:

@@ -244,7 +244,7 @@ async def test_unexpected_and_dependency_errors_over_grpc(stack, embedder) -> No
     settings, _index, registry = stack
 
     class Failing(LanceDbIndex):
-        async def bm25(self, tenant, text, k, filters=None):
+        async def bm25(self, tenant, text, k, filters=None, *, audience=None):
             if text == "down":
                 raise DependencyError("vector index", "connection refused to 10.0.0.7:9200")
             raise RuntimeError("secret internal detail /srv/db")

@@ -178,8 +178,13 @@ async def client(stack, embedder, synced):
         synced.append((tenant, source_id))
         return {"run_id": "run-1"}
 
-    async def on_upload(tenant, filename, data, content_type):
-        return {"doc_id": f"upload-{filename}", "bytes": len(data), "tenant_seen": tenant}
+    async def on_upload(tenant, filename, data, content_type, groups):
+        return {
+            "doc_id": f"upload-{filename}",
+            "bytes": len(data),
+            "tenant_seen": tenant,
+            "groups": groups,
+        }
 
     app = create_app(
         GatewayDeps(
@@ -365,7 +370,20 @@ async def test_sync_and_upload_hooks(client, synced) -> None:
     assert missing.status_code == 404 and "nope" in missing.json()["error"]["message"]
     up = await client.post("/v1/documents", headers=B, files={"file": ("memo.txt", b"hello")})
     assert up.status_code == 202
-    assert up.json()["detail"] == {"doc_id": "upload-memo.txt", "bytes": 5, "tenant_seen": "globex"}
+    assert up.json()["detail"] == {
+        "doc_id": "upload-memo.txt", "bytes": 5, "tenant_seen": "globex", "groups": None,
+    }  # fmt: skip
+    # the audience field: comma-separated or repeated; a reader may give only groups it is in
+    files = {"file": ("memo.txt", b"hello")}
+    mine = await client.post(
+        "/v1/documents", headers=B, files=files, data={"audience": ["everyone, everyone"]}
+    )
+    assert mine.status_code == 202 and mine.json()["detail"]["groups"] == ["everyone"]
+    theirs = await client.post("/v1/documents", headers=B, files=files, data={"audience": "hr"})
+    assert theirs.status_code == 403 and theirs.json()["error"]["code"] == "audience_forbidden"
+    assert "hr" in theirs.json()["error"]["message"]
+    bad = await client.post("/v1/documents", headers=B, files=files, data={"audience": "a\x01b"})
+    assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "audience"
     big = await client.post("/v1/documents", headers=B, files={"file": ("big.txt", b"x" * 1001)})
     assert big.status_code == 413 and big.json()["error"]["code"] == "file_too_large"
     nofile = await client.post("/v1/documents", headers=B, data={"other": "x"})
@@ -592,7 +610,7 @@ async def test_unexpected_and_dependency_errors(stack, embedder) -> None:
     settings, _index, registry = stack
 
     class Failing(LanceDbIndex):
-        async def bm25(self, tenant, text, k, filters=None):
+        async def bm25(self, tenant, text, k, filters=None, *, audience=None):
             if text == "down":
                 raise DependencyError("vector index", "connection refused to 10.0.0.7:9200")
             raise RuntimeError("secret internal detail /srv/db")

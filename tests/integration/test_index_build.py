@@ -81,7 +81,7 @@ async def _ingest(stack: Stack) -> str:
             await stack.blobstore.put(
                 records_key(tenant, doc_id, version, OLD.model_id), emb.model_dump_json().encode()
             )
-            await index.upsert(emb.records(tenant, doc_id, version, utcnow()))
+            await index.upsert(emb.records(tenant, doc_id, version, utcnow(), ("everyone",)))
     await index.close()
     await stack.admin.promote(OLD.model_id, OLD.dim, target)
     return target

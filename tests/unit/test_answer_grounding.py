@@ -131,11 +131,24 @@ def test_no_sentence_of_the_sample_corpus_is_mistaken_for_an_instruction() -> No
 
 
 def test_cache_keys_separate_tenants_questions_filters_and_generations() -> None:
-    base = {"history": [], "filters": None, "k": 5, "chain": ["extractive"], "generation": "g1"}
+    base = {
+        "audience": frozenset({"everyone"}),
+        "history": [],
+        "filters": None,
+        "k": 5,
+        "chain": ["extractive"],
+        "generation": "g1",
+    }
     key = cache_key("acme", "How many PTO days?", **base)  # type: ignore[arg-type]
     assert cache_key("acme", "  how many PTO days ", **base) == key  # type: ignore[arg-type]
     assert cache_key("globex", "How many PTO days?", **base) != key  # type: ignore[arg-type]
-    for change in ({"generation": "g2"}, {"filters": {"sources": ["hr"]}}, {"k": 6}):
+    for change in (
+        {"generation": "g2"},
+        {"filters": {"sources": ["hr"]}},
+        {"k": 6},
+        {"audience": frozenset({"everyone", "hr"})},  # readers who see other documents
+        {"audience": None},  # an admin (sees all)
+    ):
         assert cache_key("acme", "How many PTO days?", **{**base, **change}) != key  # type: ignore[arg-type]
 
 

@@ -109,6 +109,7 @@ class FixedIndex(VectorIndex):
         self._knn = knn
         self._bm25 = bm25
         self.calls: list[tuple[str, str, int, SearchFilters | None]] = []
+        self.audiences: list[frozenset[str] | None] = []
         # with rendezvous, each retriever waits until the other has started: a sequential
         # implementation would time out
         self._started = {"knn": asyncio.Event(), "bm25": asyncio.Event()} if rendezvous else None
@@ -118,13 +119,15 @@ class FixedIndex(VectorIndex):
             self._started[me].set()
             await asyncio.wait_for(self._started[other].wait(), timeout=2)
 
-    async def knn(self, tenant, vector, k, filters=None):
+    async def knn(self, tenant, vector, k, filters=None, *, audience=None):
         self.calls.append(("knn", tenant, k, filters))
+        self.audiences.append(audience)
         await self._meet("knn", "bm25")
         return [hit(c, 1.0 - i / 100) for i, c in enumerate(self._knn[:k])]
 
-    async def bm25(self, tenant, text, k, filters=None):
+    async def bm25(self, tenant, text, k, filters=None, *, audience=None):
         self.calls.append(("bm25", tenant, k, filters))
+        self.audiences.append(audience)
         await self._meet("bm25", "knn")
         return [hit(c, 10.0 - i) for i, c in enumerate(self._bm25[:k])]
 
@@ -138,6 +141,9 @@ class FixedIndex(VectorIndex):
     async def get_chunks(self, tenant, doc_id):
         return []
 
+    async def set_groups(self, tenant, doc_id, version, groups):
+        return 0
+
     async def count(self, tenant=None):
         return 0
 
@@ -150,7 +156,9 @@ VEC = [1.0, 0.0, 0.0]
 async def test_hybrid_runs_both_retrievers_concurrently_and_fuses() -> None:
     index = FixedIndex(["a", "b", "c"], ["c", "d", "a"], rendezvous=True)
     filters = SearchFilters(sources=["s"])
-    hits = await hybrid.search(index, None, "acme", "q", 3, filters, query_vector=VEC)
+    hits = await hybrid.search(
+        index, None, "acme", "q", 3, filters, query_vector=VEC, audience=None
+    )
     assert ids(hits) == ["a", "c", "b"]
     assert hits[0].ranks == {"knn": 1, "bm25": 3}
     assert hits[1].ranks == {"knn": 3, "bm25": 1}
@@ -163,21 +171,21 @@ async def test_hybrid_runs_both_retrievers_concurrently_and_fuses() -> None:
 
 async def test_hybrid_candidates_default_and_override() -> None:
     index = FixedIndex([f"k{i}" for i in range(300)], [f"b{i}" for i in range(300)])
-    hits = await hybrid.search(index, None, "t", "q", 40, query_vector=VEC)
+    hits = await hybrid.search(index, None, "t", "q", 40, query_vector=VEC, audience=None)
     assert len(hits) == 40 and {c[2] for c in index.calls} == {80}  # max(50, 2k)
     index.calls.clear()
-    await hybrid.search(index, None, "t", "q", 5, candidates=7, query_vector=VEC)
+    await hybrid.search(index, None, "t", "q", 5, candidates=7, query_vector=VEC, audience=None)
     assert {c[2] for c in index.calls} == {7}
     with pytest.raises(ValueError, match="candidates"):
-        await hybrid.search(index, None, "t", "q", 5, candidates=4, query_vector=VEC)
+        await hybrid.search(index, None, "t", "q", 5, candidates=4, query_vector=VEC, audience=None)
 
 
 async def test_single_retriever_modes_keep_native_scores_and_ranks() -> None:
     index = FixedIndex(["a", "b"], ["c", "a"])
-    knn = await hybrid.search(index, None, "t", "q", 5, mode="knn", query_vector=VEC)
+    knn = await hybrid.search(index, None, "t", "q", 5, mode="knn", query_vector=VEC, audience=None)
     assert ids(knn) == ["a", "b"] and knn[0].score == pytest.approx(1.0)
     assert [h.ranks for h in knn] == [{"knn": 1}, {"knn": 2}]
-    bm25 = await hybrid.search(index, None, "t", "q", 5, mode="bm25")
+    bm25 = await hybrid.search(index, None, "t", "q", 5, mode="bm25", audience=None)
     assert ids(bm25) == ["c", "a"] and bm25[0].score == pytest.approx(10.0)
     assert [h.ranks for h in bm25] == [{"bm25": 1}, {"bm25": 2}]
     assert [c[0] for c in index.calls] == ["knn", "bm25"]  # each mode queried one retriever
@@ -185,23 +193,25 @@ async def test_single_retriever_modes_keep_native_scores_and_ranks() -> None:
 
 async def test_hybrid_failure_surfaces_the_real_error() -> None:
     class Broken(FixedIndex):
-        async def bm25(self, tenant, text, k, filters=None):
+        async def bm25(self, tenant, text, k, filters=None, *, audience=None):
             raise RuntimeError("bm25 down")
 
     with pytest.raises(RuntimeError, match="bm25 down"):
-        await hybrid.search(Broken(["a"], []), None, "t", "q", 1, query_vector=VEC)
+        await hybrid.search(Broken(["a"], []), None, "t", "q", 1, query_vector=VEC, audience=None)
 
 
 async def test_hybrid_argument_errors() -> None:
     index = FixedIndex(["a"], ["a"])
     with pytest.raises(ValueError, match="embedder or a query_vector"):
-        await hybrid.search(index, None, "t", "q", 1)
+        await hybrid.search(index, None, "t", "q", 1, audience=None)
     with pytest.raises(ValueError, match="tenant"):
-        await hybrid.search(index, None, "", "q", 1, query_vector=VEC)
+        await hybrid.search(index, None, "", "q", 1, query_vector=VEC, audience=None)
     with pytest.raises(ValueError, match="k must be"):
-        await hybrid.search(index, None, "t", "q", 0, query_vector=VEC)
+        await hybrid.search(index, None, "t", "q", 0, query_vector=VEC, audience=None)
     with pytest.raises(ValueError):
-        await hybrid.search(index, None, "t", "q", 1, mode="semantic", query_vector=VEC)
+        await hybrid.search(
+            index, None, "t", "q", 1, mode="semantic", query_vector=VEC, audience=None
+        )
 
 
 async def test_limiter_bounds_index_queries_in_flight() -> None:
@@ -218,7 +228,9 @@ async def test_limiter_bounds_index_queries_in_flight() -> None:
     limiter = asyncio.Semaphore(3)
     results = await asyncio.gather(
         *(
-            hybrid.search(index, None, "t", "q", 2, query_vector=VEC, limiter=limiter)
+            hybrid.search(
+                index, None, "t", "q", 2, query_vector=VEC, limiter=limiter, audience=None
+            )
             for _ in range(8)
         )
     )
@@ -226,6 +238,18 @@ async def test_limiter_bounds_index_queries_in_flight() -> None:
     assert all(ids(r) == ["a", "b"] for r in results)
     Counting.peak = 0
     await asyncio.gather(
-        *(hybrid.search(index, None, "t", "q", 2, query_vector=VEC) for _ in range(8))
+        *(
+            hybrid.search(index, None, "t", "q", 2, query_vector=VEC, audience=None)
+            for _ in range(8)
+        )
     )
     assert Counting.peak == 16  # unbounded without a limiter
+
+
+async def test_hybrid_passes_the_audience_into_both_index_queries() -> None:
+    index = FixedIndex(["a", "b"], ["b", "c"])
+    hr = frozenset({"hr", "everyone"})
+    await hybrid.search(index, None, "t", "q", 2, query_vector=VEC, audience=hr)
+    assert index.audiences == [hr, hr]
+    await hybrid.search(index, None, "t", "q", 2, mode="bm25", audience=frozenset())
+    assert index.audiences[-1] == frozenset()  # an empty audience is passed, not dropped

@@ -1,12 +1,15 @@
 """The answer cache and the index generation that invalidates it.
 
-A cached answer is keyed by tenant, the normalised question (and conversation), the filters, k,
-the provider chain and the tenant's *index generation*. The generation changes whenever any of
-the tenant's documents is indexed or deleted: it is the most recent INDEXED or DELETED registry
-record of the tenant (registries return ``find`` newest update first), re-read at most every
-``probe_s`` per tenant, and bumped at once in-process by ``bump`` (a gateway that indexes
-itself, as ``datatorag up`` does, need not wait for the probe). Entries also expire after
-``ttl_s``, and the least recently used go first when the cache is full.
+A cached answer is keyed by tenant, the principal's audience (the groups whose documents it may
+see: two readers who see different documents never share an answer), the normalised question
+(and conversation), the filters, k, the provider chain and the tenant's *index generation*.
+The generation changes whenever any of the tenant's documents is indexed, deleted or given
+another audience (``set_groups`` moves the record's ``updated_at``): it is the most recent
+INDEXED or DELETED registry record of the tenant (registries return ``find`` newest update
+first), re-read at most every ``probe_s`` per tenant, and bumped at once in-process by
+``bump`` (a gateway that indexes itself, as ``datatorag up`` does, need not wait for the
+probe). Entries also expire after ``ttl_s``, and the least recently used go first when the
+cache is full.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ def cache_key(
     tenant: str,
     question: str,
     *,
+    audience: frozenset[str] | None,
     history: list[tuple[str, str]],
     filters: dict[str, Any] | None,
     k: int,
@@ -79,6 +83,7 @@ def cache_key(
     generation: str,
 ) -> str:
     payload = {
+        "a": None if audience is None else sorted(audience),  # None: an admin's (all)
         "q": normalise(question).rstrip("?.! "),
         "h": [(role, normalise(text)) for role, text in history],
         "f": filters or {},

@@ -45,7 +45,9 @@ from datatorag.answering.model import (
 )
 from datatorag.answering.prompt import answer_messages, clean_rewrite, rewrite_messages
 from datatorag.answering.text import normalise, strip_markers, terms
-from datatorag.domain.models import ChunkRecord, SearchFilters, SearchHit
+from datatorag.domain.audience import visible
+from datatorag.domain.models import ChunkRecord, DocumentStatus, SearchFilters, SearchHit
+from datatorag.domain.principal import Principal
 from datatorag.observability.log import get_logger
 from datatorag.ports import (
     ChatMessage,
@@ -58,9 +60,10 @@ from datatorag.retrieval.context import Citation, Context, build_context
 
 log = get_logger(__name__)
 
-# (tenant, query, k, filters, query vector) -> hits, best first
+# (principal, query, k, filters, query vector) -> hits the principal may see, best first
 Retrieve = Callable[
-    [str, str, int, SearchFilters | None, Sequence[float] | None], Awaitable[list[SearchHit]]
+    [Principal, str, int, SearchFilters | None, Sequence[float] | None],
+    Awaitable[list[SearchHit]],
 ]
 _PRONOUNS = frozenset(
     {"it", "its", "that", "this", "they", "them", "those", "these", "there", "he", "she", "one"}
@@ -108,15 +111,21 @@ class AnswerEngine:
         self.generations = IndexGenerations(None) if generations is None else generations
         self.options = options or EngineOptions()
 
-    async def answer(self, tenant: str, query: AnswerQuery) -> AnswerResult:
+    async def answer(self, principal: Principal, query: AnswerQuery) -> AnswerResult:
         result: AnswerResult | None = None
-        async for event in self.stream(tenant, query):
+        async for event in self.stream(principal, query):
             if isinstance(event, DoneEvent):
                 result = event.result
         assert result is not None  # the stream always ends with DoneEvent or raises
         return result
 
-    async def stream(self, tenant: str, query: AnswerQuery) -> AsyncGenerator[AnswerEvent, None]:
+    async def stream(
+        self, principal: Principal, query: AnswerQuery
+    ) -> AsyncGenerator[AnswerEvent, None]:
+        """The answer for ``principal``: retrieval sees only the documents of its tenant and
+        audience, so the sources, quotes and citations are only ever those."""
+        tenant = principal.tenant
+        audience = principal.audience()
         started = time.perf_counter()
         timings: dict[str, float] = {}
         question = query.query.strip()
@@ -130,12 +139,14 @@ class AnswerEngine:
             timings["rewrite_ms"] = _ms(t0)
         search_query = rewritten or question
 
-        # 2. the cache: same tenant, question, conversation, filters and index generation
+        # 2. the cache: same tenant, audience, question, conversation, filters and index
+        #    generation (an answer is only ever served to principals who see the same documents)
         t0 = time.perf_counter()
         generation = await self.generations.current(tenant)
         key = cache_key(
             tenant,
             search_query,
+            audience=audience,
             history=[(t.role, t.content) for t in history],
             filters=query.filters.model_dump(mode="json") if query.filters else None,
             k=query.k,
@@ -143,6 +154,8 @@ class AnswerEngine:
             generation=generation,
         )
         cached = self.cache.get(key)
+        if cached is not None and not await self._still_visible(principal, cached):
+            cached = None  # a cited document left the audience (or was deleted) since
         if cached is not None:
             result = cached.but(
                 cached=True, took_ms=_ms(started), timings={"cache_ms": _ms(t0)}, query=question
@@ -157,7 +170,7 @@ class AnswerEngine:
         t0 = time.perf_counter()
         # one query embedding serves retrieval and the evidence scores
         vector = await self.scorer.query_vector(tenant, search_query)
-        hits = await self.retrieve(tenant, search_query, query.k, query.filters, vector.tolist())
+        hits = await self.retrieve(principal, search_query, query.k, query.filters, vector.tolist())
         timings["retrieval_ms"] = _ms(t0)
         sources = self._sources(hits)
         first = self.chain.first_available()
@@ -283,6 +296,24 @@ class AnswerEngine:
         yield DoneEvent(result)
 
     # -- steps --------------------------------------------------------------------------------
+
+    async def _still_visible(self, principal: Principal, cached: AnswerResult) -> bool:
+        """Whether every document a cached answer cites is still the principal's to see: the
+        index generation is re-read only every ``probe_s``, an audience change must not wait
+        for it (a few registry reads per cache hit)."""
+        registry = self.generations.registry
+        if registry is None:
+            return True
+        audience = principal.audience()
+        for doc_id in {c.doc_id for c in cached.citations}:
+            current = await registry.current(principal.tenant, doc_id)
+            if (
+                current is None
+                or current.status is DocumentStatus.DELETED
+                or not visible(current.groups, audience)
+            ):
+                return False
+        return True
 
     async def _rewrite(
         self, tenant: str, question: str, history: Sequence[Turn], request_id: str | None

@@ -54,6 +54,7 @@ def folder_sources(
                     "type": "folder",
                     "path": str(root / name),
                     "interval_s": max(interval_s, 300.0),
+                    "upload_audience": True,  # POST /v1/documents' audience field
                 }
             )
     doc = {"tenants": {t: {"sources": s} for t, s in tenants.items()}}

@@ -35,13 +35,17 @@ def upload_hook(landing: LandingZone, trigger: Trigger) -> UploadHook:
     down as ``DependencyError`` (503)."""
 
     async def on_upload(
-        tenant: str, filename: str, data: bytes, content_type: str | None
+        tenant: str,
+        filename: str,
+        data: bytes,
+        content_type: str | None,
+        groups: tuple[str, ...] | None = None,
     ) -> dict[str, Any]:
         async def body() -> AsyncIterator[bytes]:
             yield data
 
         try:
-            landed = await landing.receive(tenant, filename, body())
+            landed = await landing.receive(tenant, filename, body(), groups)
         except UnsupportedUpload as exc:
             detail = {"field": "file", "message": exc.reason, "type": exc.code}
             raise ApiError(
@@ -57,6 +61,7 @@ def upload_hook(landing: LandingZone, trigger: Trigger) -> UploadHook:
             "sha256": landed.sha256,
             "content_type": landed.content_type,
             "source": UPLOADS_SOURCE,
+            "audience": list(groups) if groups is not None else None,
         }
 
     return on_upload

@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol, Self, TypeVar, runtime_checkable
 
+from datatorag.connectors.audience import AudienceRules
 from datatorag.domain.errors import PermanentError, TransientError
 
 T = TypeVar("T")
@@ -44,6 +45,9 @@ class SourceEntry:
     # name cannot be descended into): the sync records it as a failed document with this code.
     error_code: str | None = None
     error: str | None = None
+    # the record's own audience (an HR-API record's confidentiality fields); None: the source's
+    # rules decide (``datatorag.connectors.audience``)
+    groups: tuple[str, ...] | None = None
 
     @property
     def key(self) -> str:
@@ -87,6 +91,8 @@ class Source(abc.ABC):
     """
 
     kind: str = "abstract"
+    # who sees the source's documents: the builder sets it from the sources file
+    audience: AudienceRules = AudienceRules()
 
     def __init__(self, id: str, tenant: str, *, max_concurrency: int = 4) -> None:
         if not id or not tenant:
@@ -113,6 +119,12 @@ class Source(abc.ABC):
     def fetch(self, entry: SourceEntry) -> AsyncIterator[bytes]:
         """Yield the entry's bytes in chunks. Raise ``PermanentError`` (gone, refused) or
         ``TransientError`` (connection lost after retries) for a document-level failure."""
+
+    async def sidecar_audience(self, entry: SourceEntry) -> tuple[str, ...] | None:
+        """The audience an upload of ``entry`` was given (its sidecar), or None: only sources
+        that receive uploads read one (``upload_audience`` in the sources file). ``ValueError``
+        for an unreadable sidecar."""
+        return None
 
     async def stat(self, entry: SourceEntry) -> SourceEntry | None:
         """Re-read the entry's hints after a download to detect a file that changed meanwhile;

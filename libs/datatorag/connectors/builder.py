@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, TypeVar
 
+from datatorag.connectors.audience import AudienceRules, RecordAudience
 from datatorag.connectors.base import Source, SourceAuthError, SourceEntry
 from datatorag.connectors.config import (
     FolderSourceConfig,
@@ -20,6 +21,7 @@ from datatorag.connectors.config import (
     SourceConfig,
     SourcesConfig,
     WorkdaySourceConfig,
+    _RecordAudience,
 )
 from datatorag.connectors.folder import FolderSource
 from datatorag.connectors.ftp import FtpSettings, FtpSource
@@ -69,6 +71,14 @@ class _Raising(AsyncIterator[T]):
         raise self.error
 
 
+def _record_audience(cfg: _RecordAudience) -> RecordAudience:
+    return RecordAudience(
+        cfg.audience_field,
+        cfg.confidential_field,
+        tuple(cfg.confidential_audience) if cfg.confidential_audience is not None else None,
+    )
+
+
 async def build_source(
     tenant: str,
     cfg: SourceConfig,
@@ -77,6 +87,20 @@ async def build_source(
     aws_clients: AwsClients | None = None,
 ) -> Source:
     """One configured source as a Source; raises ``SecretError`` when a secret is unavailable."""
+    source = await _build(tenant, cfg, resolver, aws_clients=aws_clients)
+    source.audience = AudienceRules.build(
+        cfg.audience, [(rule.path, rule.groups) for rule in cfg.audience_rules]
+    )
+    return source
+
+
+async def _build(
+    tenant: str,
+    cfg: SourceConfig,
+    resolver: SecretResolver,
+    *,
+    aws_clients: AwsClients | None = None,
+) -> Source:
     secret = resolver.resolve
     optional = resolver.resolve_optional
     if isinstance(cfg, FolderSourceConfig):
@@ -88,6 +112,7 @@ async def build_source(
             exclude=cfg.exclude,
             follow_symlinks=cfg.follow_symlinks,
             max_concurrency=cfg.max_concurrency or 4,
+            upload_audience=cfg.upload_audience,
         )
     if isinstance(cfg, FtpSourceConfig):
         settings = FtpSettings(
@@ -136,6 +161,7 @@ async def build_source(
             secret_access_key=await optional(cfg.secret_access_key),
             include=cfg.include,
             exclude=cfg.exclude,
+            upload_audience=cfg.upload_audience,
         )
         return S3Source(
             cfg.id,
@@ -153,10 +179,15 @@ async def build_source(
             refresh_token=await secret(cfg.refresh_token),
             token_url=str(cfg.token_url) if cfg.token_url else None,
             reports=[
-                Report(r.name, r.path, dict(r.params), r.id_field, r.title_field)
+                Report(
+                    r.name, r.path, dict(r.params), r.id_field, r.title_field, _record_audience(r)
+                )
                 for r in cfg.reports
             ],
-            resources=[Resource(r.name, r.path, r.id_field, r.title_field) for r in cfg.resources],
+            resources=[
+                Resource(r.name, r.path, r.id_field, r.title_field, _record_audience(r))
+                for r in cfg.resources
+            ],
             page_size=cfg.page_size,
             timeout_s=cfg.timeout_s,
             retries=cfg.retries,
@@ -172,6 +203,7 @@ async def build_source(
             api_version=cfg.api_version,
             timeout_s=cfg.timeout_s,
             retries=cfg.retries,
+            audience=_record_audience(cfg),
         )
         return RipplingSource(cfg.id, tenant, settings_rp, max_concurrency=cfg.max_concurrency or 4)
     raise TypeError(f"unknown source configuration {type(cfg).__name__}")  # pragma: no cover

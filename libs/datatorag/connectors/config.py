@@ -13,6 +13,10 @@ tenants:
         username: datatorag
         password: env:ACME_FTP_PASSWORD          # env:VAR | file:/path | secretsmanager:arn[#key]
         root: /outbound
+        audience: [everyone]                      # who of the tenant sees its documents
+        audience_rules:                           # ordered; the first matching glob wins
+          - {path: "managers/**", groups: [managers, hr]}
+          - {path: "*.salary.pdf", groups: [hr]}
 ```
 
 Every credential field takes only a reference (``datatorag.connectors.secrets``); a literal secret
@@ -38,9 +42,23 @@ from pydantic import (
 )
 
 from datatorag.connectors.secrets import check_ref
+from datatorag.domain.audience import normalise_groups
 
 SecretRef = Annotated[str, AfterValidator(check_ref)]
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+# a list of group names: validated, unique, sorted (``datatorag.domain.audience``)
+GroupList = Annotated[list[str], AfterValidator(lambda v: list(normalise_groups(v)))]
+
+
+class AudienceRule(BaseModel):
+    """Documents whose source-relative path matches ``path`` (the include/exclude glob syntax:
+    ``*`` crosses ``/``, a pattern without ``/`` also matches the base name) are seen by
+    ``groups``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(min_length=1, max_length=1024)
+    groups: GroupList
 
 
 class ConfigError(ValueError):
@@ -60,12 +78,39 @@ class _Source(BaseModel):
         None, ge=1, le=64, description="documents in flight at once (default: per source type)"
     )
     delete_grace_s: float = Field(3600.0, ge=0, description="missing this long = deleted")
+    audience: GroupList | None = Field(
+        None, description="who of the tenant sees the source's documents (default: everyone)"
+    )
+    audience_rules: list[AudienceRule] = Field(
+        default_factory=list, description="path globs -> groups; the first match wins"
+    )
+
+
+class _RecordAudience(BaseModel):
+    """The audience fields of an HR-API record (Workday, Rippling), when its API has them."""
+
+    audience_field: str | None = Field(
+        None, min_length=1, description="a record field naming the groups that may see it"
+    )
+    confidential_field: str | None = Field(
+        None, min_length=1, description="a flag field: true restricts to confidential_audience"
+    )
+    confidential_audience: GroupList | None = None
+
+    @model_validator(mode="after")
+    def _confidential(self) -> _RecordAudience:
+        if (self.confidential_field is None) != (self.confidential_audience is None):
+            raise ValueError("give confidential_field and confidential_audience together")
+        return self
 
 
 class FolderSourceConfig(_Source):
     type: Literal["folder"]
     path: Path
     follow_symlinks: bool = False
+    upload_audience: bool = Field(
+        False, description="read each file's audience from the upload API's sidecar (uploads)"
+    )
 
 
 class _Network(_Source):
@@ -121,6 +166,9 @@ class S3SourceConfig(_Source):
     endpoint_url: str | None = None
     access_key_id: SecretRef | None = None
     secret_access_key: SecretRef | None = None
+    upload_audience: bool = Field(
+        False, description="read each object's audience from the upload API's sidecar (uploads)"
+    )
 
     @model_validator(mode="after")
     def _keys(self) -> S3SourceConfig:
@@ -129,7 +177,7 @@ class S3SourceConfig(_Source):
         return self
 
 
-class WorkdayReport(BaseModel):
+class WorkdayReport(_RecordAudience):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Identifier
@@ -140,7 +188,7 @@ class WorkdayReport(BaseModel):
     title_field: str | None = None
 
 
-class WorkdayResource(BaseModel):
+class WorkdayResource(_RecordAudience):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Identifier
@@ -170,7 +218,7 @@ class WorkdaySourceConfig(_Source):
         return self
 
 
-class RipplingSourceConfig(_Source):
+class RipplingSourceConfig(_Source, _RecordAudience):
     type: Literal["rippling"]
     base_url: HttpUrl = HttpUrl("https://rest.ripplingapis.com")
     token: SecretRef

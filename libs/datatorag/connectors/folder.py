@@ -13,11 +13,17 @@ import stat as stat_mod
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+from datatorag.connectors.audience import parse_sidecar, sidecar_path
 from datatorag.connectors.base import Source, SourceEntry, SourceUnavailable
 from datatorag.connectors.paths import check_path, matches
 from datatorag.domain.errors import PermanentError
 
 _CHUNK = 1 << 20
+
+
+def _read(path: bytes) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(1 << 16)
 
 
 def _decode(name: bytes) -> str:
@@ -38,6 +44,7 @@ class FolderSource(Source):
         follow_symlinks: bool = False,
         include_hidden: bool = False,
         max_concurrency: int = 4,
+        upload_audience: bool = False,
     ) -> None:
         super().__init__(id, tenant, max_concurrency=max_concurrency)
         self.root = Path(root)
@@ -46,6 +53,7 @@ class FolderSource(Source):
         self.follow_symlinks = follow_symlinks
         # dot-files: editor/OS droppings and in-progress uploads (".name.part"), not documents
         self.include_hidden = include_hidden
+        self.upload_audience = upload_audience  # the landing zone's sidecars (the uploads source)
 
     def _scan(self, rel: bytes) -> list[tuple[bytes, bool, int, float]]:
         """One directory: (relative name, is_dir, size, mtime) of its files and subdirectories."""
@@ -128,6 +136,16 @@ class FolderSource(Source):
                 yield chunk
         finally:
             fh.close()
+
+    async def sidecar_audience(self, entry: SourceEntry) -> tuple[str, ...] | None:
+        if not self.upload_audience:
+            return None
+        full = self._resolve(SourceEntry(path=sidecar_path(entry.path), size=None, mtime=None))
+        try:
+            data = await asyncio.to_thread(_read, full)
+        except FileNotFoundError:
+            return None  # not an upload (or from before audiences): the rules decide
+        return parse_sidecar(data)
 
     async def stat(self, entry: SourceEntry) -> SourceEntry | None:
         try:

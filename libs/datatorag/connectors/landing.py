@@ -4,10 +4,13 @@ picks it up (an S3 bucket/prefix watched by ``S3Source``, or a folder watched by
 The gateway streams the request body in; this module enforces the size limit while streaming,
 sniffs the real content type from the bytes and holds it against the name (the declared type is
 only a hint: a ``.pdf`` that is a ZIP, an HTML page or plain text is refused, naming what it is),
-and stores the file under ``{prefix}{tenant}/{safe name}``. The sync that follows assigns the
-document id from that path, so the same name uploaded again is a new version of the same document
-(the old version leaves the index once the new one is in), exactly like a file replaced on the
-FTP server.
+and stores the file under ``{prefix}{tenant}/{safe name}``, after its audience (the upload's
+``audience`` field, or ``null``: the uploads source's rules) in the sidecar
+``{prefix}{tenant}/.audience/{safe name}.json`` that the uploads source reads
+(``upload_audience``), so no sync ever sees the file without its audience. The sync that
+follows assigns the document id from that path, so the same name uploaded again is a new
+version of the same document (the old version leaves the index once the new one is in), exactly
+like a file replaced on the FTP server.
 
 Errors are ``PermanentError`` with a code the gateway maps to a status: ``too_large`` (413),
 ``empty_file`` (400), ``unsupported_type`` (415, an ``UnsupportedUpload`` naming the detected
@@ -22,6 +25,7 @@ import asyncio
 import contextlib
 import errno
 import hashlib
+import io
 import os
 import re
 import unicodedata
@@ -33,6 +37,7 @@ from pathlib import Path
 from tempfile import SpooledTemporaryFile
 from typing import IO, TYPE_CHECKING
 
+from datatorag.connectors.audience import sidecar_bytes, sidecar_path
 from datatorag.domain.errors import InsufficientStorage, PermanentError
 
 if TYPE_CHECKING:  # imported where used: aiobotocore loads only for the AWS sources
@@ -244,10 +249,18 @@ class LandingZone(abc.ABC):
         a new version of the same document (its id derives from the path)."""
         return f"{self.prefix}{tenant}/{filename}"
 
+    def sidecar_key(self, tenant: str, filename: str) -> str:
+        return f"{self.prefix}{tenant}/{sidecar_path(filename)}"
+
     async def receive(
-        self, tenant: str, filename: str | None, stream: AsyncIterator[bytes]
+        self,
+        tenant: str,
+        filename: str | None,
+        stream: AsyncIterator[bytes],
+        groups: tuple[str, ...] | None = None,
     ) -> Upload:
-        """Validate and store one upload; returns where it landed."""
+        """Validate and store one upload for the audience ``groups`` (None: the uploads
+        source's rules decide); returns where it landed."""
         name = safe_filename(filename)
         # an unlinked temporary file past 8 MiB: nothing is left behind however this ends
         spool: IO[bytes] = SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115
@@ -270,6 +283,15 @@ class LandingZone(abc.ABC):
             content_type = accepted_type(name, sniff_content_type(head, spool))
             spool.seek(0)
             key = self.key_for(tenant, name)
+            # the audience first: a sync between the two writes must not find the file alone
+            audience = sidecar_bytes(groups)
+            await self._write(
+                self.sidecar_key(tenant, name),
+                io.BytesIO(audience),
+                len(audience),
+                "application/json",
+                hashlib.sha256(audience).hexdigest(),
+            )
             await self._write(key, spool, size, content_type, digest.hexdigest())
         return Upload(key, name, size, digest.hexdigest(), content_type)
 

@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from pydantic import SecretStr
 
+from datatorag.connectors.audience import RecordAudience
 from datatorag.connectors.base import Source, SourceEntry, SourceUnavailable
 from datatorag.connectors.http_api import RECORD_CONTENT_TYPE, ApiClient, record_document
 from datatorag.domain.errors import PermanentError
@@ -39,6 +40,7 @@ class RipplingSettings:
     backoff_initial_s: float = 0.5
     verify_tls: bool | str = True
     extra_headers: dict[str, str] = field(default_factory=dict)
+    audience: RecordAudience = field(default_factory=RecordAudience)  # its audience fields
 
 
 def _timestamp(value: Any) -> float | None:
@@ -131,9 +133,24 @@ class RipplingSource(Source):
                 raise SourceUnavailable(f"rippling {resource}: pagination did not end")
 
     def _entry(self, resource: str, rid: str, row: dict[str, Any]) -> SourceEntry:
+        try:
+            groups = self.settings.audience.groups(row)
+        except ValueError as exc:  # never index a record for an audience it did not name
+            return SourceEntry(
+                path=f"{resource}/{quote(rid, safe='-_.@')}.json",
+                size=None,
+                mtime=None,
+                record_id=f"{resource}:{rid}",
+                error_code="bad_audience",
+                error=f"{resource} record {rid}: unreadable audience: {exc}",
+            )
         title = self._title(row)
         data = record_document(
-            system="rippling", collection=resource, record_id=rid, title=title, record=row
+            system="rippling",
+            collection=resource,
+            record_id=rid,
+            title=title,
+            record=self.settings.audience.content(row),
         )
         key = f"{resource}:{rid}"
         self._records[key] = data
@@ -145,6 +162,7 @@ class RipplingSource(Source):
             record_id=key,
             content_type=RECORD_CONTENT_TYPE,
             title=title or f"{resource} {rid}",
+            groups=groups,
         )
 
     async def fetch(self, entry: SourceEntry) -> AsyncIterator[bytes]:

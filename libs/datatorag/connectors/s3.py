@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import SecretStr
 
+from datatorag.connectors.audience import SIDECAR_DIR, parse_sidecar, sidecar_path
 from datatorag.connectors.base import Source, SourceAuthError, SourceEntry, SourceUnavailable
 from datatorag.connectors.downloads import resumable_download
 from datatorag.connectors.paths import matches
@@ -54,6 +55,7 @@ class S3Settings:
     include: Sequence[str] = ("*",)
     exclude: Sequence[str] = ()
     backoff: Backoff = field(default_factory=Backoff)
+    upload_audience: bool = False  # the landing zone's sidecars (the uploads source)
 
 
 def _code(exc: BaseException) -> str:
@@ -124,6 +126,8 @@ class S3Source(Source):
                     rel = key[len(self.prefix) :].lstrip("/") if self.prefix else key
                     if not rel or not matches(rel, self.settings.include, self.settings.exclude):
                         continue
+                    if self.settings.upload_audience and rel.startswith(f"{SIDECAR_DIR}/"):
+                        continue  # an upload's audience, not a document
                     self._keys[rel] = key
                     yield SourceEntry(
                         path=rel,
@@ -178,6 +182,22 @@ class S3Source(Source):
             if code in _AUTH_CODES:
                 raise self._source_error(exc, "reading") from exc
             raise
+
+    async def sidecar_audience(self, entry: SourceEntry) -> tuple[str, ...] | None:
+        if not self.settings.upload_audience:
+            return None
+        key = self.prefix + sidecar_path(entry.path)
+        try:
+            s3 = await self._s3()
+            self.stats["GetObject"] += 1
+            resp = await s3.get_object(Bucket=self.settings.bucket, Key=key)
+            async with resp["Body"] as body:
+                data = await body.read()
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                return None  # not an upload: the rules decide
+            raise self._source_error(exc, "reading the audience of") from exc
+        return parse_sidecar(data)
 
     async def stat(self, entry: SourceEntry) -> SourceEntry | None:
         try:

@@ -18,6 +18,12 @@ Crash safety (delivery is at-least-once, every step idempotent):
   version untouched for ``resend_after_s``. Consumers are idempotent, so a spare message is cheap.
 * A tombstone is re-sent while the document is still not DELETED ``resend_after_s`` later.
 
+Audiences: every version gets the groups its source assigns (``datatorag.connectors.audience``);
+when they differ from the current version's while the content did not change (or a new version
+changes them), a ``DocumentAudience`` goes to the parse queue and the indexer rewrites the groups
+in the registry and the index, without re-embedding. The registry keeps the old groups until
+then, so a lost message is sent again by the next sync.
+
 Bad entries (hostile names, zero bytes, over the size limit, changed while downloading, a download
 error) become FAILED versions with a precise ``error_code`` and are counted; they never stop the
 sync. A failed refresh of a document that has a good current version is stored *below* it (lower
@@ -57,7 +63,7 @@ from datatorag.connectors.lease import LeaseLost, SyncLease, hold_sync_lease
 from datatorag.connectors.outbox import Outbox
 from datatorag.connectors.paths import UnsafePath, check_path, display_path
 from datatorag.connectors.spool import Spooled, put_spooled, spool_download
-from datatorag.domain.contracts import DocumentDeleted, DocumentFetched
+from datatorag.domain.contracts import DocumentAudience, DocumentDeleted, DocumentFetched
 from datatorag.domain.errors import PermanentError, TransientError
 from datatorag.domain.keys import doc_id_for, raw_key, version_of
 from datatorag.domain.models import DocumentRecord, DocumentStatus, utcnow
@@ -70,6 +76,7 @@ log = get_logger("connector.sync")
 
 COUNT_KEYS = (
     "seen", "new", "changed", "unchanged", "deleted", "failed", "resent", "pending_delete",
+    "audience",
 )  # fmt: skip
 _KNOWN_LIMIT = 10_000_000
 
@@ -293,8 +300,9 @@ class _SyncJob:
                             self.seen.add(doc_id)
                             if self._unchanged_fast(entry, doc_id):
                                 # the common case of an incremental sync: no task, no I/O
+                                # (but an upload's sidecar)
                                 self.counts["unchanged"] += 1
-                                await self._maybe_resend(self.known[doc_id])
+                                await self._unchanged(entry, doc_id, self.known[doc_id])
                                 continue
                             await gate.acquire()
                             tg.create_task(guarded(entry, doc_id))
@@ -332,7 +340,7 @@ class _SyncJob:
         if self._hints_unchanged(entry, doc_id, current):
             self.counts["unchanged"] += 1
             assert current is not None
-            await self._maybe_resend(current)
+            await self._unchanged(entry, doc_id, current)
             return
         if entry.size == 0:
             await self._fail(entry, doc_id, current, "empty_file", "the file is empty (0 bytes)")
@@ -393,8 +401,17 @@ class _SyncJob:
             if entry.size is not None and entry.mtime is not None:
                 # same bytes, new hints (a touch): remember them so the next sync skips it
                 self.state.setdefault("touched", {})[doc_id] = [entry.size, entry.mtime, version]
-            await self._maybe_resend(current)
+            await self._unchanged(entry, doc_id, current)
             return
+        try:
+            groups = await self._groups(entry)
+        except ValueError as exc:
+            await self._fail(entry, doc_id, current, "bad_audience", str(exc))
+            return
+        if current is not None and current.status != DocumentStatus.DELETED:
+            # the older versions stay searchable until this one is in: they take its audience
+            # at once (a narrowed audience must not wait for the new content's pipeline)
+            await self._audience_changed(current, groups)
 
         key = raw_key(self.tenant, self.source.id, doc_id, sha)
         content_type = entry.content_type or mimetypes.guess_type(entry.path)[0]
@@ -429,6 +446,7 @@ class _SyncJob:
             size=size,
             blob_key=key,
             metadata=hint_metadata(entry, content_type),
+            groups=groups,
         )
         stored = await self.registry.put_version(record)
         revival = 0
@@ -471,8 +489,54 @@ class _SyncJob:
             size=record.size,
             content_type=content_type,
             title=record.title,
+            groups=record.groups,
         )
         await self.outbox.put(message.to_json())
+
+    async def _groups(self, entry: SourceEntry) -> tuple[str, ...]:
+        """The entry's audience: its upload's, its record's, the source's rules, the source's
+        default (``datatorag.connectors.audience``); ``ValueError`` for an unreadable one."""
+        uploaded = await self.source.sidecar_audience(entry)
+        return uploaded or self.source.audience.groups_for(entry.path, entry.groups)
+
+    async def _unchanged(self, entry: SourceEntry, doc_id: str, current: DocumentRecord) -> None:
+        """Same content: re-send a lost message, and apply a changed audience."""
+        await self._maybe_resend(current)
+        if current.status == DocumentStatus.DELETED:
+            return  # deleted through the API: forgotten until the source changes it
+        try:
+            groups = await self._groups(entry)
+        except ValueError as exc:
+            # the audience cannot be told: it stays as it was, and the run says why
+            self.counts["failed"] += 1
+            if len(self.failures) < 50:
+                self.failures.append(
+                    {"path": display_path(entry.path), "code": "bad_audience", "reason": str(exc)}
+                )
+            return
+        await self._audience_changed(current, groups)
+
+    async def _audience_changed(self, current: DocumentRecord, groups: tuple[str, ...]) -> None:
+        if current.groups == groups:
+            return
+        self.lease.check()
+        message = DocumentAudience(
+            tenant=self.tenant,
+            doc_id=current.doc_id,
+            source=self.source.id,
+            path=current.path,
+            groups=groups,
+        )
+        await self.outbox.put(message.to_json())
+        self.counts["audience"] += 1
+        log.info(
+            "audience_changed",
+            tenant=self.tenant,
+            source=self.source.id,
+            doc_id=current.doc_id,
+            old=list(current.groups),
+            new=list(groups),
+        )
 
     async def _maybe_resend(self, current: DocumentRecord) -> None:
         """Re-send the message of a FETCHED version that may have been lost (see module doc)."""
@@ -521,6 +585,11 @@ class _SyncJob:
             title=shown.rsplit("/", 1)[-1][:255],
             size=entry.size,
             metadata=hint_metadata(entry, None),
+            # a failure's name can say as much as its content: listed for the same audience
+            # (the record's own, unless that is what failed; an upload's sidecar is not read)
+            groups=self.source.audience.groups_for(
+                entry.path, entry.groups if code != "bad_audience" else None
+            ),
         )
         self.lease.check()
         if await self.registry.put_version(record):

@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 from pydantic import SecretStr
 
+from datatorag.connectors.audience import RecordAudience
 from datatorag.connectors.base import Source, SourceAuthError, SourceEntry, SourceUnavailable
 from datatorag.connectors.http_api import RECORD_CONTENT_TYPE, ApiClient, record_document
 from datatorag.domain.errors import PermanentError
@@ -37,6 +38,7 @@ class Report:
     params: Mapping[str, str] = field(default_factory=dict)
     id_field: str = "Employee_ID"
     title_field: str | None = None
+    audience: RecordAudience = field(default_factory=RecordAudience)  # its audience fields
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Resource:
     path: str  # /ccx/api/staffing/v6/{tenant}/workers
     id_field: str = "id"
     title_field: str | None = "descriptor"
+    audience: RecordAudience = field(default_factory=RecordAudience)
 
 
 @dataclass
@@ -142,9 +145,31 @@ class WorkdaySource(Source):
             await self._refresh()
         return {"Authorization": f"Bearer {self._access_token}", "Accept": "application/json"}
 
-    def _entry(self, collection: str, record_id: str, title: str | None, row: Any) -> SourceEntry:
+    def _entry(
+        self,
+        collection: str,
+        record_id: str,
+        title: str | None,
+        row: Any,
+        audience: RecordAudience,
+    ) -> SourceEntry:
+        try:
+            groups = audience.groups(row)
+        except ValueError as exc:  # never index a record for an audience it did not name
+            return SourceEntry(
+                path=f"{collection}/{quote(record_id, safe='-_.@')}.json",
+                size=None,
+                mtime=None,
+                record_id=f"{collection}:{record_id}",
+                error_code="bad_audience",
+                error=f"record {record_id}: unreadable audience: {exc}",
+            )
         data = record_document(
-            system="workday", collection=collection, record_id=record_id, title=title, record=row
+            system="workday",
+            collection=collection,
+            record_id=record_id,
+            title=title,
+            record=audience.content(row),
         )
         key = f"{collection}:{record_id}"
         self._records[key] = data
@@ -156,6 +181,7 @@ class WorkdaySource(Source):
             record_id=key,
             content_type=RECORD_CONTENT_TYPE,
             title=title or f"{collection} {record_id}",
+            groups=groups,
         )
 
     def _bad(self, collection: str, n: int, why: str) -> SourceEntry:
@@ -192,7 +218,7 @@ class WorkdaySource(Source):
                     if report.title_field and row.get(report.title_field)
                     else None
                 )
-                yield self._entry(f"reports/{report.name}", rid, title, row)
+                yield self._entry(f"reports/{report.name}", rid, title, row, report.audience)
         for resource in s.resources:
             offset = 0
             while True:
@@ -210,7 +236,9 @@ class WorkdaySource(Source):
                         yield self._bad(resource.name, n, f"record {n} has no {resource.id_field}")
                         continue
                     title = row.get(resource.title_field) if resource.title_field else None
-                    yield self._entry(resource.name, rid, str(title) if title else None, row)
+                    yield self._entry(
+                        resource.name, rid, str(title) if title else None, row, resource.audience
+                    )
                 offset += len(rows)
                 total = body.get("total")
                 if not rows or (isinstance(total, int) and offset >= total):

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
+from datatorag.domain.audience import DEFAULT_GROUPS, Groups
 from datatorag.domain.models import utcnow
 
 SCHEMA_VERSION = 1
@@ -42,6 +43,9 @@ class DocumentFetched(_Message):
     size: int
     content_type: str | None = None
     title: str | None = None
+    # the version's audience when fetched; the registry's record is authoritative (an audience
+    # can change while the version is on its way: see DocumentAudience)
+    groups: Groups = DEFAULT_GROUPS
 
 
 class DocumentDeleted(_Message):
@@ -52,6 +56,18 @@ class DocumentDeleted(_Message):
     path: str
 
 
+class DocumentAudience(_Message):
+    """connector -> (parser, passed through) -> indexer: the document's audience changed at its
+    source while its content did not. The registry already holds the new ``groups`` on every
+    version; the indexer rewrites the groups of the chunks in the index from the registry (the
+    latest change wins however messages are reordered), without re-embedding anything."""
+
+    type: Literal["document.audience"] = "document.audience"
+    source: str
+    path: str
+    groups: Groups = DEFAULT_GROUPS
+
+
 class ChunksReady(_Message):
     """parser -> embedder: chunks of one version are in the blob store (``chunks_key``)."""
 
@@ -59,6 +75,7 @@ class ChunksReady(_Message):
     version: str
     chunks_key: str
     chunk_count: int
+    groups: Groups = DEFAULT_GROUPS  # as fetched; the indexer takes the registry's
 
 
 class ChunksEmbedded(_Message):
@@ -73,7 +90,8 @@ class ChunksEmbedded(_Message):
 
 
 Message = Annotated[
-    DocumentFetched | DocumentDeleted | ChunksReady | ChunksEmbedded, Field(discriminator="type")
+    DocumentFetched | DocumentDeleted | DocumentAudience | ChunksReady | ChunksEmbedded,
+    Field(discriminator="type"),
 ]
 _adapter: TypeAdapter[Message] = TypeAdapter(Message)
 

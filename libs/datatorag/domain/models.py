@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from datatorag.domain.audience import DEFAULT_GROUPS, Groups
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -85,6 +87,8 @@ class DocumentRecord(BaseModel):
     blob_key: str | None = None
     chunk_count: int | None = None
     page_count: int | None = None
+    # who of the tenant may see this version (datatorag.domain.audience); set by the source
+    groups: Groups = DEFAULT_GROUPS
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     metadata: dict[str, str] = Field(default_factory=dict)
@@ -118,6 +122,7 @@ class ChunkRecord(BaseModel):
     source: str
     path: str
     doc_type: str | None = None
+    groups: Groups = DEFAULT_GROUPS  # the document version's audience, filtered inside queries
     updated_at: datetime = Field(default_factory=utcnow)
     vector: list[float] | None = None
 

@@ -51,7 +51,7 @@ async def answer(
 ) -> AnswerResponse:
     check_question(service, req)
     try:
-        result = await service.answers.answer(principal.tenant, req.to_query(request_id))
+        result = await service.answers.answer(principal, req.to_query(request_id))
     except AnswerUnavailable as exc:
         raise unavailable(exc) from exc
     return AnswerResponse.of(result)
@@ -76,7 +76,7 @@ async def open_stream(
     service: QueryService, principal: Principal, req: AnswerRequest, request_id: str | None
 ) -> PrimedStream:
     check_question(service, req)
-    stream = service.answers.stream(principal.tenant, req.to_query(request_id))
+    stream = service.answers.stream(principal, req.to_query(request_id))
     head: list[AnswerEvent] = []
     try:
         async for event in stream:

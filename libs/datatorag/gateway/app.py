@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, File, Path, Query, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, Path, Query, UploadFile
 
+from datatorag.domain.audience import normalise_groups
 from datatorag.gateway.answer_routes import answer_router
 from datatorag.gateway.auth import ApiKeys, Caller
 from datatorag.gateway.deps import GatewayDeps
@@ -143,6 +144,7 @@ def _router(service: QueryService, deps: GatewayDeps) -> APIRouter:
         status_code=202,
         tags=["documents"],
         responses={
+            403: {"model": ErrorBody, "description": "audience names a group the caller is not in"},
             413: {"model": ErrorBody, "description": "file over the size limit"},
             415: {
                 "model": ErrorBody,
@@ -155,13 +157,40 @@ def _router(service: QueryService, deps: GatewayDeps) -> APIRouter:
         },
         summary="Upload a document for ingestion",
     )
-    async def upload(file: Annotated[UploadFile, File()], caller: Caller) -> Accepted:
+    async def upload(
+        file: Annotated[UploadFile, File()],
+        caller: Caller,
+        audience: Annotated[
+            list[str] | None,
+            Form(
+                description="who of the tenant may see the document: group names, "
+                "comma-separated or the field repeated (default: the uploads source's rules)"
+            ),
+        ] = None,
+    ) -> Accepted:
         if deps.on_upload is None:
             raise ApiError(501, "document upload is not available on this gateway")
+        groups = _audience_field(audience)
         limit = deps.settings.max_document_bytes
         data = await file.read(limit + 1)
         if len(data) > limit:
             raise ApiError(413, f"file is over the {limit}-byte limit", code="file_too_large")
-        return await service.upload(caller, file.filename or "", data, file.content_type)
+        return await service.upload(caller, file.filename or "", data, file.content_type, groups)
 
     return v1
+
+
+def _audience_field(values: list[str] | None) -> tuple[str, ...] | None:
+    """The upload's ``audience`` form field(s) as groups; a 422 naming what is wrong."""
+    if not values:
+        return None
+    try:
+        return normalise_groups(g for value in values for g in value.split(",") if g.strip())
+    except ValueError as exc:
+        message = f"audience: {exc}"
+        raise ApiError(
+            422,
+            message,
+            code="validation_error",
+            details=[{"field": "audience", "message": message, "type": "value_error"}],
+        ) from exc

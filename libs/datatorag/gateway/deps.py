@@ -16,8 +16,11 @@ from datatorag.runtime import Readiness
 
 # (tenant, source_id) -> detail; raises NotFound for an unknown source
 SyncHook = Callable[[str, str], Awaitable[dict[str, Any] | None]]
-# (tenant, filename, data, content_type) -> detail
-UploadHook = Callable[[str, str, bytes, str | None], Awaitable[dict[str, Any] | None]]
+# (tenant, filename, data, content_type, groups) -> detail; groups: the upload's audience
+# (None: the uploads source's rules)
+UploadHook = Callable[
+    [str, str, bytes, str | None, tuple[str, ...] | None], Awaitable[dict[str, Any] | None]
+]
 
 Check = Callable[[], Awaitable[None]]
 
@@ -54,7 +57,7 @@ class GatewayDeps:
     # own check() methods
     readiness: Readiness | Sequence[Check | tuple[str, Check]] | None = None
     on_sync: SyncHook | None = None  # (tenant, source_id) -> detail; raise NotFound if unknown
-    on_upload: UploadHook | None = None  # (tenant, filename, data, content_type) -> detail
+    on_upload: UploadHook | None = None  # (tenant, filename, data, content_type, groups)
     reindex: ReindexControl | None = None  # the admin reindex endpoint (None: 501, use the CLI)
     max_query_chars: int = 2000
     batch_queries: bool = True  # coalesce concurrent query embeddings into one forward pass

@@ -87,7 +87,7 @@ def lifecycle_router(deps: GatewayDeps) -> APIRouter:
         summary="Each source: kind, schedule, next and last run, documents by status, lag",
     )
     async def sources(caller: Caller) -> SourceList:
-        found = await sources_status(deps.registry, caller.tenant)
+        found = await sources_status(deps.registry, caller.tenant, caller.audience())
         return SourceList(count=len(found), sources=found)
 
     @v1.get(
@@ -113,7 +113,7 @@ def lifecycle_router(deps: GatewayDeps) -> APIRouter:
         summary="One source's status",
     )
     async def source(source_id: Id, caller: Caller) -> SourceStatus:
-        found = await source_status(deps.registry, caller.tenant, source_id)
+        found = await source_status(deps.registry, caller.tenant, source_id, caller.audience())
         if found is None:
             raise ApiError(404, f"source {source_id!r} not found")
         return found

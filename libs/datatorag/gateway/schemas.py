@@ -214,6 +214,7 @@ class DocumentOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     metadata: dict[str, str]
+    groups: list[str] = Field(description="who of the tenant may see it ('everyone': all)")
 
     @classmethod
     def of(cls, r: DocumentRecord) -> DocumentOut:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from datatorag.answering import AnswerEngine
 from datatorag.answering.builder import build_engine
+from datatorag.domain.audience import visible
 from datatorag.domain.errors import NotFound
 from datatorag.domain.models import DocumentStatus, SearchFilters, SearchHit
 from datatorag.domain.principal import Principal
@@ -60,34 +61,37 @@ class QueryService:
                 code="query_too_long",
             )
 
-    async def _hits(self, tenant: str, req: SearchRequest) -> list[SearchHit]:
+    async def _hits(self, principal: Principal, req: SearchRequest) -> list[SearchHit]:
         self._check_query(req.query)
         return await hybrid.search(
             self.deps.index,
             self.embedder,
-            tenant,
+            principal.tenant,
             req.query,
             req.k,
             req.filters.to_domain() if req.filters else None,
             mode=req.mode,
+            audience=principal.audience(),
             limiter=self.limiter,
         )
 
     async def retrieve(
         self,
-        tenant: str,
+        principal: Principal,
         query: str,
         k: int,
         filters: SearchFilters | None,
         query_vector: Sequence[float] | None = None,
     ) -> list[SearchHit]:
+        """What answers retrieve from: the principal's tenant and audience only."""
         return await hybrid.search(
             self.deps.index,
             self.embedder,
-            tenant,
+            principal.tenant,
             query,
             k,
             filters,
+            audience=principal.audience(),
             query_vector=query_vector,
             limiter=self.limiter,
         )
@@ -97,7 +101,7 @@ class QueryService:
 
     async def search(self, principal: Principal, req: SearchRequest) -> SearchResponse:
         started = time.perf_counter()
-        hits = await self._hits(principal.tenant, req)
+        hits = await self._hits(principal, req)
         return SearchResponse(
             query=req.query,
             mode=req.mode,
@@ -108,19 +112,32 @@ class QueryService:
 
     async def query(self, principal: Principal, req: QueryRequest) -> QueryResponse:
         started = time.perf_counter()
-        hits = await self._hits(principal.tenant, req)
+        hits = await self._hits(principal, req)
         ctx = build_context(hits, max_chars=req.max_context_chars)
         return QueryResponse.of(req, hits, ctx, _ms(started))
 
     async def document(self, principal: Principal, doc_id: str) -> DocumentDetail:
         registry = self.deps.registry
         tenant = principal.tenant
+        audience = principal.audience()
         current = await registry.current(tenant, doc_id)
-        if current is None or current.status is DocumentStatus.DELETED:
-            # also what another tenant's document looks like; a deleted one is gone
+        if (
+            current is None
+            or current.status is DocumentStatus.DELETED
+            or not visible(current.groups, audience)
+        ):
+            # also what another tenant's document, or one outside the caller's audience, looks
+            # like (nothing tells it exists); a deleted one is gone
             raise ApiError(404, f"document {doc_id!r} not found")
-        versions = await registry.versions(tenant, doc_id)
-        chunks = await self.deps.index.get_chunks(tenant, doc_id)
+        # versions and chunks of another audience (an older version not yet re-grouped) stay out
+        versions = [
+            v for v in await registry.versions(tenant, doc_id) if visible(v.groups, audience)
+        ]
+        chunks = [
+            c
+            for c in await self.deps.index.get_chunks(tenant, doc_id)
+            if visible(c.groups, audience)
+        ]
         return DocumentDetail(
             document=DocumentOut.of(current),
             versions=[DocumentOut.of(v) for v in versions],
@@ -134,15 +151,21 @@ class QueryService:
     ) -> DocumentList:
         registry = self.deps.registry
         tenant = principal.tenant
+        audience = principal.audience()  # readers list their audience's; admins every document
         if status is StatusFilter.STALLED:
             records = await registry.stalled(self.deps.settings.stalled_after_s, tenant=tenant)
-            records = [r for r in records if source is None or r.source == source][:limit]
+            records = [
+                r
+                for r in records
+                if (source is None or r.source == source) and visible(r.groups, audience)
+            ][:limit]
         else:
             records = await registry.find(
                 tenant=tenant,
                 status=DocumentStatus(status.value) if status else None,
                 source=source,
                 limit=limit,
+                audience=audience,
             )
         return DocumentList(count=len(records), documents=[DocumentOut.of(r) for r in records])
 
@@ -157,12 +180,29 @@ class QueryService:
         return Accepted(detail={"source": source_id, **(detail or {})})
 
     async def upload(
-        self, principal: Principal, filename: str, data: bytes, content_type: str | None
+        self,
+        principal: Principal,
+        filename: str,
+        data: bytes,
+        content_type: str | None,
+        groups: tuple[str, ...] | None = None,
     ) -> Accepted:
+        """``groups``: who of the tenant may see the document (None: the uploads source's
+        rules). A reader may only give an audience it belongs to (it could not see the
+        document otherwise, and must not hand documents to groups it is not in)."""
         on_upload = self.deps.on_upload
         if on_upload is None:
             raise ApiError(501, "document upload is not available on this gateway")
-        detail = await on_upload(principal.tenant, filename, data, content_type)
+        audience = principal.audience()
+        if groups is not None and audience is not None and not set(groups) <= audience:
+            outside = sorted(set(groups) - audience)
+            raise ApiError(
+                403,
+                f"audience: you are not in {', '.join(outside)}; only an admin may upload for "
+                "groups it is not in",
+                code="audience_forbidden",
+            )
+        detail = await on_upload(principal.tenant, filename, data, content_type, groups)
         return Accepted(detail=detail or {})
 
 

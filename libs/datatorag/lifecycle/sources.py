@@ -33,14 +33,18 @@ class SourceStatus(BaseModel):
     )
 
 
-async def source_status(registry: Registry, tenant: str, source: str) -> SourceStatus | None:
+async def source_status(
+    registry: Registry, tenant: str, source: str, audience: frozenset[str] | None = None
+) -> SourceStatus | None:
+    """``audience``: the caller's (``Principal.audience()``); the document counts are of the
+    documents it may see (None: all)."""
     record = await registry.get_source(tenant, source)
     if record is None:
         return None
     runs = list(await registry.sync_runs(tenant, source, limit=50))
     syncs = [r for r in runs if r.type is not RunType.REINDEX]
     last_ok = next((r for r in syncs if r.status == "ok"), None)
-    docs = await registry.find(tenant=tenant, source=source, limit=_DOCS_LIMIT)
+    docs = await registry.find(tenant=tenant, source=source, limit=_DOCS_LIMIT, audience=audience)
     counts = Counter(d.status.value for d in docs)
     return SourceStatus(
         source=record.source,
@@ -56,10 +60,12 @@ async def source_status(registry: Registry, tenant: str, source: str) -> SourceS
     )
 
 
-async def sources_status(registry: Registry, tenant: str) -> list[SourceStatus]:
+async def sources_status(
+    registry: Registry, tenant: str, audience: frozenset[str] | None = None
+) -> list[SourceStatus]:
     out = []
     for record in await registry.sources(tenant):
-        status = await source_status(registry, tenant, record.source)
+        status = await source_status(registry, tenant, record.source, audience)
         if status is not None:
             out.append(status)
     return out

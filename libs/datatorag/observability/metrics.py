@@ -31,6 +31,10 @@ EMBED_BATCH_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 CHUNKS_INDEXED = Counter("datatorag_chunks_indexed_total", "Chunk records written to the index")
+AUDIENCE_UPDATES = Counter(
+    "datatorag_audience_updates_total",
+    "Document audiences changed at their source and applied to the index without re-embedding",
+)
 STALLED_DOCUMENTS = Gauge(
     "datatorag_stalled_documents", "Documents in a non-final state longer than the stall threshold"
 )

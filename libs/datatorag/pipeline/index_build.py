@@ -276,7 +276,9 @@ class IndexBuilder:
                             progress.missing.append(_ref(doc))
                             log.warning("index build: stored objects missing", doc=_ref(doc))
                             continue
-                        records += payload.records(doc.tenant, doc.doc_id, doc.version, utcnow())
+                        records += payload.records(
+                            doc.tenant, doc.doc_id, doc.version, utcnow(), doc.groups
+                        )
                         run = runs.setdefault((doc.tenant, doc.source), self._run(doc))
                         run.counts["documents"] = run.counts.get("documents", 0) + 1
                         run.counts["chunks"] = run.counts.get("chunks", 0) + len(payload.chunks)

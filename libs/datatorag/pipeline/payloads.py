@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
@@ -51,9 +52,15 @@ class EmbeddedChunkSet(BaseModel):
         return arr.reshape(len(self.chunks), self.dim)
 
     def records(
-        self, tenant: str, doc_id: str, version: str, updated_at: datetime
+        self,
+        tenant: str,
+        doc_id: str,
+        version: str,
+        updated_at: datetime,
+        groups: Sequence[str],
     ) -> list[ChunkRecord]:
-        """The index records of this version (deterministic ids: a rewrite overwrites)."""
+        """The index records of this version (deterministic ids: a rewrite overwrites), for the
+        audience ``groups`` (the registry's, which a changed audience updates in place)."""
         vectors = self.vectors()
         return [
             ChunkRecord(
@@ -71,6 +78,7 @@ class EmbeddedChunkSet(BaseModel):
                 path=self.doc.path,
                 doc_type=self.doc.doc_type,
                 updated_at=updated_at,
+                groups=tuple(groups),
                 vector=vectors[j].tolist(),
             )
             for j, c in enumerate(self.chunks)

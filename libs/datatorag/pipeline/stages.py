@@ -16,6 +16,7 @@ from datatorag.config import Settings
 from datatorag.domain.contracts import (
     ChunksEmbedded,
     ChunksReady,
+    DocumentAudience,
     DocumentDeleted,
     DocumentFetched,
     Message,
@@ -144,8 +145,8 @@ class ParseStage(OneByOneHandler):
         await _record_permanent(self.deps.registry, message, error)
 
     async def handle(self, message: Message) -> None:
-        if isinstance(message, DocumentDeleted):
-            await self.index_queue.send(message.to_json())
+        if isinstance(message, DocumentDeleted | DocumentAudience):
+            await self.index_queue.send(message.to_json())  # the indexer's business
             return
         if not isinstance(message, DocumentFetched):
             raise PermanentError(f"parser cannot handle {message.type}", code="wrong_queue")
@@ -176,6 +177,7 @@ class ParseStage(OneByOneHandler):
                 version=message.version,
                 chunks_key=key,
                 chunk_count=parsed.chunk_count,
+                groups=message.groups,
             ).to_json()
         )
         if parsed.ocr_pages:
@@ -320,6 +322,9 @@ class IndexStage(OneByOneHandler):
         if isinstance(message, DocumentDeleted):
             await self._delete(message)
             return
+        if isinstance(message, DocumentAudience):
+            await self._audience(message)
+            return
         if not isinstance(message, ChunksEmbedded):
             raise PermanentError(f"indexer cannot handle {message.type}", code="wrong_queue")
         reg = self.deps.registry
@@ -339,7 +344,10 @@ class IndexStage(OneByOneHandler):
         payload = EmbeddedChunkSet.model_validate_json(
             await _bounded_get(self.deps, message.records_key, "vectors")
         )
-        records = payload.records(message.tenant, message.doc_id, message.version, utcnow())
+        # the registry's audience: it may have changed since the version was fetched
+        records = payload.records(
+            message.tenant, message.doc_id, message.version, utcnow(), record.groups
+        )
         await self.index.upsert(records)
         metrics.CHUNKS_INDEXED.inc(len(records))
         if await _superseded(reg, record):  # a newer version landed while we wrote
@@ -355,6 +363,12 @@ class IndexStage(OneByOneHandler):
             )
             log.info("deleted while indexing; chunks removed")
             return
+        if after is not None and after.groups != record.groups:
+            # the audience changed while we wrote: its DocumentAudience may have run before our
+            # chunks were in, so apply it to them now (whichever runs last, the registry wins)
+            await self.index.set_groups(
+                message.tenant, message.doc_id, message.version, after.groups
+            )
         # Only versions known to be older go: "all but mine" would also remove a newer version
         # indexed between our check above and this delete.
         older = [v.version for v in await reg.versions(message.tenant, message.doc_id)
@@ -369,6 +383,25 @@ class IndexStage(OneByOneHandler):
         )
         metrics.DOCUMENTS.labels("INDEXED").inc()
         log.info("indexed", chunks=len(records), stale_chunks_removed=removed)
+
+    async def _audience(self, message: DocumentAudience) -> None:
+        """A changed audience (same content): every live version takes ``message.groups``, in
+        the registry first, then in the index (vectors untouched). Registry first: an index
+        stage writing a version meanwhile re-reads the registry after its upsert and applies
+        what it finds, so neither order leaves old groups in the index. A redelivery redoes
+        both (idempotent); a reordered older change is undone by the next sync, which compares
+        the registry with the source."""
+        registry = self.deps.registry
+        changed = 0
+        for v in await registry.versions(message.tenant, message.doc_id):
+            if v.status is DocumentStatus.DELETED:
+                continue
+            await registry.set_groups(message.tenant, message.doc_id, v.version, message.groups)
+            changed += await self.index.set_groups(
+                message.tenant, message.doc_id, v.version, message.groups
+            )
+        metrics.AUDIENCE_UPDATES.inc()
+        log.info("audience updated", chunks=changed, groups=list(message.groups))
 
     async def _delete(self, message: DocumentDeleted) -> None:
         removed = await self.index.delete_document(message.tenant, message.doc_id)

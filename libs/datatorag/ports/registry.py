@@ -11,9 +11,10 @@ from pydantic import BaseModel, Field
 
 from datatorag.domain.models import DocumentRecord, DocumentStatus, utcnow
 
-# What ``advance`` may set besides the status: identity, ordering and timestamps are the registry's.
+# What ``advance`` may set besides the status: identity, ordering and timestamps are the registry's,
+# and an audience changes through ``set_groups`` alone.
 ADVANCE_FIELDS = frozenset(DocumentRecord.model_fields) - {
-    "tenant", "doc_id", "version", "seq", "status", "created_at", "updated_at",
+    "tenant", "doc_id", "version", "seq", "status", "created_at", "updated_at", "groups",
 }  # fmt: skip
 
 
@@ -85,7 +86,13 @@ class Registry(abc.ABC):
     * ``fail`` is ``advance(..., FAILED, reason=...)``.
     * ``current`` returns the current version's record; ``get`` one version's.
     * ``find`` lists records (current versions only unless ``all_versions``), filtered by tenant,
-      status and source, newest ``updated_at`` first.
+      status and source, newest ``updated_at`` first; with ``audience`` (a set of groups) only
+      records sharing a group with it, inside the query, so ``limit`` visible records come back
+      whenever that many exist (``None``: every audience).
+    * ``set_groups`` replaces one version's ``groups`` without touching its status, and moves
+      its ``updated_at`` (what invalidates cached answers: ``answering.cache``); returns False
+      for an unknown version. Records stored before audiences
+      existed read as ``(EVERYONE,)``.
     * ``stalled`` lists current versions in a non-final status not updated for ``older_than_s``.
     * ``set_marker`` sets (or, with ``None``, removes) one ``metadata`` entry of one version
       without touching its status; an unknown version is a no-op. The pipeline keeps its crash
@@ -135,12 +142,18 @@ class Registry(abc.ABC):
         source: str | None = None,
         all_versions: bool = False,
         limit: int = 1000,
+        audience: frozenset[str] | None = None,
     ) -> list[DocumentRecord]: ...
 
     @abc.abstractmethod
     async def stalled(
         self, older_than_s: float, *, tenant: str | None = None
     ) -> list[DocumentRecord]: ...
+
+    @abc.abstractmethod
+    async def set_groups(
+        self, tenant: str, doc_id: str, version: str, groups: Sequence[str]
+    ) -> bool: ...
 
     @abc.abstractmethod
     async def set_marker(

@@ -17,8 +17,14 @@ class VectorIndex(abc.ABC):
       those versions (none for an empty list), so a writer can drop the versions it knows to be
       older without ever touching a newer one. Returns how many chunks were removed.
     * ``knn`` and ``bm25`` return at most ``k`` hits of ``tenant`` only, best first; the tenant
-      filter and ``filters`` are applied inside the index query, so ``k`` hits come back whenever
-      ``k`` matching chunks exist. Hits carry the record without its vector.
+      filter, ``filters`` and the ``audience`` are applied inside the index query, so ``k`` hits
+      come back whenever ``k`` matching chunks exist. Hits carry the record without its vector.
+    * ``audience`` (the principal's: ``Principal.audience()``) keeps the chunks whose ``groups``
+      share a group with it; ``None`` keeps every chunk of the tenant (an admin's). Chunks
+      written before audiences existed count as ``(EVERYONE,)``.
+    * ``set_groups(tenant, doc_id, version, groups)`` replaces the groups of that version's
+      chunks in place (vectors and text untouched: nothing is re-embedded) and returns how many
+      chunks it changed; visible to searches once it returns.
     * k-NN uses cosine similarity (vectors are L2-normalised); ``score`` is higher-is-better.
     * ``get_chunks`` returns a document's chunks ordered by (version, chunk_index).
     * Writes are visible to searches once ``upsert``/``delete_document`` return.
@@ -50,12 +56,25 @@ class VectorIndex(abc.ABC):
         vector: Sequence[float],
         k: int,
         filters: SearchFilters | None = None,
+        *,
+        audience: frozenset[str] | None = None,
     ) -> list[SearchHit]: ...
 
     @abc.abstractmethod
     async def bm25(
-        self, tenant: str, text: str, k: int, filters: SearchFilters | None = None
+        self,
+        tenant: str,
+        text: str,
+        k: int,
+        filters: SearchFilters | None = None,
+        *,
+        audience: frozenset[str] | None = None,
     ) -> list[SearchHit]: ...
+
+    @abc.abstractmethod
+    async def set_groups(
+        self, tenant: str, doc_id: str, version: str, groups: Sequence[str]
+    ) -> int: ...
 
     @abc.abstractmethod
     async def get_chunks(self, tenant: str, doc_id: str) -> list[ChunkRecord]: ...

@@ -1,7 +1,7 @@
 """Hybrid retrieval: k-NN and BM25 run concurrently, fused by reciprocal rank fusion.
 
-Works with any ``VectorIndex`` adapter; the tenant and filters are passed into each index query
-(the adapters apply them inside the query, never as a post-filter).
+Works with any ``VectorIndex`` adapter; the tenant, the principal's audience and the filters are
+passed into each index query (the adapters apply them inside the query, never as a post-filter).
 """
 
 from __future__ import annotations
@@ -86,12 +86,16 @@ async def search(
     mode: Mode | str = Mode.HYBRID,
     candidates: int | None = None,
     *,
+    audience: frozenset[str] | None,
     query_vector: Sequence[float] | None = None,
     rrf_k: int = HYBRID_RRF_K,
     weights: Mapping[str, float] | None = None,
     limiter: asyncio.Semaphore | None = None,
 ) -> list[SearchHit]:
-    """Top ``k`` chunks of ``tenant`` for ``query``.
+    """Top ``k`` chunks of ``tenant`` visible to ``audience`` for ``query``.
+
+    ``audience`` is required (no default): a principal's ``audience()``, ``None`` only for one
+    who may see every document of the tenant (an admin, an evaluation harness).
 
     ``mode``: ``hybrid`` (k-NN and BM25 concurrently, ``candidates`` each, fused by RRF on chunk
     id), ``knn`` or ``bm25`` alone (their own scores). Every hit's ``ranks`` holds its 1-based rank
@@ -120,14 +124,14 @@ async def search(
         )
         async with limiter or _UNLIMITED:
             started = time.perf_counter()
-            hits = await index.knn(tenant, vector, n, filters)
+            hits = await index.knn(tenant, vector, n, filters, audience=audience)
         RETRIEVER_SECONDS.labels("knn").observe(time.perf_counter() - started)
         return hits
 
     async def bm25(n: int) -> list[SearchHit]:
         async with limiter or _UNLIMITED:
             started = time.perf_counter()
-            hits = await index.bm25(tenant, query, n, filters)
+            hits = await index.bm25(tenant, query, n, filters, audience=audience)
         RETRIEVER_SECONDS.labels("bm25").observe(time.perf_counter() - started)
         return hits
 

@@ -8,7 +8,9 @@ Table schema (single-table design; on-demand capacity; created by ``provision.en
     ------------  -----------------------  ------------  --------------------------------------
     version       DOC#<tenant>#<doc_id>    V#<version>   every DocumentRecord field
                                                          (status S, status_rank N, seq N,
-                                                         updated_at S, ...), is_current N
+                                                         updated_at S, groups L of S (absent
+                                                         on items from before audiences:
+                                                         everyone), ...), is_current N
                                                          (1, current only),
                                                          lsi1sk S = V#<seq, 20 digits>
     current ptr   DOC#<tenant>#<doc_id>    CURRENT       version S, seq N
@@ -53,6 +55,7 @@ from datatorag.adapters.aws.session import (
     error_code,
 )
 from datatorag.config import AwsSettings, Settings
+from datatorag.domain.audience import DEFAULT_GROUPS, normalise_groups, visible
 from datatorag.domain.errors import DependencyError
 from datatorag.domain.models import DocumentRecord, DocumentStatus, utcnow
 from datatorag.ports.registry import Registry, SourceRecord, SyncRun, check_advance_fields
@@ -174,6 +177,7 @@ def _record_item(record: DocumentRecord) -> dict[str, Any]:
 
 def _record_from(item: dict[str, Any]) -> DocumentRecord:
     fields = {k: _py(v) for k, v in item.items() if k in DocumentRecord.model_fields}
+    fields.setdefault("groups", DEFAULT_GROUPS)  # an item from before audiences
     return DocumentRecord.model_validate(fields)
 
 
@@ -393,6 +397,21 @@ class DynamoDbRegistry(Registry):
                 ExpressionAttributeValues={":m": _av({key: value})},
             )  # fmt: skip
 
+    async def set_groups(
+        self, tenant: str, doc_id: str, version: str, groups: Sequence[str]
+    ) -> bool:
+        return await self._conditional(
+            "update_item",
+            Key={"pk": _av(_doc_pk(tenant, doc_id)), "sk": _av(_version_sk(version))},
+            UpdateExpression="SET #g = :g, #updated = :now",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames={"#g": "groups", "#updated": "updated_at"},
+            ExpressionAttributeValues={
+                ":g": _av(list(normalise_groups(groups))),
+                ":now": _av(_iso(utcnow())),
+            },
+        )
+
     async def get(self, tenant: str, doc_id: str, version: str) -> DocumentRecord | None:
         item = await self._get_item(_doc_pk(tenant, doc_id), _version_sk(version))
         return _record_from(item) if item else None
@@ -423,6 +442,7 @@ class DynamoDbRegistry(Registry):
         source: str | None,
         current_only: bool,
         before: str | None = None,
+        audience: frozenset[str] | None = None,
     ) -> AsyncGenerator[DocumentRecord, None]:
         names = {"#status": "status"}
         values: dict[str, Any] = {":status": _av(status.value)}
@@ -452,7 +472,11 @@ class DynamoDbRegistry(Registry):
         if filters:
             kwargs["FilterExpression"] = " AND ".join(filters)
         async for item in self._query(**kwargs):
-            yield _record_from(item)
+            record = _record_from(item)
+            # the audience is matched as the page is read, before the merge counts the limit
+            # (a FilterExpression would do the same read; this also reads items without groups)
+            if visible(record.groups, audience):
+                yield record
 
     async def _merged(
         self, statuses: Sequence[DocumentStatus], limit: int, **kwargs: Any
@@ -487,6 +511,7 @@ class DynamoDbRegistry(Registry):
         source: str | None = None,
         all_versions: bool = False,
         limit: int = 1000,
+        audience: frozenset[str] | None = None,
     ) -> list[DocumentRecord]:
         if limit <= 0:
             return []
@@ -502,6 +527,7 @@ class DynamoDbRegistry(Registry):
             tenant=tenant,
             source=source,
             current_only=not all_versions,
+            audience=audience,
         )
 
     async def stalled(

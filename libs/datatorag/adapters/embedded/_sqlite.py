@@ -23,10 +23,21 @@ T = TypeVar("T")
 
 
 class SqliteWorker:
-    def __init__(self, path: str | Path, *, name: str, schema: str, busy_timeout_s: float = 30.0):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        name: str,
+        schema: str,
+        busy_timeout_s: float = 30.0,
+        migrate: Callable[[sqlite3.Connection], None] | None = None,
+    ):
+        """``migrate`` runs after the schema, in the same transaction: what ``CREATE ... IF NOT
+        EXISTS`` cannot do for a file written by an older version (a new column)."""
         self.path = Path(path)
         self._name = name
         self._schema = schema
+        self._migrate = migrate
         self._busy_timeout_s = busy_timeout_s
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-{name}")
         self._conn: sqlite3.Connection | None = None
@@ -47,6 +58,8 @@ class SqliteWorker:
                 with _write(conn):
                     for statement in _statements(self._schema):
                         conn.execute(statement)
+                    if self._migrate is not None:
+                        self._migrate(conn)
             except (sqlite3.Error, OSError) as exc:
                 raise DependencyError(f"sqlite:{self.path}", str(exc)) from exc
             self._conn = conn

@@ -15,9 +15,15 @@
   Rows added after the build are scanned exactly until the next ``optimize`` folds them in as a
   delta segment; every segment is probed separately, so past ``max_ann_segments`` the index is
   retrained whole (partitions sized for the grown table).
-* Reads select two columns, ``text`` and ``payload`` (the other record fields as one JSON
-  string): Lance pays per column read (~0.3 ms each), so a 14-column hit list cost 4-5 ms more
-  per query than this. The separate columns remain for filters, the merge key and full text.
+* Reads select three columns, ``text``, ``groups`` and ``payload`` (the other record fields as
+  one JSON string): Lance pays per column read (~0.3 ms each), so a 14-column hit list cost
+  4-5 ms more per query than this. The separate columns remain for filters, the merge key and
+  full text.
+* Audiences: ``groups`` is a list column with a LabelList index; a principal's audience is an
+  ``array_has_any(groups, [...])`` clause of the same prefilter, so the ``k``-hits promise
+  holds for a reader who sees a tenth of the tenant. ``set_groups`` is an ``UPDATE`` of that
+  column (it is not in ``payload`` for that reason): nothing is re-embedded. A table written
+  before audiences existed is migrated when opened (every chunk ``['everyone']``).
 * Full text uses Lance's native inverted indexes (no tantivy) on ``title`` and ``text``, searched
   together. Rows written after the last index build are still searched (Lance scans unindexed
   fragments), so an upsert is searchable at once; ``optimize`` folds them into the indexes and
@@ -43,8 +49,9 @@ import lancedb
 import numpy as np
 import orjson
 import pyarrow as pa
-from lancedb.index import FTS, Bitmap, IvfFlat
+from lancedb.index import FTS, Bitmap, IvfFlat, LabelList
 
+from datatorag.domain.audience import DEFAULT_GROUPS, normalise_groups
 from datatorag.domain.errors import DependencyError
 from datatorag.domain.models import ChunkRecord, SearchFilters, SearchHit
 from datatorag.ports.vector_index import IndexAdmin, VectorIndex
@@ -54,10 +61,11 @@ _US = timedelta(microseconds=1)
 _FTS_COLUMNS = ["title", "text"]
 _RECORD_COLUMNS = [
     "id", "tenant", "doc_id", "version", "chunk_index", "text", "title", "section", "page_start",
-    "page_end", "source", "path", "doc_type", "updated_at",
+    "page_end", "source", "path", "doc_type", "updated_at", "groups",
 ]  # fmt: skip
-_PAYLOAD_COLUMNS = [c for c in _RECORD_COLUMNS if c != "text"]
-_READ_COLUMNS = ["text", "payload"]
+_PAYLOAD_COLUMNS = [c for c in _RECORD_COLUMNS if c not in ("text", "groups")]
+_READ_COLUMNS = ["text", "groups", "payload"]
+_GROUPS_TYPE = pa.list_(pa.string())
 _MAX_K = 10_000
 _VECTOR_INDEX = "vector_idx"  # Lance's name for the index on the "vector" column
 
@@ -81,7 +89,8 @@ def _schema(dim: int) -> pa.Schema:
             # microseconds since the epoch, UTC: exact round trip and plain integer filters
             pa.field("updated_at", pa.int64(), nullable=False),
             pa.field("vector", pa.list_(pa.float32(), dim), nullable=False),
-            # every field but text and vector, as JSON: what a read selects (see module doc)
+            pa.field("groups", _GROUPS_TYPE, nullable=False),  # the audience (see module doc)
+            # every field but text, groups and vector, as JSON: what a read selects
             pa.field("payload", pa.string(), nullable=False),
         ]
     )
@@ -99,11 +108,19 @@ def _to_us(dt: datetime) -> int:
     return (dt - _EPOCH) // _US
 
 
-def _where(tenant: str, filters: SearchFilters | None) -> str:
-    """The prefilter: tenant first, then each filter; values are quoted SQL literals."""
+def _where(
+    tenant: str, filters: SearchFilters | None, audience: frozenset[str] | None = None
+) -> str:
+    """The prefilter: tenant first, then the audience and each filter; values are quoted SQL
+    literals."""
     if not tenant:
         raise ValueError("tenant is required")
     clauses = [f"tenant = {_sql_str(tenant)}"]
+    if audience is not None:
+        if not audience:
+            return "false"  # a principal of no group (not even everyone) sees nothing
+        names = ", ".join(_sql_str(g) for g in sorted(audience))
+        clauses.append(f"array_has_any(groups, [{names}])")
     if filters is not None:
         for column, values in (
             ("source", filters.sources),
@@ -134,11 +151,15 @@ def _records(result: pa.Table) -> list[ChunkRecord]:
     """Rows of (text, payload) back to records. ``model_validate`` on the parsed JSON runs in
     pydantic-core: 2.5 us a record, where ``model_construct`` (Python) takes 6.5 us."""
     records = []
-    for text, payload in zip(
-        result.column("text").to_pylist(), result.column("payload").to_pylist(), strict=True
+    for text, groups, payload in zip(
+        result.column("text").to_pylist(),
+        result.column("groups").to_pylist(),
+        result.column("payload").to_pylist(),
+        strict=True,
     ):
         data = orjson.loads(payload)
         data["text"] = text
+        data["groups"] = groups
         records.append(ChunkRecord.model_validate(data))
     return records
 
@@ -204,7 +225,7 @@ class LanceDbIndex(VectorIndex):
                     raise DependencyError(f"lancedb:{self.path}", str(exc)) from exc
                 schema = await table.schema()
                 self._check_dim(schema)
-                if "payload" not in schema.names:
+                if "payload" not in schema.names or "groups" not in schema.names:
                     table = await self._migrate(self._db, table)
                 indices = await table.list_indices()
                 existing = {(tuple(ix.columns), ix.index_type) for ix in indices}
@@ -215,6 +236,9 @@ class LanceDbIndex(VectorIndex):
                 # column (measured ~8 ms at 100k rows, more than the k-NN itself)
                 if (("tenant",), "Bitmap") not in existing:
                     await table.create_index("tenant", config=Bitmap())
+                # the audience clause of every reader's query (array_has_any)
+                if (("groups",), "LabelList") not in existing:
+                    await table.create_index("groups", config=LabelList())
                 self._has_ann = any(ix.columns == ["vector"] for ix in indices)
                 self._table = table
         return self._table
@@ -231,14 +255,19 @@ class LanceDbIndex(VectorIndex):
     async def _migrate(
         self, db: lancedb.AsyncConnection, table: lancedb.AsyncTable
     ) -> lancedb.AsyncTable:
-        """A table written before the ``payload`` column: rewrite it with one (indexes are
-        rebuilt). Embedded tables are small enough to rewrite in one go."""
+        """A table written before the ``payload`` or the ``groups`` column: rewrite it with them
+        (indexes are rebuilt; every chunk of a table from before audiences is ``everyone``'s,
+        as it was). Embedded tables are small enough to rewrite in one go."""
         data = await table.query().to_arrow()
-        payloads = [
-            _payload({**row, "updated_at": _EPOCH + row["updated_at"] * _US})
-            for row in data.select(_PAYLOAD_COLUMNS).to_pylist()
-        ]
-        data = data.append_column("payload", pa.array(payloads, pa.string()))
+        if "groups" not in data.schema.names:
+            everyone = [list(DEFAULT_GROUPS)] * data.num_rows
+            data = data.append_column("groups", pa.array(everyone, _GROUPS_TYPE))
+        if "payload" not in data.schema.names:
+            payloads = [
+                _payload({**row, "updated_at": _EPOCH + row["updated_at"] * _US})
+                for row in data.select(_PAYLOAD_COLUMNS).to_pylist()
+            ]
+            data = data.append_column("payload", pa.array(payloads, pa.string()))
         table = await db.create_table(
             self.table_name,
             data.select(_schema(self.dim).names).cast(_schema(self.dim)),
@@ -288,15 +317,19 @@ class LanceDbIndex(VectorIndex):
         if not np.isfinite(vectors).all():
             raise ValueError("vectors must be finite")
         columns: dict[str, pa.Array] = {
-            c: pa.array([getattr(r, c) for r in rows]) for c in _RECORD_COLUMNS if c != "updated_at"
+            c: pa.array([getattr(r, c) for r in rows])
+            for c in _RECORD_COLUMNS
+            if c not in ("updated_at", "groups")
         }
         columns["updated_at"] = pa.array([_to_us(r.updated_at) for r in rows], pa.int64())
+        columns["groups"] = pa.array([list(r.groups) for r in rows], _GROUPS_TYPE)
         columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(vectors), self.dim)
         columns["payload"] = pa.array(
             [_payload(r.model_dump(include=set(_PAYLOAD_COLUMNS))) for r in rows],
             pa.string(),
         )
-        return pa.Table.from_pydict(columns).cast(_schema(self.dim))
+        schema = _schema(self.dim)
+        return pa.Table.from_pydict(columns).select(schema.names).cast(schema)
 
     async def upsert(self, records: Sequence[ChunkRecord]) -> int:
         if not records:
@@ -335,6 +368,19 @@ class LanceDbIndex(VectorIndex):
             result = await table.delete(where)
         # lancedb's stubs lag its result type: num_deleted_rows is there at run time
         return int(result.num_deleted_rows)  # type: ignore[attr-defined]
+
+    async def set_groups(
+        self, tenant: str, doc_id: str, version: str, groups: Sequence[str]
+    ) -> int:
+        stored = list(normalise_groups(groups))
+        where = (
+            f"{_where(tenant, None)} AND doc_id = {_sql_str(doc_id)}"
+            f" AND version = {_sql_str(version)}"
+        )
+        table = await self._tbl()
+        async with self._write_lock:
+            result = await table.update({"groups": stored}, where=where)
+        return int(result.rows_updated)
 
     async def optimize(self) -> None:
         """Compact fragments and fold new rows into the full-text indexes."""
@@ -376,13 +422,15 @@ class LanceDbIndex(VectorIndex):
         vector: Sequence[float],
         k: int,
         filters: SearchFilters | None = None,
+        *,
+        audience: frozenset[str] | None = None,
     ) -> list[SearchHit]:
         _check_k(k)
         query = np.asarray(vector, dtype=np.float32)
         if query.shape != (self.dim,):
             raise ValueError(f"query vector must have {self.dim} dimensions, got {query.shape}")
         table = await self._tbl()
-        where = _where(tenant, filters)
+        where = _where(tenant, filters, audience)
 
         def search(unbounded: bool) -> Any:
             q = table.query().nearest_to(query).distance_type("cosine")
@@ -413,13 +461,19 @@ class LanceDbIndex(VectorIndex):
         ]
 
     async def bm25(
-        self, tenant: str, text: str, k: int, filters: SearchFilters | None = None
+        self,
+        tenant: str,
+        text: str,
+        k: int,
+        filters: SearchFilters | None = None,
+        *,
+        audience: frozenset[str] | None = None,
     ) -> list[SearchHit]:
         _check_k(k)
         if not text or not text.strip():
             return []
         table = await self._tbl()
-        where = _where(tenant, filters)
+        where = _where(tenant, filters, audience)
         with self._reading():
             result = await (
                 table.query()

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from datatorag.adapters.embedded._sqlite import SqliteWorker
+from datatorag.domain.audience import normalise_groups
 from datatorag.domain.models import DocumentRecord, DocumentStatus, utcnow
 from datatorag.ports.registry import Registry, SourceRecord, SyncRun, check_advance_fields
 
@@ -45,6 +46,7 @@ CREATE TABLE IF NOT EXISTS doc_versions (
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     metadata TEXT NOT NULL DEFAULT '{}',
+    groups TEXT NOT NULL DEFAULT '["everyone"]',
     PRIMARY KEY (tenant, doc_id, version)
 );
 CREATE INDEX IF NOT EXISTS doc_versions_updated ON doc_versions (tenant, updated_at);
@@ -80,7 +82,7 @@ CREATE TABLE IF NOT EXISTS sources (
 _COLUMNS = [
     "tenant", "doc_id", "version", "seq", "source", "path", "content_hash", "status", "rank",
     "reason", "error_code", "title", "doc_type", "size", "blob_key", "chunk_count", "page_count",
-    "created_at", "updated_at", "metadata",
+    "created_at", "updated_at", "metadata", "groups",
 ]  # fmt: skip
 # Fields ``advance`` may set alongside the status; identity, ordering and timestamps are not.
 _NON_FINAL = [s.value for s in DocumentStatus if not s.is_final]
@@ -117,23 +119,45 @@ def _row_to_record(row: sqlite3.Row) -> DocumentRecord:
     data["created_at"] = _from_us(data["created_at"])
     data["updated_at"] = _from_us(data["updated_at"])
     data["metadata"] = json.loads(data["metadata"])
+    data["groups"] = json.loads(data["groups"])
     return DocumentRecord.model_validate(data)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """A registry from before audiences: every version gets ``groups`` = everyone (as it was)."""
+    columns = {row["name"] for row in conn.execute("PRAGMA table_info(doc_versions)")}
+    if "groups" not in columns:
+        conn.execute(
+            "ALTER TABLE doc_versions ADD COLUMN groups TEXT NOT NULL DEFAULT '[\"everyone\"]'"
+        )
+
+
+def _audience_sql(audience: frozenset[str]) -> tuple[str, Sequence[object]]:
+    """Versions whose groups share one with ``audience`` (inside the query, before LIMIT)."""
+    if not audience:
+        return "0", []
+    marks = ", ".join("?" * len(audience))
+    clause = f"EXISTS (SELECT 1 FROM json_each(v.groups) g WHERE g.value IN ({marks}))"
+    return clause, sorted(audience)
 
 
 class SqliteRegistry(Registry):
     def __init__(self, path: str | Path) -> None:
-        self._db = SqliteWorker(path, name="registry", schema=_SCHEMA)
+        self._db = SqliteWorker(path, name="registry", schema=_SCHEMA, migrate=_migrate)
 
     # -- versions --------------------------------------------------------------------------
     async def put_version(self, record: DocumentRecord) -> bool:
         status = DocumentStatus(record.status)
         values = {
-            **record.model_dump(exclude={"created_at", "updated_at", "metadata", "status"}),
+            **record.model_dump(
+                exclude={"created_at", "updated_at", "metadata", "status", "groups"}
+            ),
             "status": status.value,
             "rank": status.rank,
             "created_at": _to_us(record.created_at),
             "updated_at": _to_us(record.updated_at),
             "metadata": json.dumps(record.metadata),
+            "groups": json.dumps(list(record.groups)),
         }
         cols = ", ".join(_COLUMNS)
         marks = ", ".join(f":{c}" for c in _COLUMNS)
@@ -193,6 +217,18 @@ class SqliteRegistry(Registry):
         )
         await self._db.write(lambda c: c.execute(sql, (*args, tenant, doc_id, version)))
 
+    async def set_groups(
+        self, tenant: str, doc_id: str, version: str, groups: Sequence[str]
+    ) -> bool:
+        stored = json.dumps(list(normalise_groups(groups)))
+        sql = (
+            "UPDATE doc_versions SET groups = ?, updated_at = MAX(?, updated_at + 1)"
+            " WHERE tenant = ? AND doc_id = ? AND version = ?"
+        )
+        args = (stored, _to_us(utcnow()), tenant, doc_id, version)
+        cur = await self._db.write(lambda c: c.execute(sql, args))
+        return cur.rowcount == 1
+
     async def get(self, tenant: str, doc_id: str, version: str) -> DocumentRecord | None:
         row = await self._db.run(
             lambda c: c.execute(
@@ -228,11 +264,16 @@ class SqliteRegistry(Registry):
         source: str | None = None,
         all_versions: bool = False,
         limit: int = 1000,
+        audience: frozenset[str] | None = None,
     ) -> list[DocumentRecord]:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         where: list[str] = []
         params: list[object] = []
+        if audience is not None:
+            clause, values = _audience_sql(audience)
+            where.append(clause)
+            params.extend(values)
         if tenant is not None:
             where.append("v.tenant = ?")
             params.append(tenant)

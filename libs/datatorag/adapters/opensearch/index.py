@@ -10,8 +10,13 @@
   refreshes (group commit: one refresh started after a bulk finished covers every bulk finished
   before it), which keeps refreshes and small segments few.
   ``refresh="wait_for"`` on each bulk request would instead wait up to ``refresh_interval``.
-* The tenant and ``SearchFilters`` go inside the ``knn`` clause's ``filter`` (efficient filtering:
-  Lucene/Faiss search only matching documents), never in a ``post_filter``.
+* The tenant, the principal's audience and ``SearchFilters`` go inside the ``knn`` clause's
+  ``filter`` (efficient filtering: Lucene/Faiss search only matching documents) and the BM25
+  bool filter, never in a ``post_filter``.
+* Audiences: ``groups`` is a keyword array. ``ensure`` adds it to the mapping of an index created
+  before audiences (an additive mapping change); chunks written before have no ``groups`` and
+  count as ``everyone``'s in the query, so nothing needs reindexing. ``set_groups`` is an
+  ``update_by_query`` (a painless script on ``_source.groups``): the vectors stay.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from opensearchpy.helpers import async_bulk
 from datatorag.adapters.opensearch import mapping as m
 from datatorag.adapters.opensearch.client import error_type, make_client, translate_errors
 from datatorag.config import OpenSearchSettings, Settings
+from datatorag.domain.audience import normalise_groups
 from datatorag.domain.errors import DependencyError
 from datatorag.domain.models import ChunkRecord, SearchFilters, SearchHit
 from datatorag.ports.vector_index import IndexAdmin, VectorIndex
@@ -143,9 +149,11 @@ class OpenSearchIndex(VectorIndex):
             if self.target != self.alias:
                 await self._create(self.target)
                 await self._check_dims(self.target)
+                await self._migrate_mapping(self.target)
                 return
             if await self._client.indices.exists_alias(name=self.alias):
                 await self._check_dims(self.alias)
+                await self._migrate_mapping(self.alias)
                 return
             first = m.index_name(self.settings.index_prefix, self.model_id, self.dim, 1)
             await self._create(first)
@@ -156,6 +164,16 @@ class OpenSearchIndex(VectorIndex):
         await self._client.indices.put_index_template(
             name=self.template_name, body=m.template_body(self.pattern_base, self._body)
         )
+
+    async def _migrate_mapping(self, name: str) -> None:
+        """An index from before audiences: add ``groups`` (additive; a no-op when present)."""
+        mappings = await self._client.indices.get_mapping(index=name)
+        if all(
+            m.GROUPS_FIELD in entry.get("mappings", {}).get("properties", {})
+            for entry in mappings.values()
+        ):
+            return
+        await self._client.indices.put_mapping(index=name, body=m.GROUPS_MAPPING)
 
     async def _create(self, index: str) -> None:
         try:
@@ -336,6 +354,23 @@ class OpenSearchIndex(VectorIndex):
             )
         return int(result["deleted"])
 
+    async def set_groups(
+        self, tenant: str, doc_id: str, version: str, groups: Sequence[str]
+    ) -> int:
+        body = {
+            "query": m.document_query(tenant, doc_id, versions=[version]),
+            "script": {
+                "lang": "painless",
+                "source": f"ctx._source.{m.GROUPS_FIELD} = params.groups",
+                "params": {"groups": list(normalise_groups(groups))},
+            },
+        }
+        with translate_errors(self._what()):
+            result = await self._client.update_by_query(
+                index=self.target, body=body, refresh=self._refresh, conflicts="proceed"
+            )
+        return int(result["updated"])
+
     # -- reads -----------------------------------------------------------------------------
     async def knn(
         self,
@@ -343,13 +378,22 @@ class OpenSearchIndex(VectorIndex):
         vector: Sequence[float],
         k: int,
         filters: SearchFilters | None = None,
+        *,
+        audience: frozenset[str] | None = None,
     ) -> list[SearchHit]:
         query = np.asarray(vector, dtype=np.float32)
         if query.shape != (self.dim,):
             raise ValueError(f"query vector must have {self.dim} dimensions, got {query.shape}")
         if not np.isfinite(query).all():
             raise ValueError("query vector must be finite")
-        body = m.knn_query(tenant, query.tolist(), k, filters, ef_search=self.settings.ef_search)
+        body = m.knn_query(
+            tenant,
+            query.tolist(),
+            k,
+            filters,
+            ef_search=self.settings.ef_search,
+            audience=audience,
+        )
         hits = await self._search(body)
         return [
             SearchHit(chunk=m.from_source(h["_source"]), score=m.cosine_from_score(h["_score"]))
@@ -357,12 +401,18 @@ class OpenSearchIndex(VectorIndex):
         ]
 
     async def bm25(
-        self, tenant: str, text: str, k: int, filters: SearchFilters | None = None
+        self,
+        tenant: str,
+        text: str,
+        k: int,
+        filters: SearchFilters | None = None,
+        *,
+        audience: frozenset[str] | None = None,
     ) -> list[SearchHit]:
         m.check_k(k)
         if not text or not text.strip():
             return []
-        hits = await self._search(m.bm25_query(tenant, text, k, filters))
+        hits = await self._search(m.bm25_query(tenant, text, k, filters, audience=audience))
         return [
             SearchHit(chunk=m.from_source(h["_source"]), score=float(h["_score"])) for h in hits
         ]

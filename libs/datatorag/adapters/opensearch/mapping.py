@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from datatorag.domain.models import ChunkRecord, SearchFilters
+from datatorag.domain.principal import EVERYONE
 
 VECTOR_FIELD = "vector"
 BM25_FIELDS = ["title^2", "section", "text"]
@@ -24,8 +25,11 @@ _MAX_ID_BYTES = 512  # OpenSearch's limit on _id
 SOURCE_EXCLUDES = [VECTOR_FIELD]
 _RECORD_FIELDS = (
     "tenant", "doc_id", "version", "chunk_index", "text", "title", "section", "page_start",
-    "page_end", "source", "path", "doc_type",
+    "page_end", "source", "path", "doc_type", "groups",
 )  # fmt: skip
+GROUPS_FIELD = "groups"
+# added to an index created before audiences (``OpenSearchIndex.ensure``): a keyword array
+GROUPS_MAPPING = {"properties": {GROUPS_FIELD: {"type": "keyword"}}}
 _NAME_SAFE = re.compile(r"[^a-z0-9._-]+")
 
 
@@ -128,6 +132,7 @@ def index_body(
                 "version": keyword,
                 "doc_type": keyword,
                 "path": keyword,
+                GROUPS_FIELD: keyword,  # the audience: an array of group names
                 "title": text,
                 "section": text,
                 "text": text,
@@ -180,6 +185,7 @@ def _iso(dt: datetime) -> str:
 
 def to_source(record: ChunkRecord, vector: list[float]) -> dict[str, Any]:
     source: dict[str, Any] = {f: getattr(record, f) for f in _RECORD_FIELDS}
+    source[GROUPS_FIELD] = list(record.groups)
     source["chunk_id"] = record.id
     source["updated_at"] = _iso(record.updated_at)
     source[VECTOR_FIELD] = vector
@@ -188,18 +194,35 @@ def to_source(record: ChunkRecord, vector: list[float]) -> dict[str, Any]:
 
 def from_source(source: Mapping[str, Any]) -> ChunkRecord:
     """A stored document back to a ``ChunkRecord`` (without its vector)."""
-    data = {f: source.get(f) for f in _RECORD_FIELDS}
+    data = {f: source.get(f) for f in _RECORD_FIELDS}  # no groups: written before audiences
     data["id"] = source["chunk_id"]
     data["updated_at"] = source["updated_at"]
     return ChunkRecord.model_validate(data)
 
 
 # -- queries -------------------------------------------------------------------------------------
-def filter_clauses(tenant: str, filters: SearchFilters | None) -> list[dict[str, Any]]:
-    """Term/range clauses for the tenant and ``filters`` (exact values, no query syntax)."""
+def audience_clause(audience: frozenset[str]) -> dict[str, Any]:
+    """Chunks whose ``groups`` share a group with ``audience``; a chunk indexed before audiences
+    has no ``groups`` and counts as ``everyone``'s."""
+    if not audience:
+        return {"match_none": {}}
+    terms: dict[str, Any] = {"terms": {GROUPS_FIELD: sorted(audience)}}
+    if EVERYONE not in audience:
+        return terms
+    legacy = {"bool": {"must_not": [{"exists": {"field": GROUPS_FIELD}}]}}
+    return {"bool": {"should": [terms, legacy], "minimum_should_match": 1}}
+
+
+def filter_clauses(
+    tenant: str, filters: SearchFilters | None, audience: frozenset[str] | None = None
+) -> list[dict[str, Any]]:
+    """Term/range clauses for the tenant, the audience (``None``: every chunk of the tenant) and
+    ``filters`` (exact values, no query syntax)."""
     if not tenant:
         raise ValueError("tenant is required")
     clauses: list[dict[str, Any]] = [{"term": {"tenant": tenant}}]
+    if audience is not None:
+        clauses.append(audience_clause(audience))
     if filters is None:
         return clauses
     for field, values in (
@@ -233,15 +256,17 @@ def knn_query(
     filters: SearchFilters | None = None,
     *,
     ef_search: int | None = None,
+    audience: frozenset[str] | None = None,
 ) -> dict[str, Any]:
-    """k-NN search body with the tenant and filters inside the ``knn`` clause (efficient
-    filtering: the engine searches only matching documents, so k hits come back whenever k
-    matching documents exist; a ``post_filter`` would drop hits after the top k were chosen)."""
+    """k-NN search body with the tenant, audience and filters inside the ``knn`` clause
+    (efficient filtering: the engine searches only matching documents, so k hits come back
+    whenever k matching documents exist; a ``post_filter`` would drop hits after the top k were
+    chosen)."""
     check_k(k)
     knn: dict[str, Any] = {
         "vector": list(vector),
         "k": k,
-        "filter": {"bool": {"filter": filter_clauses(tenant, filters)}},
+        "filter": {"bool": {"filter": filter_clauses(tenant, filters, audience)}},
     }
     if ef_search is not None:
         knn["method_parameters"] = {"ef_search": max(ef_search, k)}
@@ -253,7 +278,12 @@ def knn_query(
 
 
 def bm25_query(
-    tenant: str, text: str, k: int, filters: SearchFilters | None = None
+    tenant: str,
+    text: str,
+    k: int,
+    filters: SearchFilters | None = None,
+    *,
+    audience: frozenset[str] | None = None,
 ) -> dict[str, Any]:
     """BM25 over title (boosted), section and text; the same filters as a bool filter.
 
@@ -267,7 +297,7 @@ def bm25_query(
         "query": {
             "bool": {
                 "must": [{"multi_match": {"query": text, "fields": BM25_FIELDS}}],
-                "filter": filter_clauses(tenant, filters),
+                "filter": filter_clauses(tenant, filters, audience),
             }
         },
     }

@@ -37,6 +37,7 @@ import pytest
 
 from datatorag.domain.models import DocumentRecord
 from datatorag.domain.models import DocumentStatus as S
+from datatorag.domain.principal import EVERYONE
 from datatorag.ports import Registry, RunTrigger, RunType, SourceRecord, SyncRun
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "test_expired_lease_can_be_taken_over",
     "test_fail_default_code_is_permanent",
     "test_fail_records_reason_and_code",
+    "test_find_by_audience_inside_the_query",
     "test_find_current_versions_newest_update_first",
     "test_find_filters_by_status_source_and_limit",
     "test_find_without_tenant_spans_tenants",
@@ -61,6 +63,7 @@ __all__ = [
     "test_put_existing_version_is_a_no_op",
     "test_put_version_round_trips_every_field",
     "test_releasing_a_free_lease_is_harmless",
+    "test_set_groups_changes_the_audience_only",
     "test_set_marker_on_a_version_without_metadata_or_unknown",
     "test_set_marker_sets_and_removes_one_entry_and_nothing_else",
     "test_sources_round_trip_replace_and_stay_per_tenant",
@@ -454,3 +457,48 @@ async def test_sources_round_trip_replace_and_stay_per_tenant(
     assert [r.kind for r in await registry.sources(other)] == ["sftp"]
     assert await registry.get_source(tenant, "nowhere") is None
     assert await registry.sources(f"{tenant}-none") == []
+
+
+# -- audiences ------------------------------------------------------------------------------------
+async def test_set_groups_changes_the_audience_only(registry: Registry, tenant: str) -> None:
+    await registry.put_version(_record(tenant, "d", "v1", seq=1, groups=["hr"]))
+    await registry.advance(tenant, "d", "v1", S.INDEXED, chunk_count=3)
+    before = await _get(registry, tenant, "d", "v1")
+    assert before.groups == ("hr",)
+    assert await registry.set_groups(tenant, "d", "v1", ["managers", "hr", "hr"])
+    after = await _get(registry, tenant, "d", "v1")
+    assert after.groups == ("hr", "managers")
+    assert after.status is S.INDEXED and after.chunk_count == 3
+    # the tenant's answer cache generation moves (cached answers may cite it)
+    assert after.updated_at > before.updated_at
+    assert not await registry.set_groups(tenant, "d", "v9", ["hr"])
+    assert not await registry.set_groups(f"{tenant}-x", "d", "v1", ["hr"])
+    with pytest.raises(ValueError):
+        await registry.set_groups(tenant, "d", "v1", [])
+    await registry.put_version(_record(tenant, "e", "v1", seq=1))
+    assert (await _get(registry, tenant, "e", "v1")).groups == (EVERYONE,)  # the default
+
+
+async def test_find_by_audience_inside_the_query(registry: Registry, tenant: str) -> None:
+    """``limit`` counts visible records: 5 hidden ones updated last do not crowd them out."""
+    for i in range(3):
+        await registry.put_version(_record(tenant, f"open{i}", seq=1))
+        await registry.put_version(_record(tenant, f"hr{i}", seq=1, groups=["hr", "managers"]))
+    for i in range(5):
+        await registry.put_version(_record(tenant, f"exec{i}", seq=1, groups=["exec"]))
+    staff = frozenset({EVERYONE})
+    hr = frozenset({"hr", EVERYONE})
+
+    def ids(records: list[DocumentRecord]) -> set[str]:
+        return {r.doc_id for r in records}
+
+    assert ids(await registry.find(tenant=tenant, audience=staff)) == {"open0", "open1", "open2"}
+    assert len(await registry.find(tenant=tenant, audience=hr)) == 6
+    assert ids(await registry.find(tenant=tenant, audience=frozenset({"managers"}))) == {
+        "hr0", "hr1", "hr2",
+    }  # fmt: skip
+    assert len(await registry.find(tenant=tenant, audience=hr, limit=4)) == 4
+    assert await registry.find(tenant=tenant, audience=frozenset()) == []
+    assert len(await registry.find(tenant=tenant)) == 11  # None: every audience
+    await registry.set_groups(tenant, "exec0", "v1", [EVERYONE])
+    assert "exec0" in ids(await registry.find(tenant=tenant, audience=staff))

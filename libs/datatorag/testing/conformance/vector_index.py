@@ -38,11 +38,16 @@ import numpy as np
 import pytest
 
 from datatorag.domain.models import ChunkRecord, SearchFilters, SearchHit
+from datatorag.domain.principal import EVERYONE
 from datatorag.ports import VectorIndex
 
 __all__ = [
     "pytestmark",
     "tenant",
+    "test_audience_applies_inside_both_queries",
+    "test_audience_is_validated_and_normalised",
+    "test_audience_k_hits_even_when_hidden_chunks_dominate",
+    "test_audience_none_sees_every_chunk_of_the_tenant",
     "test_bad_vectors_are_rejected",
     "test_bm25_k_hits_of_the_tenant_even_when_others_dominate",
     "test_bm25_ranks_relevant_text_first",
@@ -51,6 +56,7 @@ __all__ = [
     "test_count_per_tenant_and_total",
     "test_delete_document_keeps_the_named_version",
     "test_delete_named_versions_only",
+    "test_empty_audience_sees_nothing",
     "test_ensure_is_idempotent_and_check_passes",
     "test_filter_values_are_escaped",
     "test_filters_apply_inside_the_query",
@@ -58,6 +64,7 @@ __all__ = [
     "test_hits_carry_the_whole_record",
     "test_knn_k_hits_of_the_tenant_even_when_others_dominate",
     "test_knn_returns_nearest_first_without_vectors",
+    "test_set_groups_changes_one_version_without_reembedding",
     "test_upsert_is_idempotent_by_id",
     "test_upsert_of_nothing",
     "test_upsert_replaces_a_record_with_the_same_id",
@@ -461,3 +468,137 @@ async def test_bad_vectors_are_rejected(vector_index: VectorIndex, tenant: str) 
     with pytest.raises(ValueError):
         await vector_index.knn(tenant, [1.0, 0.0], 3)
     assert await vector_index.count(tenant) == 0
+
+
+# -- audiences ------------------------------------------------------------------------------------
+HR = frozenset({"hr", EVERYONE})  # a reader of group hr: Principal(groups={"hr"}).audience()
+STAFF = frozenset({EVERYONE})  # a reader of no group
+
+
+async def _audience_corpus(index: VectorIndex, tenant: str) -> None:
+    await index.upsert(
+        [
+            _chunk(
+                index, tenant, "open", text="salary bands policy", vector=_unit(index.dim, 1, 0.1)
+            ),
+            _chunk(
+                index, tenant, "hr-only", text="salary bands policy", groups=["hr"],
+                vector=_unit(index.dim, 1, 0.2),
+            ),
+            _chunk(
+                index, tenant, "mgr", text="salary bands policy", groups=["managers", "hr"],
+                vector=_unit(index.dim, 1, 0.3),
+            ),
+            _chunk(
+                index, tenant, "exec", text="salary bands policy", groups=["exec"],
+                vector=_unit(index.dim, 1, 0.05),
+            ),
+        ]
+    )  # fmt: skip
+
+
+def _docs(hits: Sequence[SearchHit]) -> set[str]:
+    return {h.chunk.doc_id for h in hits}
+
+
+async def test_audience_applies_inside_both_queries(vector_index: VectorIndex, tenant: str) -> None:
+    await _audience_corpus(vector_index, tenant)
+    q = _unit(vector_index.dim, 1, 0.1)
+    for audience, expected in (
+        (STAFF, {"open"}),
+        (HR, {"open", "hr-only", "mgr"}),
+        (frozenset({"managers"}), {"mgr"}),  # without everyone: only what names the group
+        (frozenset({"exec", EVERYONE}), {"open", "exec"}),
+    ):
+        knn = await vector_index.knn(tenant, q, 10, audience=audience)
+        bm25 = await vector_index.bm25(tenant, "salary bands", 10, audience=audience)
+        assert _docs(knn) == expected, audience
+        assert _docs(bm25) == expected, audience
+    hit = (await vector_index.knn(tenant, q, 10, audience=frozenset({"managers"})))[0]
+    assert hit.chunk.groups == ("hr", "managers")  # hits carry the groups, sorted
+
+
+async def test_audience_none_sees_every_chunk_of_the_tenant(
+    vector_index: VectorIndex, tenant: str
+) -> None:
+    await _audience_corpus(vector_index, tenant)
+    other = f"{tenant}-other"
+    await vector_index.upsert([_chunk(vector_index, other, "theirs", text="salary bands")])
+    q = _unit(vector_index.dim, 1, 0.1)
+    assert _docs(await vector_index.knn(tenant, q, 10)) == {"open", "hr-only", "mgr", "exec"}
+    assert _docs(await vector_index.bm25(tenant, "salary", 10, audience=None)) == {
+        "open", "hr-only", "mgr", "exec",
+    }  # fmt: skip
+
+
+async def test_empty_audience_sees_nothing(vector_index: VectorIndex, tenant: str) -> None:
+    await _audience_corpus(vector_index, tenant)
+    q = _unit(vector_index.dim, 1, 0.1)
+    assert await vector_index.knn(tenant, q, 10, audience=frozenset()) == []
+    assert await vector_index.bm25(tenant, "salary", 10, audience=frozenset()) == []
+
+
+async def test_audience_k_hits_even_when_hidden_chunks_dominate(
+    vector_index: VectorIndex, tenant: str
+) -> None:
+    """90 hidden chunks nearer the query than the 10 visible ones: a post-filter would return
+    none of them; inside the query all 10 come back."""
+    near = _unit(vector_index.dim, 1, 0.01)
+    far = _unit(vector_index.dim, 1, 1, 1)
+    hidden = [
+        _chunk(vector_index, tenant, f"h{i}", text="bonus plan", vector=near, groups=["exec"])
+        for i in range(90)
+    ]
+    shown = [
+        _chunk(vector_index, tenant, f"s{i}", text="bonus plan appendix", vector=far,
+               groups=["hr"])
+        for i in range(10)
+    ]  # fmt: skip
+    await vector_index.upsert(hidden + shown)
+    q = _unit(vector_index.dim, 1, 0.01)
+    knn = await vector_index.knn(tenant, q, 10, audience=HR)
+    bm25 = await vector_index.bm25(tenant, "bonus plan", 10, audience=HR)
+    assert _docs(knn) == {f"s{i}" for i in range(10)}
+    assert _docs(bm25) == {f"s{i}" for i in range(10)}
+
+
+async def test_set_groups_changes_one_version_without_reembedding(
+    vector_index: VectorIndex, tenant: str
+) -> None:
+    v1 = [_chunk(vector_index, tenant, "d", n, version="v1", text="leave policy") for n in range(3)]
+    v2 = [_chunk(vector_index, tenant, "d", 0, version="v2", text="leave policy")]
+    await vector_index.upsert(v1 + v2)
+    assert await vector_index.set_groups(tenant, "d", "v1", ["managers", "hr"]) == 3
+    chunks = await vector_index.get_chunks(tenant, "d")
+    assert [(c.version, c.groups) for c in chunks] == [
+        ("v1", ("hr", "managers")), ("v1", ("hr", "managers")), ("v1", ("hr", "managers")),
+        ("v2", (EVERYONE,)),
+    ]  # fmt: skip
+    assert [c.text for c in chunks] == ["leave policy"] * 4  # the rest of the record stays
+    q = _unit(vector_index.dim, 1, 1, 1, 1)
+    staff = await vector_index.knn(tenant, q, 10, audience=STAFF)
+    assert {(h.chunk.version, h.chunk.chunk_index) for h in staff} == {("v2", 0)}
+    hr = await vector_index.bm25(tenant, "leave", 10, audience=HR)
+    assert len(hr) == 4
+    assert hr[0].score > 0  # still searchable by its text and vector
+    knn_hr = await vector_index.knn(tenant, q, 10, audience=HR)
+    assert all(h.score > 0.99 for h in knn_hr)  # the vectors are the ones written
+    # back to everyone; another tenant's or an unknown version changes nothing
+    assert await vector_index.set_groups(tenant, "d", "v1", [EVERYONE]) == 3
+    assert len(await vector_index.knn(tenant, q, 10, audience=STAFF)) == 4
+    assert await vector_index.set_groups(f"{tenant}-x", "d", "v1", ["hr"]) == 0
+    assert await vector_index.set_groups(tenant, "d", "v9", ["hr"]) == 0
+
+
+async def test_audience_is_validated_and_normalised(vector_index: VectorIndex, tenant: str) -> None:
+    with pytest.raises(ValueError):
+        _chunk(vector_index, tenant, "d", groups=[])
+    with pytest.raises(ValueError):
+        _chunk(vector_index, tenant, "d", groups=["bad\x00name"])
+    record = _chunk(vector_index, tenant, "d", groups=["b", "a", "b", EVERYONE])
+    assert record.groups == (EVERYONE,)  # everyone sees it anyway
+    await vector_index.upsert([_chunk(vector_index, tenant, "d", groups=[" o'brien ", "a"])])
+    hits = await vector_index.bm25(tenant, "plain", 5, audience=frozenset({"o'brien"}))
+    assert [h.chunk.groups for h in hits] == [("a", "o'brien")]  # quotes are values, not SQL
+    with pytest.raises(ValueError):
+        await vector_index.set_groups(tenant, "d", "v1", [])

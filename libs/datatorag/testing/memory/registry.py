@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from datatorag.domain.audience import normalise_groups, visible
 from datatorag.domain.models import DocumentRecord, DocumentStatus, utcnow
 from datatorag.ports.registry import Registry, SourceRecord, SyncRun, check_advance_fields
 from datatorag.testing.memory.clock import Clock
@@ -99,6 +100,20 @@ class MemoryRegistry(Registry):
         # status and updated_at stay: a marker is bookkeeping, not progress
         self._versions[(tenant, doc_id, version)] = record.model_copy(update={"metadata": metadata})
 
+    async def set_groups(
+        self, tenant: str, doc_id: str, version: str, groups: Sequence[str]
+    ) -> bool:
+        stored = normalise_groups(groups)
+        await asyncio.sleep(0)
+        record = self._versions.get((tenant, doc_id, version))
+        if record is None:
+            return False
+        updated_at = max(utcnow(), _utc(record.updated_at) + _US)
+        self._versions[(tenant, doc_id, version)] = record.model_copy(
+            update={"groups": stored, "updated_at": updated_at}
+        )
+        return True
+
     async def get(self, tenant: str, doc_id: str, version: str) -> DocumentRecord | None:
         await asyncio.sleep(0)
         record = self._versions.get((tenant, doc_id, version))
@@ -133,6 +148,7 @@ class MemoryRegistry(Registry):
         source: str | None = None,
         all_versions: bool = False,
         limit: int = 1000,
+        audience: frozenset[str] | None = None,
     ) -> list[DocumentRecord]:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
@@ -148,6 +164,7 @@ class MemoryRegistry(Registry):
             and (source is None or r.source == source)
             and (statuses is None or r.status in statuses)
             and (all_versions or self._is_current(r))
+            and visible(r.groups, audience)
         ]
         found.sort(key=lambda r: _utc(r.updated_at), reverse=True)
         return [r.model_copy(deep=True) for r in found[:limit]]

@@ -2,8 +2,8 @@
 
 * Records are keyed by (tenant, id), as in the embedded adapter: ``upsert`` replaces, never
   duplicates, and two tenants may hold the same chunk id.
-* The tenant and every ``SearchFilters`` field select the candidates first, then they are ranked,
-  so ``k`` hits come back whenever ``k`` matching chunks exist.
+* The tenant, every ``SearchFilters`` field and the audience select the candidates first, then
+  they are ranked, so ``k`` hits come back whenever ``k`` matching chunks exist.
 * k-NN scans every candidate (``score``: cosine similarity). Full text is Okapi BM25 (k1 1.2,
   b 0.75) over the title and text of the candidates, tokenised as lower-case runs of letters and
   digits, so query syntax characters are just separators; only chunks sharing a term with the
@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from datatorag.domain.audience import normalise_groups, visible
 from datatorag.domain.models import ChunkRecord, SearchFilters, SearchHit
 from datatorag.ports.vector_index import VectorIndex
 
@@ -132,15 +133,28 @@ class MemoryVectorIndex(VectorIndex):
             del self._vectors[key]
         return len(doomed)
 
+    async def set_groups(
+        self, tenant: str, doc_id: str, version: str, groups: Sequence[str]
+    ) -> int:
+        _check_tenant(tenant)
+        stored = normalise_groups(groups)
+        await asyncio.sleep(0)
+        changed = 0
+        for key, r in self._records.items():
+            if r.tenant == tenant and r.doc_id == doc_id and r.version == version:
+                self._records[key] = r.model_copy(update={"groups": stored})
+                changed += 1
+        return changed
+
     # -- reads -----------------------------------------------------------------------------
     def _candidates(
-        self, tenant: str, filters: SearchFilters | None
+        self, tenant: str, filters: SearchFilters | None, audience: frozenset[str] | None
     ) -> list[tuple[tuple[str, str], ChunkRecord]]:
         _check_tenant(tenant)
         return [
             (key, r)
             for key, r in self._records.items()
-            if r.tenant == tenant and _matches(r, filters)
+            if r.tenant == tenant and _matches(r, filters) and visible(r.groups, audience)
         ]
 
     async def knn(
@@ -149,6 +163,8 @@ class MemoryVectorIndex(VectorIndex):
         vector: Sequence[float],
         k: int,
         filters: SearchFilters | None = None,
+        *,
+        audience: frozenset[str] | None = None,
     ) -> list[SearchHit]:
         _check_k(k)
         query = np.asarray(vector, dtype=np.float64)
@@ -160,18 +176,25 @@ class MemoryVectorIndex(VectorIndex):
         query /= norm
         await asyncio.sleep(0)
         scored = [
-            (float(self._vectors[key] @ query), r) for key, r in self._candidates(tenant, filters)
+            (float(self._vectors[key] @ query), r)
+            for key, r in self._candidates(tenant, filters, audience)
         ]
         scored.sort(key=lambda item: (-item[0], item[1].id))
         return [_hit(r, score) for score, r in scored[:k]]
 
     async def bm25(
-        self, tenant: str, text: str, k: int, filters: SearchFilters | None = None
+        self,
+        tenant: str,
+        text: str,
+        k: int,
+        filters: SearchFilters | None = None,
+        *,
+        audience: frozenset[str] | None = None,
     ) -> list[SearchHit]:
         _check_k(k)
         terms = set(tokens(text))
         await asyncio.sleep(0)
-        candidates = self._candidates(tenant, filters)
+        candidates = self._candidates(tenant, filters, audience)
         if not terms or not candidates:
             return []
         docs = [(r, Counter(tokens(f"{r.title or ''} {r.text}"))) for _, r in candidates]

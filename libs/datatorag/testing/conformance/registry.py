@@ -37,12 +37,15 @@ import pytest
 
 from datatorag.domain.models import DocumentRecord
 from datatorag.domain.models import DocumentStatus as S
-from datatorag.ports import Registry, RunTrigger, RunType, SourceRecord, SyncRun
+from datatorag.ports import ApiKeyRecord, Registry, RunTrigger, RunType, SourceRecord, SyncRun
 
 __all__ = [
     "pytestmark",
     "tenant",
     "test_advance_may_skip_states",
+    "test_api_key_put_is_put_if_absent_and_round_trips",
+    "test_api_key_revoke_once_keeps_the_record",
+    "test_api_keys_list_per_tenant_oldest_first",
     "test_advance_moves_forward_and_sets_fields",
     "test_advance_never_moves_backwards",
     "test_advance_of_unknown_version_is_false",
@@ -454,3 +457,67 @@ async def test_sources_round_trip_replace_and_stay_per_tenant(
     assert [r.kind for r in await registry.sources(other)] == ["sftp"]
     assert await registry.get_source(tenant, "nowhere") is None
     assert await registry.sources(f"{tenant}-none") == []
+
+
+def _key(tenant: str, key_id: str | None = None, **kw: Any) -> ApiKeyRecord:
+    key_id = key_id or uuid.uuid4().hex[:16]
+    fields: dict[str, Any] = {
+        "algorithm": "scrypt:n=16384,r=8,p=1",
+        "salt": "00" * 16,
+        "hash": "ab" * 32,
+        "prefix": f"dtr_{key_id}_ab",
+        **kw,
+    }
+    return ApiKeyRecord(key_id=key_id, tenant=tenant, **fields)
+
+
+async def test_api_key_put_is_put_if_absent_and_round_trips(
+    registry: Registry, tenant: str
+) -> None:
+    key = _key(
+        tenant,
+        role="admin",
+        groups=["hr", "managers"],
+        name="payroll export",
+        created_at=datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        created_by="cli",
+    )
+    assert await registry.put_api_key(key) is True
+    assert await registry.get_api_key(key.key_id) == key
+    clash = key.model_copy(update={"tenant": f"{tenant}-other", "hash": "cd" * 32})
+    assert await registry.put_api_key(clash) is False
+    assert await registry.get_api_key(key.key_id) == key  # the first one stays
+    assert await registry.get_api_key(uuid.uuid4().hex[:16]) is None
+
+
+async def test_api_keys_list_per_tenant_oldest_first(registry: Registry, tenant: str) -> None:
+    other = f"{tenant}-other"
+    t0 = datetime(2026, 2, 1, tzinfo=UTC)
+    newer = _key(tenant, created_at=t0 + timedelta(hours=2))
+    older = _key(tenant, created_at=t0)
+    foreign = _key(other, created_at=t0 + timedelta(hours=1))
+    for k in (newer, older, foreign):
+        assert await registry.put_api_key(k)
+    assert [k.key_id for k in await registry.api_keys(tenant)] == [older.key_id, newer.key_id]
+    assert [k.key_id for k in await registry.api_keys(other)] == [foreign.key_id]
+    everyone = [k.key_id for k in await registry.api_keys()]
+    # a shared table may hold other tests' keys: ours appear, in creation order
+    mine = [i for i in everyone if i in {older.key_id, newer.key_id, foreign.key_id}]
+    assert mine == [older.key_id, foreign.key_id, newer.key_id]
+    assert await registry.api_keys(f"{tenant}-none") == []
+
+
+async def test_api_key_revoke_once_keeps_the_record(registry: Registry, tenant: str) -> None:
+    key = _key(tenant)
+    await registry.put_api_key(key)
+    at = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+    assert await registry.revoke_api_key(key.key_id, at=at, by="key:admin") is True
+    back = await registry.get_api_key(key.key_id)
+    assert back is not None
+    assert back.revoked_at == at and back.revoked_by == "key:admin"
+    assert back.model_copy(update={"revoked_at": None, "revoked_by": None}) == key
+    assert await registry.revoke_api_key(key.key_id, at=at + timedelta(days=1)) is False
+    again = await registry.get_api_key(key.key_id)
+    assert again is not None and again.revoked_at == at  # the first revocation stands
+    assert await registry.revoke_api_key(uuid.uuid4().hex[:16]) is False
+    assert [k.revoked_at for k in await registry.api_keys(tenant)] == [at]

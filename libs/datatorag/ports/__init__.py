@@ -17,7 +17,14 @@ from datatorag.ports.generator import (
     Usage,
 )
 from datatorag.ports.queue import Queue, QueueMessage
-from datatorag.ports.registry import ApiKeyRecord, Registry, RunTrigger, RunType, SourceRecord, SyncRun
+from datatorag.ports.registry import (
+    ApiKeyRecord,
+    Registry,
+    RunTrigger,
+    RunType,
+    SourceRecord,
+    SyncRun,
+)
 from datatorag.ports.vector_index import IndexAdmin, VectorIndex
 
 __all__ = [

@@ -636,7 +636,9 @@ class DynamoDbRegistry(Registry):
         if tenant is not None:
             kwargs["FilterExpression"] = "tenant = :t"
             kwargs["ExpressionAttributeValues"][":t"] = _av(tenant)
-        found = [ApiKeyRecord.model_validate_json(i["data"]["S"]) async for i in self._query(**kwargs)]
+        found = [
+            ApiKeyRecord.model_validate_json(i["data"]["S"]) async for i in self._query(**kwargs)
+        ]
         found.sort(key=lambda k: (_iso(k.created_at), k.key_id))
         return found
 

@@ -387,7 +387,8 @@ class SqliteRegistry(Registry):
         return ApiKeyRecord.model_validate_json(row["data"]) if row else None
 
     async def api_keys(self, tenant: str | None = None) -> list[ApiKeyRecord]:
-        sql, params = "SELECT data FROM api_keys", ()
+        sql = "SELECT data FROM api_keys"
+        params: tuple[str, ...] = ()
         if tenant is not None:
             sql, params = sql + " WHERE tenant = ?", (tenant,)
         rows = await self._db.run(

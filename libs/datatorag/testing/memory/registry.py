@@ -265,7 +265,9 @@ class MemoryRegistry(Registry):
         found = self._keys.get(key_id)
         if found is None or found.revoked_at is not None:
             return False
-        self._keys[key_id] = found.model_copy(update={"revoked_at": at or utcnow(), "revoked_by": by})
+        self._keys[key_id] = found.model_copy(
+            update={"revoked_at": at or utcnow(), "revoked_by": by}
+        )
         return True
 
     async def check(self) -> None:

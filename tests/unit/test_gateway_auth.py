@@ -3,10 +3,10 @@ configuration checks (no secret in any message), and validation error shaping.""
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from pydantic import ValidationError
-
-import hashlib
 
 from datatorag.config import ConfigError, Mode, Settings
 from datatorag.gateway.auth import Authenticator, AuthError, StaticKeys, key_subject

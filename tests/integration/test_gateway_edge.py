@@ -386,6 +386,6 @@ async def test_internal_endpoints_refuse_calls_without_the_service_token() -> No
 
     from datatorag.bootstrap.gateway import connector_sync_hook
 
-    hook, client = connector_sync_hook("http://connector", SecretStr(token))
+    _hook, client = connector_sync_hook("http://connector", SecretStr(token))
     assert client.headers["x-service-token"] == token
     await client.aclose()

@@ -217,8 +217,9 @@ class EdgeMiddleware:
         except Refusal as refusal:
             if entry is not None:
                 entry.reason = refusal.message
+            headers_out = {**refusal.headers, **_close_if_body(headers)}
             await reply(
-                send, refusal.status, refusal.code, refusal.message, request_id, refusal.headers
+                send, refusal.status, refusal.code, refusal.message, request_id, headers_out
             )
             return
         state["principal"] = principal
@@ -231,13 +232,13 @@ class EdgeMiddleware:
             media = _media_type(headers)
             if media != wanted and not (not upload and media.endswith("+json")):
                 message = f"send the body as {wanted}" + (f", not {media}" if media else "")
-                await reply(send, 415, "unsupported_media_type", message, request_id, {})
+                await reply(send, 415, "unsupported_media_type", message, request_id, _CLOSE)
                 return
             limit = self.max_upload_bytes if upload else self.max_json_bytes
             length = headers.get(b"content-length")
             if length is not None and (not length.strip().isdigit() or int(length) > limit):
                 await reply(
-                    send, 413, "too_large", f"request body over {limit} bytes", request_id, {}
+                    send, 413, "too_large", f"request body over {limit} bytes", request_id, _CLOSE
                 )
                 return
             guarded = _Guarded(send, request_id)
@@ -299,6 +300,15 @@ class _Guarded:
             return
         self.refused = True
         await reply(self.send, status, code, message, self.request_id, {"Connection": "close"})
+
+
+# a body the edge will not read: the connection is closed after the reply, so the server does
+# not go on receiving (and discarding) it
+_CLOSE = {"Connection": "close"}
+
+
+def _close_if_body(headers: dict[bytes, bytes]) -> dict[str, str]:
+    return _CLOSE if _has_body(headers) else {}
 
 
 def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:

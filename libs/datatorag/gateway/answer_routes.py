@@ -110,7 +110,12 @@ def answer_router(service: QueryService) -> APIRouter:
         tags=["answers"],
         responses={
             200: {
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "content": {
+                    "text/event-stream": {
+                        # each event's data: a JSON object (citations, delta, reset, done, error)
+                        "schema": {"type": "object"}
+                    }
+                },
                 "description": "the answer (JSON), or its events with stream=true",
             },
             401: {"model": ErrorBody, "description": "missing or invalid credentials"},

@@ -19,4 +19,5 @@ pytest_plugins = [
     "tests.servers.moto",
     "tests.servers.opensearch",
     "tests.servers.ftp",
+    "tests.servers.redis",
 ]

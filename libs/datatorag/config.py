@@ -191,6 +191,52 @@ class AnswerSettings(BaseSettings):
 ANSWER_PROVIDERS = ("extractive", "openai", "bedrock")
 
 
+class ConfigError(ValueError):
+    """A setting that cannot be used. Its message names the variable and what is wrong with it,
+    and never the value: a value may be a secret."""
+
+
+class OidcSettings(BaseSettings):
+    """Sign-in with the company's identity provider: ``Authorization: Bearer <JWT>`` checked
+    against the issuer's JWKS. Off while ``issuer`` is unset."""
+
+    model_config = SettingsConfigDict(env_prefix="DATATORAG_OIDC_", extra="ignore")
+
+    issuer: str | None = None
+    audience: str | None = None
+    jwks_url: str | None = None  # default: jwks_uri of {issuer}/.well-known/openid-configuration
+    groups_claim: str = "groups"  # a dotted path reaches into objects: realm_access.roles
+    tenant_claim: str | None = None  # the claim naming the tenant, or a fixed ``tenant``
+    tenant: str | None = None
+    admin_groups: str = ""  # comma-separated: a member of one is an admin
+    algorithms: str = "RS256,ES256"  # accepted signature algorithms; never "none" nor HMAC
+    leeway_s: float = Field(30.0, ge=0, le=600, description="clock skew allowed on exp/nbf/iat")
+    jwks_cache_s: float = Field(300.0, ge=0, le=86400, description="how long a JWKS is reused")
+    # an unknown ``kid`` refetches the JWKS (a rotation), at most this often
+    jwks_refresh_min_s: float = Field(10.0, ge=0, le=3600)
+    timeout_s: float = Field(5.0, gt=0, le=60, description="discovery and JWKS requests")
+
+    def algorithm_list(self) -> list[str]:
+        return [a.strip() for a in self.algorithms.split(",") if a.strip()]
+
+    def admin_group_set(self) -> frozenset[str]:
+        return frozenset(g.strip() for g in self.admin_groups.split(",") if g.strip())
+
+
+class RateLimitSettings(BaseSettings):
+    """Token buckets: one per principal, and a stricter one per client address that only failed
+    authentications draw from. Shared through Redis (``DATATORAG_EDGE_REDIS_URL``) across
+    gateway replicas, in-process otherwise."""
+
+    model_config = SettingsConfigDict(env_prefix="DATATORAG_RATE_LIMIT_", extra="ignore")
+
+    enabled: bool = True
+    per_s: float = Field(20.0, gt=0, description="requests per second per principal, sustained")
+    burst: float = Field(40.0, ge=1, description="requests per principal at once")
+    auth_failures_per_min: float = Field(10.0, gt=0, description="per client address")
+    auth_failure_burst: float = Field(10.0, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DATATORAG_", env_nested_delimiter="__", extra="ignore"
@@ -213,10 +259,28 @@ class Settings(BaseSettings):
         900, ge=1, description="non-final state longer than this = stalled"
     )
 
-    # API keys: "key1=tenantA,key2=tenantB". The tenant always comes from the key.
-    api_keys: str = "dev-key=acme"
-    # keys (of api_keys) allowed the admin endpoints (delete, reindex): "key1,key2"
-    admin_api_keys: str = "dev-key"
+    # Static API keys: "key1=tenantA,key2=tenantB" (the tenant always comes from the key).
+    # Plain keys only in embedded mode; otherwise "sha256:<hex digest of the key>=tenant" (or
+    # none: keys from `datatorag keys create`, OIDC). None: "dev-key=acme" embedded, none else.
+    api_keys: SecretStr | None = None
+    # static keys (or sha256:<hex> digests) with the admin role: "key1,key2"; None: "dev-key"
+    # while api_keys is the embedded default, none else
+    admin_api_keys: SecretStr | None = None
+    # a verified API key is trusted this long before its registry record is read again (a
+    # revocation reaches every replica within it)
+    api_key_cache_s: float = Field(30.0, ge=0, le=3600)
+    # the shared secret of the internal endpoints (connector /internal/..., embedder /v1/embed),
+    # sent as X-Service-Token; required outside embedded mode
+    service_token: SecretStr | None = None
+    # redis://[:password@]host:port/db: rate limits shared by every gateway replica; unset:
+    # in-process (a secret: it may carry the password)
+    edge_redis_url: SecretStr | None = None
+    # browsers on these origins may call the API (comma-separated); unset: CORS closed
+    cors_origins: str = ""
+    # every request's backend calls (index, embedder, registry, connector) are bounded by this
+    gateway_backend_timeout_s: float = Field(10.0, gt=0, le=600)
+    # a request body must arrive within this (a slow client is cut off: 408)
+    gateway_body_timeout_s: float = Field(30.0, gt=0, le=3600)
     # DELETE /v1/documents/{id}: "purge" deletes the raw object, chunk sets and embedded records;
     # "keep" leaves them to the bucket's lifecycle rules
     delete_blob_retention: str = Field("purge", pattern="^(purge|keep)$")
@@ -241,16 +305,37 @@ class Settings(BaseSettings):
     opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
+    oidc: OidcSettings = Field(default_factory=OidcSettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+
+    def api_keys_value(self) -> str:
+        if self.api_keys is not None:
+            return self.api_keys.get_secret_value()
+        return "dev-key=acme" if self.mode is Mode.EMBEDDED else ""
+
+    def admin_api_keys_value(self) -> str:
+        if self.admin_api_keys is not None:
+            return self.admin_api_keys.get_secret_value()
+        # the dev key is admin only while it is the key (so `make run` can upload and sync)
+        return "dev-key" if self.mode is Mode.EMBEDDED and self.api_keys is None else ""
 
     def tenant_for_key(self) -> dict[str, str]:
-        pairs = (p.strip() for p in self.api_keys.split(",") if p.strip())
+        """Static key (or ``sha256:<hex>`` digest) -> tenant. ``ConfigError`` for a malformed
+        entry, naming its position only (an entry holds a key)."""
+        pairs = [p.strip() for p in self.api_keys_value().split(",") if p.strip()]
         out: dict[str, str] = {}
-        for pair in pairs:
-            key, _, tenant = pair.partition("=")
-            if not key or not tenant:
-                raise ValueError(f"DATATORAG_API_KEYS entry {pair!r} is not key=tenant")
+        for n, pair in enumerate(pairs, 1):
+            key, sep, tenant = pair.rpartition("=")
+            if not sep or not key.strip() or not tenant.strip():
+                raise ConfigError(
+                    f"DATATORAG_API_KEYS: entry {n} of {len(pairs)} is not key=tenant"
+                    " (the value is not shown: it holds a key)"
+                )
             out[key.strip()] = tenant.strip()
         return out
+
+    def tenants_of_static_keys(self) -> list[str]:
+        return sorted(set(self.tenant_for_key().values()))
 
 
 def sample_corpus() -> Path:

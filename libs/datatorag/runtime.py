@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hmac
 import logging
 import os
 import re
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Protocol, TypeVar
 
 import uvicorn
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -33,6 +34,29 @@ log = get_logger(__name__)
 
 Check = Callable[[], Awaitable[None]]
 T = TypeVar("T")
+
+
+# The shared secret of internal calls (gateway -> connector, gateway/workers -> embedder).
+SERVICE_TOKEN_HEADER = "X-Service-Token"
+
+
+def require_service_token(token: str | None) -> Callable[[Request], Awaitable[None]]:
+    """A FastAPI dependency refusing (401) a request without ``X-Service-Token: <token>``,
+    compared in constant time; with no token configured (embedded mode) it lets all through."""
+    expected = token.encode() if token else None
+
+    async def check(request: Request) -> None:
+        if expected is None:
+            return
+        sent = request.headers.get(SERVICE_TOKEN_HEADER, "").encode("latin-1", "replace")
+        if not hmac.compare_digest(sent, expected):
+            raise HTTPException(
+                401,
+                f"missing or wrong {SERVICE_TOKEN_HEADER}: internal endpoints are for the"
+                " product's own services",
+            )
+
+    return check
 
 
 def freeze_heap() -> None:

@@ -90,7 +90,12 @@ async def index(
 
 
 def _settings(root: Path) -> Settings:
-    return Settings(api_keys=f"{KEY}=acme", data_dir=root, max_document_bytes=10 << 20)
+    return Settings(
+        api_keys=f"{KEY}=acme",
+        admin_api_keys=KEY,  # uploads are admin-only
+        data_dir=root,
+        max_document_bytes=10 << 20,
+    )
 
 
 @pytest.fixture

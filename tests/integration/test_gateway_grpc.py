@@ -174,10 +174,10 @@ async def test_get_document_over_grpc(stub) -> None:
 @pytest.mark.parametrize(
     ("metadata", "message"),
     [
-        ((), "missing API key"),
+        ((), "missing credentials"),
         ((("authorization", "Bearer wrong"),), "invalid API key"),
         ((("x-api-key", "wrong"),), "invalid API key"),
-        ((("authorization", "Basic abc"),), "must be 'Bearer <api key>'"),
+        ((("authorization", "Basic abc"),), "must be 'Bearer <credential>'"),
     ],
 )
 async def test_unauthenticated(stub, metadata, message) -> None:

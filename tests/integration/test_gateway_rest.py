@@ -22,9 +22,12 @@ from datatorag.gateway import GatewayDeps, create_app
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-KEY_A, KEY_B = "key-acme-123", "key-globex-456"
+KEY_A, KEY_B, KEY_R = "key-acme-123", "key-globex-456", "key-acme-reader"
 A = {"Authorization": f"Bearer {KEY_A}"}
 B = {"X-API-Key": KEY_B}
+R = {"Authorization": f"Bearer {KEY_R}"}
+# the edge's rate limits have their own tests (test_gateway_edge.py); here they stay out of the way
+NO_LIMITS = {"per_s": 1e6, "burst": 1e6, "auth_failures_per_min": 1e6, "auth_failure_burst": 1e6}
 OLD = datetime(2024, 1, 1, tzinfo=UTC)
 NEW = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -145,7 +148,9 @@ def embedder() -> LocalEmbedder:
 async def stack(tmp_path_factory, embedder):
     root: Path = tmp_path_factory.mktemp("gateway")
     settings = Settings(
-        api_keys=f"{KEY_A}=acme,{KEY_B}=globex",
+        api_keys=f"{KEY_A}=acme,{KEY_B}=globex,{KEY_R}=acme",
+        admin_api_keys=f"{KEY_A},{KEY_B}",
+        rate_limit=NO_LIMITS,
         stalled_after_s=600,
         data_dir=root,
         max_document_bytes=1000,
@@ -386,8 +391,22 @@ async def test_sync_and_upload_hooks(client, synced) -> None:
     assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "audience"
     big = await client.post("/v1/documents", headers=B, files={"file": ("big.txt", b"x" * 1001)})
     assert big.status_code == 413 and big.json()["error"]["code"] == "file_too_large"
-    nofile = await client.post("/v1/documents", headers=B, data={"other": "x"})
+    nofile = await client.post("/v1/documents", headers=B, files={"other": ("a.txt", b"x")})
     assert nofile.status_code == 422 and nofile.json()["error"]["details"][0]["field"] == "file"
+    # an upload is multipart/form-data, nothing else
+    form = await client.post("/v1/documents", headers=B, data={"other": "x"})
+    assert form.status_code == 415 and form.json()["error"]["code"] == "unsupported_media_type"
+
+
+async def test_sync_and_upload_are_admin_only(client, synced) -> None:
+    before = list(synced)
+    sync = await client.post("/v1/sources/hr/sync", headers=R)
+    assert sync.status_code == 403 and sync.json()["error"]["code"] == "forbidden"
+    up = await client.post("/v1/documents", headers=R, files={"file": ("memo.txt", b"hello")})
+    assert up.status_code == 403
+    assert synced == before  # nothing ran
+    # a reader still reads
+    assert (await _search(client, R, "parental leave")).status_code == 200
 
 
 # ------------------------------------------------------------------------------ bad input
@@ -396,12 +415,12 @@ async def test_sync_and_upload_hooks(client, synced) -> None:
 @pytest.mark.parametrize(
     ("headers", "message"),
     [
-        ({}, "missing API key"),
+        ({}, "missing credentials"),
         ({"Authorization": "Bearer wrong"}, "invalid API key"),
         ({"X-API-Key": "wrong"}, "invalid API key"),
-        ({"Authorization": "Basic dXNlcjpwYXNz"}, "must be 'Bearer <api key>'"),
-        ({"Authorization": "Bearer "}, "must be 'Bearer <api key>'"),
-        ({"Authorization": f"Bearer {KEY_A}", "X-API-Key": KEY_B}, "two different API keys"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "must be 'Bearer <credential>'"),
+        ({"Authorization": "Bearer "}, "must be 'Bearer <credential>'"),
+        ({"Authorization": f"Bearer {KEY_A}", "X-API-Key": KEY_B}, "two different credentials"),
     ],
 )
 async def test_auth_failures_are_401(client, headers, message) -> None:
@@ -424,6 +443,9 @@ async def test_auth_failures_are_401(client, headers, message) -> None:
         ({"query": "leave", "k": 0}, "k", "greater than or equal to 1"),
         ({"query": "leave", "k": 101}, "k", "less than or equal to 100"),
         ({"query": "leave", "k": "ten"}, "k", "valid integer"),
+        ({"query": "leave", "k": True}, "k", "valid integer"),  # no bool as int
+        ({"query": "leave", "k": "5"}, "k", "valid integer"),  # no string as int either
+        ({"query": "leave", "k": 5.0}, "k", "valid integer"),
         ({"query": "leave", "mode": "semantic"}, "mode", "'hybrid', 'knn' or 'bm25'"),
         ({"query": ""}, "query", "at least 1 character"),
         ({"query": "   "}, "query", "at least 1 character"),

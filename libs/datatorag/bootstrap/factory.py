@@ -117,4 +117,5 @@ async def make_embedder(settings: Settings, *, in_process: bool | None = None) -
         return LocalEmbedder(settings.embedding)
     from datatorag.embedding.http import HttpEmbedder
 
-    return await HttpEmbedder(settings.embedding.service_url).connect()
+    token = settings.service_token.get_secret_value() if settings.service_token else None
+    return await HttpEmbedder(settings.embedding.service_url, service_token=token).connect()

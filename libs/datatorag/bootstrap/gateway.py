@@ -11,16 +11,17 @@ from typing import Any
 import grpc
 import httpx
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from datatorag.bootstrap.answering import answer_providers
 from datatorag.config import Settings
 from datatorag.connectors.landing import LandingZone, UnsupportedUpload
 from datatorag.domain.errors import NotFound, PermanentError, TransientError
 from datatorag.gateway.app import create_app
-from datatorag.gateway.auth import ApiKeys
 from datatorag.gateway.deps import GatewayDeps, SyncHook, UploadHook
 from datatorag.gateway.errors import ApiError
 from datatorag.gateway.service import QueryService
+from datatorag.runtime import SERVICE_TOKEN_HEADER
 
 UPLOADS_SOURCE = "uploads"
 _STATUS = {"too_large": 413, "empty_file": 400, "unsupported_type": 415, "bad_filename": 400}
@@ -67,9 +68,13 @@ def upload_hook(landing: LandingZone, trigger: Trigger) -> UploadHook:
     return on_upload
 
 
-def connector_sync_hook(base_url: str) -> tuple[SyncHook, httpx.AsyncClient]:
-    """On-demand syncs forwarded to the connector service, with the tenant of the caller's key."""
-    client = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=10)
+def connector_sync_hook(
+    base_url: str, service_token: SecretStr | None = None
+) -> tuple[SyncHook, httpx.AsyncClient]:
+    """On-demand syncs forwarded to the connector service, with the tenant of the caller's key
+    and the shared service token (``X-Service-Token``)."""
+    headers = {SERVICE_TOKEN_HEADER: service_token.get_secret_value()} if service_token else {}
+    client = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=10, headers=headers)
 
     async def on_sync(tenant: str, source_id: str) -> dict[str, Any]:
         try:
@@ -108,7 +113,7 @@ def build_gateway(deps: GatewayDeps) -> Gateway:
     if settings.grpc_port is not None:
         gw.grpc_server, gw.grpc_port = create_grpc_server(
             service,
-            ApiKeys.from_settings(settings),
+            app.state.edge,
             f"{settings.gateway_host}:{settings.grpc_port}",
         )
     return gw

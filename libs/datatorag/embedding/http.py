@@ -16,14 +16,19 @@ from tenacity import (
 
 from datatorag.domain.errors import DependencyError, TransientError
 from datatorag.ports.embedder import Embedder
+from datatorag.runtime import SERVICE_TOKEN_HEADER
 
 _BATCH = 512  # texts per request; the service re-batches by tokens
 
 
 class HttpEmbedder(Embedder):
-    def __init__(self, base_url: str, *, timeout_s: float = 120.0) -> None:
+    def __init__(
+        self, base_url: str, *, timeout_s: float = 120.0, service_token: str | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s)
+        # the embedder service refuses calls without the shared token (DATATORAG_SERVICE_TOKEN)
+        headers = {SERVICE_TOKEN_HEADER: service_token} if service_token else {}
+        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s, headers=headers)
         self.model_id = ""
         self.dim = 0
 

@@ -12,10 +12,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
 from datatorag.embedding.local import LocalEmbedder
+from datatorag.runtime import require_service_token
 
 MAX_TEXTS = 2048
 MAX_CHARS = 100_000
@@ -96,8 +97,13 @@ class MicroBatcher:
                 offset += len(p.inputs)
 
 
-def create_embed_app(embedder: LocalEmbedder, wait_ms: float) -> FastAPI:
+def create_embed_app(
+    embedder: LocalEmbedder, wait_ms: float, *, service_token: str | None = None
+) -> FastAPI:
+    """``/v1/embed`` and ``/v1/model`` refuse (401) a call without the shared
+    ``X-Service-Token`` when one is configured (always outside embedded mode)."""
     batcher = MicroBatcher(embedder, wait_ms)
+    guard = [Depends(require_service_token(service_token))]
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -107,11 +113,11 @@ def create_embed_app(embedder: LocalEmbedder, wait_ms: float) -> FastAPI:
 
     app = FastAPI(title="DatatoRAG embedder", version="1", lifespan=lifespan)
 
-    @app.get("/v1/model")
+    @app.get("/v1/model", dependencies=guard)
     async def model_info() -> dict[str, Any]:
         return {"model": embedder.model_id, "dim": embedder.dim, "max_seq": embedder.max_seq}
 
-    @app.post("/v1/embed", response_model=EmbedResponse)
+    @app.post("/v1/embed", response_model=EmbedResponse, dependencies=guard)
     async def embed(req: EmbedRequest) -> EmbedResponse:
         if any(len(t) > MAX_CHARS for t in req.texts):
             raise HTTPException(413, f"each text must be at most {MAX_CHARS} characters")

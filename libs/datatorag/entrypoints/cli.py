@@ -13,11 +13,15 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from datatorag.config import Settings
+from datatorag.config import ConfigError, Settings
 from datatorag.observability.log import configure
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="DatatoRAG: documents in, cited answers out."
+    add_completion=False,
+    no_args_is_help=True,
+    help="DatatoRAG: documents in, cited answers out.",
+    # a traceback must never print local variables: they hold keys and tokens
+    pretty_exceptions_show_locals=False,
 )
 
 
@@ -335,9 +339,11 @@ def init() -> None:
         typer.echo(line)
 
 
+from datatorag.entrypoints.cli_keys import keys_app  # noqa: E402
 from datatorag.entrypoints.cli_ops import dlq_app, rebuild_index, reindex  # noqa: E402
 
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(keys_app, name="keys")
 app.command("reindex")(reindex)
 app.command("rebuild-index")(rebuild_index)
 
@@ -345,6 +351,9 @@ app.command("rebuild-index")(rebuild_index)
 def main() -> None:
     try:
         app(prog_name="datatorag")
+    except ConfigError as exc:  # the message names the setting, never its (secret) value
+        print(f"datatorag: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:  # pragma: no cover
         sys.exit(130)
 

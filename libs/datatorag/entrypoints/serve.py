@@ -12,7 +12,7 @@ from datatorag.bootstrap import (
     parser_worker,
     startup_check,
 )
-from datatorag.config import Settings
+from datatorag.config import Mode, Settings
 from datatorag.domain.errors import DependencyError, TransientError
 from datatorag.observability.log import configure, get_logger
 from datatorag.pipeline.worker import Worker
@@ -61,7 +61,8 @@ async def serve_worker(name: str, settings: Settings) -> None:
 
         emb = await c.embedder(in_process=True)
         assert isinstance(emb, LocalEmbedder)
-        app = create_embed_app(emb, settings.embedding.microbatch_wait_ms)
+        token = settings.service_token.get_secret_value() if settings.service_token else None
+        app = create_embed_app(emb, settings.embedding.microbatch_wait_ms, service_token=token)
         add_health_routes(app, c.readiness, liveness)
         http = UvicornServer(app, settings.gateway_host, settings.embedder_port)
         # Callers (HttpEmbedder) keep idle connections for httpx's 5 s; uvicorn's default keep-alive
@@ -84,9 +85,19 @@ async def serve_worker(name: str, settings: Settings) -> None:
     log.info("service stopped", service=name)
 
 
+# services that serve or call the internal endpoints guarded by DATATORAG_SERVICE_TOKEN
+_TOKEN_SERVICES = frozenset({"connector", "embedder", "query-gateway", "query_gateway", "gateway"})
+
+
 def run(name: str, settings: Settings | None = None) -> None:
     settings = settings or Settings()
     configure(settings.log_level, settings.log_format)
+    token_needed = name in _TOKEN_SERVICES and settings.mode is not Mode.EMBEDDED
+    if token_needed and settings.service_token is None:
+        raise SystemExit(
+            f"{name}: cannot start: set DATATORAG_SERVICE_TOKEN (the shared secret of the"
+            " connector's and embedder's internal endpoints)"
+        )
     try:
         _run(name, settings)
     except (DependencyError, TransientError) as exc:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException
 
 from datatorag.bootstrap import Components, startup_check
 from datatorag.bootstrap.connector import SingletonReaper, build_scheduler
-from datatorag.config import Settings
+from datatorag.config import Mode, Settings
 from datatorag.connectors.config import load_sources
 from datatorag.connectors.scheduler import Scheduler
 from datatorag.domain.errors import NotFound
@@ -25,13 +25,22 @@ from datatorag.runtime import (
     add_health_routes,
     freeze_heap,
     install_stop_signals,
+    require_service_token,
 )
 
 log = get_logger(__name__)
 
 
-def connector_app(scheduler: Scheduler) -> FastAPI:
-    app = FastAPI(title="DatatoRAG connector", docs_url=None, redoc_url=None)
+def connector_app(scheduler: Scheduler, service_token: str | None = None) -> FastAPI:
+    """``/internal/...`` refuse (401) a call without the shared ``X-Service-Token`` when one is
+    configured (always outside embedded mode)."""
+    app = FastAPI(
+        title="DatatoRAG connector",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        dependencies=[Depends(require_service_token(service_token))],
+    )
 
     @app.post("/internal/sources/{tenant}/{source_id}/sync", status_code=202)
     async def sync(tenant: str, source_id: str) -> dict[str, Any]:
@@ -48,6 +57,8 @@ def connector_app(scheduler: Scheduler) -> FastAPI:
 
 
 async def serve_connector(settings: Settings) -> None:
+    if settings.mode is not Mode.EMBEDDED and settings.service_token is None:
+        raise SystemExit("connector: set DATATORAG_SERVICE_TOKEN (the gateway sends it)")
     if not settings.sources_file:
         raise SystemExit("connector: set DATATORAG_SOURCES_FILE to a sources YAML file")
     c = Components(settings)
@@ -55,7 +66,8 @@ async def serve_connector(settings: Settings) -> None:
     scheduler = await build_scheduler(c, config)
     reaper = SingletonReaper(c, interval_s=max(30.0, settings.stalled_after_s / 2))
     await startup_check(c, "connector")
-    app = connector_app(scheduler)
+    token = settings.service_token.get_secret_value() if settings.service_token else None
+    app = connector_app(scheduler, token)
     add_health_routes(app, c.readiness)
     http = UvicornServer(app, settings.gateway_host, settings.health_port or 9100)
     await http.start()

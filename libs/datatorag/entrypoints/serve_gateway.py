@@ -12,6 +12,7 @@ from datatorag.bootstrap import Components, startup_check
 from datatorag.bootstrap.gateway import Gateway, build_gateway, connector_sync_hook
 from datatorag.config import Settings
 from datatorag.gateway.deps import GatewayDeps
+from datatorag.gateway.edge import check_settings
 from datatorag.observability.log import get_logger
 from datatorag.runtime import UvicornServer, freeze_heap, install_stop_signals
 
@@ -19,6 +20,7 @@ log = get_logger(__name__)
 
 
 async def serve_gateway(settings: Settings) -> None:
+    check_settings(settings)  # a bad key or OIDC setting fails before any model loads
     c = Components(settings)
     try:
         index = await c.index()
@@ -27,7 +29,11 @@ async def serve_gateway(settings: Settings) -> None:
         await c.close()
         raise
     connector_url = settings.connector_url
-    on_sync, client = connector_sync_hook(connector_url) if connector_url else (None, None)
+    on_sync, client = (
+        connector_sync_hook(connector_url, settings.service_token)
+        if connector_url
+        else (None, None)
+    )
     registry, blobstore = c.registry, c.blobstore  # built now, so the startup check covers them
     await startup_check(c, "query-gateway")
     gw = build_gateway(

@@ -23,7 +23,7 @@ log = get_logger(__name__)
 
 
 def default_tenant(settings: Settings) -> str:
-    return next(iter(settings.tenant_for_key().values()))
+    return next(iter(settings.tenant_for_key().values()), "default")
 
 
 async def run_up(
@@ -36,7 +36,9 @@ async def run_up(
     from datatorag.connectors.landing import FolderLanding
     from datatorag.entrypoints.serve_gateway import start_grpc, stop_grpc
     from datatorag.gateway.deps import GatewayDeps
+    from datatorag.gateway.edge import check_settings
 
+    check_settings(settings)  # a bad key or OIDC setting fails before the model loads
     tenant = default_tenant(settings)
     landing_root = settings.data_dir / "landing"
     if settings.sources_file:
@@ -52,7 +54,7 @@ async def run_up(
             sync_interval_s,
             "samples" if folder == samples else "folder",
             exclude=["_src/*"] if folder == samples else None,
-            uploads=(landing_root, sorted(set(settings.tenant_for_key().values()))),
+            uploads=(landing_root, settings.tenants_of_static_keys() or [tenant]),
         )
     c = Components(settings)
     _say("starting: loading the embedding model and opening the stores...")

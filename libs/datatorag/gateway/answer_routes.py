@@ -27,8 +27,10 @@ from datatorag.answering import (
     AnswerUnavailable,
     CitationsEvent,
     DeltaEvent,
+    DoneEvent,
     ResetEvent,
 )
+from datatorag.gateway import audit
 from datatorag.gateway.answer_schemas import AnswerCitationOut, AnswerRequest, AnswerResponse
 from datatorag.gateway.answers import PrimedStream, answer, open_stream
 from datatorag.gateway.auth import Caller
@@ -44,7 +46,16 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
+def note_documents(event: AnswerEvent) -> None:
+    """The audit line's documents: every source an answer's events hand out."""
+    if isinstance(event, CitationsEvent):
+        audit.note_documents(c.doc_id for c in event.sources)
+    elif isinstance(event, DoneEvent):
+        audit.note_documents(c.doc_id for c in event.result.citations)
+
+
 def encode(event: AnswerEvent) -> bytes:
+    note_documents(event)
     if isinstance(event, DeltaEvent):
         return sse("delta", {"text": event.text})
     if isinstance(event, CitationsEvent):
@@ -99,12 +110,20 @@ def answer_router(service: QueryService) -> APIRouter:
         tags=["answers"],
         responses={
             200: {
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "content": {
+                    "text/event-stream": {
+                        # each event's data: a JSON object (citations, delta, reset, done, error)
+                        "schema": {"type": "object"}
+                    }
+                },
                 "description": "the answer (JSON), or its events with stream=true",
             },
-            401: {"model": ErrorBody, "description": "missing or invalid API key"},
+            401: {"model": ErrorBody, "description": "missing or invalid credentials"},
+            408: {"model": ErrorBody, "description": "the request body did not arrive in time"},
             413: {"model": ErrorBody, "description": "request body too large"},
+            415: {"model": ErrorBody, "description": "body not application/json"},
             422: {"model": ErrorBody, "description": "invalid request (details per field)"},
+            429: {"model": ErrorBody, "description": "rate limited; see Retry-After"},
             503: {"model": ErrorBody, "description": "no answer provider is available"},
         },
         summary="A grounded answer with citations (document, pages, chunks, quote)",
@@ -113,9 +132,12 @@ def answer_router(service: QueryService) -> APIRouter:
         req: AnswerRequest, request: Request, caller: Caller
     ) -> AnswerResponse | StreamingResponse:
         request_id = request_id_of(request)
+        audit.note_query(req.query)
         wants_stream = req.stream or "text/event-stream" in request.headers.get("accept", "")
         if not wants_stream:
-            return await answer(service, caller, req, request_id)
+            resp = await answer(service, caller, req, request_id)
+            audit.note_documents(c.doc_id for c in resp.citations)
+            return resp
         primed = await open_stream(service, caller, req, request_id)
         return StreamingResponse(
             _body(primed, request_id),

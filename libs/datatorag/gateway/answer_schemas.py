@@ -24,7 +24,7 @@ class AnswerRequest(_Request):
         description="the question; over DATATORAG_ANSWER_MAX_QUESTION_CHARS is a 422",
         examples=["How many days of PTO carry over into the next year?"],
     )
-    k: int = Field(5, ge=1, le=20, description="chunks retrieved as sources")
+    k: int = Field(5, ge=1, le=20, strict=True, description="chunks retrieved as sources")
     filters: Filters | None = None
     conversation: list[TurnIn] = Field(
         default_factory=list,
@@ -34,6 +34,7 @@ class AnswerRequest(_Request):
     )
     stream: bool = Field(
         False,
+        strict=True,
         description="text/event-stream: `citations`, `delta`… (`reset` if a provider failed "
         "mid-answer), then `done` with the full answer (also with Accept: text/event-stream)",
     )

@@ -7,14 +7,21 @@ embedder service over HTTP).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, File, Form, Path, Query, UploadFile
+from starlette.middleware.cors import CORSMiddleware
 
 from datatorag.domain.audience import normalise_groups
+from datatorag.gateway import audit
+from datatorag.gateway.admin import Admin
 from datatorag.gateway.answer_routes import answer_router
-from datatorag.gateway.auth import ApiKeys, Caller
+from datatorag.gateway.auth import Caller
 from datatorag.gateway.deps import GatewayDeps
+from datatorag.gateway.edge import Edge, EdgeMiddleware
 from datatorag.gateway.errors import ApiError, install_error_handlers
 from datatorag.gateway.lifecycle_routes import lifecycle_router
 from datatorag.gateway.middleware import RequestContextMiddleware
@@ -36,36 +43,82 @@ from datatorag.runtime import add_health_routes
 # JSON bodies are small; the limit stops a multi-megabyte body before it is parsed.
 MAX_JSON_BODY_BYTES = 1 << 20
 
+T = TypeVar("T")
+
+# What the edge and the error handlers may answer on any route (see gateway.edge).
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "missing or invalid API key"},
+    401: {"model": ErrorBody, "description": "missing or invalid credentials (the reason)"},
+    408: {"model": ErrorBody, "description": "the request body did not arrive in time"},
+    413: {"model": ErrorBody, "description": "request body or query too large"},
+    415: {"model": ErrorBody, "description": "body not of the route's media type"},
     422: {"model": ErrorBody, "description": "invalid request (details per field)"},
+    429: {"model": ErrorBody, "description": "rate limited; see Retry-After"},
+    503: {"model": ErrorBody, "description": "a dependency is unavailable; see Retry-After"},
+    504: {"model": ErrorBody, "description": "a backend call timed out"},
 }
+_ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorBody, "description": "the caller is not an admin"},
+}
+
+
+async def bounded(deps: GatewayDeps, call: Awaitable[T]) -> T:
+    """A request's backend calls (index, embedder, registry, connector), bounded in time."""
+    try:
+        async with asyncio.timeout(deps.settings.gateway_backend_timeout_s):
+            return await call
+    except TimeoutError:
+        raise ApiError(504, "a backend call timed out; try again later", code="timeout") from None
 
 
 def create_app(deps: GatewayDeps, service: QueryService | None = None) -> FastAPI:
     """The REST app; pass the ``service`` a gRPC server shares (one batcher, one limiter)."""
     service = service or QueryService(deps)
+    settings = deps.settings
+    edge = Edge.from_settings(settings, deps.registry)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await edge.aclose()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="DatatoRAG query gateway",
         version="1",
         description=(
             "Hybrid search (k-NN + BM25 fused by reciprocal rank fusion) over your documents, "
             "LLM-ready context with citations, and document status. Authenticate with "
-            "`Authorization: Bearer <key>` or `X-API-Key: <key>`; the key decides the tenant."
+            "`Authorization: Bearer <API key or OIDC token>` or `X-API-Key: <key>`; the "
+            "credential decides the tenant, groups and role."
         ),
         docs_url="/docs",
         redoc_url=None,
     )
     app.state.deps = deps
-    app.state.api_keys = ApiKeys.from_settings(deps.settings)
+    app.state.edge = edge
     app.state.service = service
     install_error_handlers(app)
     add_health_routes(app, deps.readiness_checks())
+    # outermost last: request context (id, audit line, security headers) > CORS (preflights
+    # carry no credentials) > the edge (authentication, limits) > the routes
     app.add_middleware(
-        RequestContextMiddleware,
-        max_body_bytes=MAX_JSON_BODY_BYTES,
-        unlimited_paths=frozenset({"/v1/documents"}),  # uploads: limited by max_document_bytes
+        EdgeMiddleware,
+        edge=edge,
+        max_json_bytes=MAX_JSON_BODY_BYTES,
+        max_upload_bytes=settings.max_document_bytes,
+        body_timeout_s=settings.gateway_body_timeout_s,
     )
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+            max_age=600,
+        )
+    app.add_middleware(RequestContextMiddleware)
     app.include_router(_router(service, deps))
     app.include_router(lifecycle_router(deps), responses=_ERRORS)
     app.include_router(answer_router(service))
@@ -83,7 +136,10 @@ def _router(service: QueryService, deps: GatewayDeps) -> APIRouter:
         summary="Top chunks for a query, with citations",
     )
     async def search(req: SearchRequest, caller: Caller) -> SearchResponse:
-        return await service.search(caller, req)
+        audit.note_query(req.query)
+        resp = await bounded(deps, service.search(caller, req))
+        audit.note_documents(h.citation.doc_id for h in resp.hits)
+        return resp
 
     @v1.post(
         "/query",
@@ -93,7 +149,10 @@ def _router(service: QueryService, deps: GatewayDeps) -> APIRouter:
         summary="Top chunks plus a numbered context block ready for an LLM",
     )
     async def query(req: QueryRequest, caller: Caller) -> QueryResponse:
-        return await service.query(caller, req)
+        audit.note_query(req.query)
+        resp = await bounded(deps, service.query(caller, req))
+        audit.note_documents(h.citation.doc_id for h in resp.hits)
+        return resp
 
     @v1.get(
         "/documents/{doc_id}",
@@ -103,7 +162,9 @@ def _router(service: QueryService, deps: GatewayDeps) -> APIRouter:
         summary="A document's registry record, its versions, and its chunks in the index",
     )
     async def document(doc_id: Annotated[Name, Path()], caller: Caller) -> DocumentDetail:
-        return await service.document(caller, doc_id)
+        resp = await bounded(deps, service.document(caller, doc_id))
+        audit.note_documents([resp.document.doc_id])
+        return resp
 
     @v1.get(
         "/documents",
@@ -120,7 +181,9 @@ def _router(service: QueryService, deps: GatewayDeps) -> APIRouter:
         source: Annotated[Name | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> DocumentList:
-        return await service.documents(caller, status, source, limit)
+        resp = await bounded(deps, service.documents(caller, status, source, limit))
+        audit.note_documents(d.doc_id for d in resp.documents)
+        return resp
 
     @v1.post(
         "/sources/{source_id}/sync",
@@ -128,15 +191,16 @@ def _router(service: QueryService, deps: GatewayDeps) -> APIRouter:
         status_code=202,
         tags=["sources"],
         responses={
+            **_ADMIN_ERRORS,
             404: {"model": ErrorBody, "description": "no such source"},
             501: {"model": ErrorBody, "description": "sync not configured"},
         },
-        summary="Run a source now",
+        summary="Run a source now (admin)",
     )
     async def sync(
-        source_id: Annotated[str, Path(min_length=1, max_length=512)], caller: Caller
+        source_id: Annotated[str, Path(min_length=1, max_length=512)], admin: Admin
     ) -> Accepted:
-        return await service.sync(caller, source_id)
+        return await bounded(deps, service.sync(admin, source_id))
 
     @v1.post(
         "/documents",
@@ -144,7 +208,7 @@ def _router(service: QueryService, deps: GatewayDeps) -> APIRouter:
         status_code=202,
         tags=["documents"],
         responses={
-            403: {"model": ErrorBody, "description": "audience names a group the caller is not in"},
+            **_ADMIN_ERRORS,
             413: {"model": ErrorBody, "description": "file over the size limit"},
             415: {
                 "model": ErrorBody,
@@ -155,11 +219,11 @@ def _router(service: QueryService, deps: GatewayDeps) -> APIRouter:
             503: {"model": ErrorBody, "description": "the landing zone is unavailable"},
             507: {"model": ErrorBody, "description": "no room to store the upload"},
         },
-        summary="Upload a document for ingestion",
+        summary="Upload a document for ingestion (admin)",
     )
     async def upload(
         file: Annotated[UploadFile, File()],
-        caller: Caller,
+        admin: Admin,
         audience: Annotated[
             list[str] | None,
             Form(
@@ -175,7 +239,7 @@ def _router(service: QueryService, deps: GatewayDeps) -> APIRouter:
         data = await file.read(limit + 1)
         if len(data) > limit:
             raise ApiError(413, f"file is over the {limit}-byte limit", code="file_too_large")
-        return await service.upload(caller, file.filename or "", data, file.content_type, groups)
+        return await service.upload(admin, file.filename or "", data, file.content_type, groups)
 
     return v1
 

@@ -35,6 +35,7 @@ _CODES = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "timeout",
     413: "too_large",
     415: "unsupported_media_type",
     422: "validation_error",
@@ -42,6 +43,7 @@ _CODES = {
     500: "internal_error",
     501: "not_implemented",
     503: "unavailable",
+    504: "timeout",
     507: "insufficient_storage",
 }
 

@@ -1,13 +1,17 @@
 """The query gateway over gRPC (``proto/gateway.proto``): Search, Query, GetDocument.
 
 Same semantics as REST because both call ``QueryService`` and validate through the same pydantic
-request models. The tenant comes from the ``authorization: Bearer <key>`` or ``x-api-key``
-metadata. Failures map to status codes (``ApiError.status`` -> gRPC code) with the REST error
-code in the ``error-code`` trailing metadata; nothing internal leaks from an unexpected error.
+request models. The principal comes from the ``authorization: Bearer <key or token>`` or
+``x-api-key`` metadata, through the same edge as REST (``gateway.edge``: authentication, the
+failed-auth and per-principal rate limits), and every call writes the same audit line
+(``transport: grpc``). Failures map to status codes (``ApiError.status`` -> gRPC code) with the
+REST error code in the ``error-code`` trailing metadata (``retry-after`` when rate limited);
+nothing internal leaks from an unexpected error.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -24,9 +28,11 @@ from datatorag.answering import AnswerUnavailable
 from datatorag.domain.errors import DependencyError, NotFound, PermanentError, TransientError
 from datatorag.domain.models import no_control_characters
 from datatorag.domain.principal import Principal
-from datatorag.gateway import answer_grpc
+from datatorag.gateway import answer_grpc, audit
+from datatorag.gateway.answer_routes import note_documents as note_answer_documents
 from datatorag.gateway.answers import open_stream, unavailable
-from datatorag.gateway.auth import ApiKeys, AuthError
+from datatorag.gateway.auth import AuthError
+from datatorag.gateway.edge import Edge, Refusal
 from datatorag.gateway.errors import ApiError, dependency_kind, validation_details
 from datatorag.gateway.grpc_gen import gateway_pb2 as pb
 from datatorag.gateway.grpc_gen import gateway_pb2_grpc as pb_grpc
@@ -66,8 +72,10 @@ _STATUS = {
     404: grpc.StatusCode.NOT_FOUND,
     413: grpc.StatusCode.INVALID_ARGUMENT,
     422: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     501: grpc.StatusCode.UNIMPLEMENTED,
     503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 # Request messages above this are refused by gRPC itself (RESOURCE_EXHAUSTED), like REST's 413.
 MAX_MESSAGE_BYTES = 1 << 20
@@ -209,19 +217,54 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class GatewayServicer(pb_grpc.QueryGatewayServicer):
-    def __init__(self, service: QueryService, keys: ApiKeys) -> None:
+    def __init__(self, service: QueryService, edge: Edge) -> None:
         self.service = service
-        self.keys = keys
+        self.edge = edge
+        self.timeout_s = service.deps.settings.gateway_backend_timeout_s
+
+    async def _bounded(self, call: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await call
+        except TimeoutError:
+            raise ApiError(
+                504, "a backend call timed out; try again later", code="timeout"
+            ) from None
+
+    async def _admit(self, metadata: dict[str, str], context: Context) -> Principal:
+        try:
+            principal = await self.edge.admit(
+                metadata.get("authorization"), metadata.get("x-api-key"), _peer_host(context)
+            )
+        except Refusal as refusal:
+            entry = audit.current()
+            if entry is not None:
+                entry.reason = refusal.message
+            raise ApiError(
+                refusal.status, refusal.message, code=refusal.code, headers=refusal.headers
+            ) from None
+        entry = audit.current()
+        if entry is not None:
+            entry.principal = principal
+        return principal
 
     async def Search(self, request: pb.SearchRequest, context: Context) -> pb.SearchResponse:
         async def run(principal: Principal) -> pb.SearchResponse:
-            return search_response(await self.service.search(principal, search_request(request)))
+            req = search_request(request)
+            audit.note_query(req.query)
+            resp = await self._bounded(self.service.search(principal, req))
+            audit.note_documents(h.citation.doc_id for h in resp.hits)
+            return search_response(resp)
 
         return await self._call("Search", context, run)
 
     async def Query(self, request: pb.QueryRequest, context: Context) -> pb.QueryResponse:
         async def run(principal: Principal) -> pb.QueryResponse:
-            return query_response(await self.service.query(principal, query_request(request)))
+            req = query_request(request)
+            audit.note_query(req.query)
+            resp = await self._bounded(self.service.query(principal, req))
+            audit.note_documents(h.citation.doc_id for h in resp.hits)
+            return query_response(resp)
 
         return await self._call("Query", context, run)
 
@@ -236,7 +279,9 @@ class GatewayServicer(pb_grpc.QueryGatewayServicer):
                 no_control_characters(doc_id)
             except ValueError as exc:
                 raise ApiError(422, f"doc_id: {exc}") from None
-            return document_detail(await self.service.document(principal, doc_id))
+            detail = await self._bounded(self.service.document(principal, doc_id))
+            audit.note_documents([detail.document.doc_id])
+            return document_detail(detail)
 
         return await self._call("GetDocument", context, run)
 
@@ -247,28 +292,36 @@ class GatewayServicer(pb_grpc.QueryGatewayServicer):
         event, and a failure mid-answer ends the stream with its status."""
         metadata, request_id = await self._begin(context)
         tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        entry, audit_token = audit.open_entry()
         started = time.perf_counter()
         code, message, error_code = grpc.StatusCode.OK, "", ""
-        tenant: str | None = None
+        trailers: tuple[tuple[str, str], ...] = ()
         try:
-            principal = self.keys.resolve(metadata.get("authorization"), metadata.get("x-api-key"))
-            tenant = principal.tenant
+            principal = await self._admit(metadata, context)
             req = answer_grpc.answer_request(request)
+            audit.note_query(req.query)
             primed = await open_stream(self.service, principal, req, request_id)
             async for event in primed.events():
+                note_answer_documents(event)
                 yield answer_grpc.event(event)
         except AnswerUnavailable as exc:
             code, message, error_code = _failure("Answer", unavailable(exc))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status (_failure)
             code, message, error_code = _failure("Answer", exc)
+            trailers = _retry_after(exc)
         finally:
-            self._end("Answer", started, code, tenant)
+            self._end("Answer", started, code, entry, context)
+            audit.close_entry(audit_token)
             structlog.contextvars.reset_contextvars(**tokens)
         if code is not grpc.StatusCode.OK:
             await context.abort(
                 code,
                 message,
-                trailing_metadata=(("error-code", error_code), ("x-request-id", request_id)),
+                trailing_metadata=(
+                    ("error-code", error_code),
+                    ("x-request-id", request_id),
+                    *trailers,
+                ),
             )
 
     async def _begin(self, context: Context) -> tuple[dict[str, str], str]:
@@ -280,84 +333,68 @@ class GatewayServicer(pb_grpc.QueryGatewayServicer):
         await context.send_initial_metadata((("x-request-id", request_id),))
         return metadata, request_id
 
-    def _end(self, method: str, started: float, code: grpc.StatusCode, tenant: str | None) -> None:
+    def _end(
+        self,
+        method: str,
+        started: float,
+        code: grpc.StatusCode,
+        entry: audit.AuditEntry,
+        context: Context,
+    ) -> None:
         elapsed = time.perf_counter() - started
         observe(f"/grpc/{method}", "GRPC", code.name, elapsed)
-        log.info(
-            "request",
+        audit.emit(
+            entry,
+            transport="grpc",
             method="GRPC",
             route=f"/grpc/{method}",
             status=code.name,
             duration_ms=round(elapsed * 1000, 2),
-            tenant=tenant,
+            client=_peer_host(context),
         )
 
     async def _call(
         self, method: str, context: Context, run: Callable[[Principal], Awaitable[T]]
     ) -> T:
-        metadata = {
-            k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)
-        }
-        incoming = metadata.get("x-request-id", "")
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        await context.send_initial_metadata((("x-request-id", request_id),))
+        metadata, request_id = await self._begin(context)
         tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        entry, audit_token = audit.open_entry()
         started = time.perf_counter()
         code, message, error_code = grpc.StatusCode.OK, "", ""
-        tenant: str | None = None
+        trailers: tuple[tuple[str, str], ...] = ()
         try:
-            principal = self.keys.resolve(metadata.get("authorization"), metadata.get("x-api-key"))
-            tenant = principal.tenant
+            principal = await self._admit(metadata, context)
             return await run(principal)
-        except AuthError as exc:
-            code, message, error_code = (
-                grpc.StatusCode.UNAUTHENTICATED,
-                exc.message,
-                "unauthenticated",
-            )
-        except ValidationError as exc:
-            message, _ = validation_details(exc.errors())
-            code, error_code = grpc.StatusCode.INVALID_ARGUMENT, "validation_error"
-        except ApiError as exc:
-            code = _STATUS.get(exc.status, grpc.StatusCode.UNKNOWN)
-            message, error_code = exc.message, exc.code
-        except NotFound as exc:
-            code, message, error_code = (
-                grpc.StatusCode.NOT_FOUND,
-                str(exc) or "not found",
-                "not_found",
-            )
-        except PermanentError as exc:
-            code, message, error_code = grpc.StatusCode.INVALID_ARGUMENT, exc.reason, exc.code
-        except DependencyError as exc:
-            log.error("dependency failed", dependency=exc.dependency, detail=exc.detail)
-            code, error_code = grpc.StatusCode.UNAVAILABLE, "unavailable"
-            message = f"{dependency_kind(exc.dependency)} is unavailable; try again later"
-        except TransientError as exc:
-            log.warning("transient failure", error=str(exc))
-            code, error_code = grpc.StatusCode.UNAVAILABLE, "unavailable"
-            message = "a dependency is temporarily unavailable; try again later"
-        except Exception:
-            log.exception("unhandled error", method=method)
-            code, message, error_code = grpc.StatusCode.INTERNAL, "internal error", "internal_error"
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status (_failure)
+            code, message, error_code = _failure(method, exc)
+            trailers = _retry_after(exc)
         finally:
-            elapsed = time.perf_counter() - started
-            observe(f"/grpc/{method}", "GRPC", code.name, elapsed)
-            log.info(
-                "request",
-                method="GRPC",
-                route=f"/grpc/{method}",
-                status=code.name,
-                duration_ms=round(elapsed * 1000, 2),
-                tenant=tenant,
-            )
+            self._end(method, started, code, entry, context)
+            audit.close_entry(audit_token)
             structlog.contextvars.reset_contextvars(**tokens)
         await context.abort(
             code,
             message,
-            trailing_metadata=(("error-code", error_code), ("x-request-id", request_id)),
+            trailing_metadata=(("error-code", error_code), ("x-request-id", request_id), *trailers),
         )
         raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+
+def _retry_after(exc: Exception) -> tuple[tuple[str, str], ...]:
+    headers = exc.headers if isinstance(exc, ApiError) and exc.headers else {}
+    value = headers.get("Retry-After")
+    return (("retry-after", value),) if value else ()
+
+
+def _peer_host(context: Context) -> str | None:
+    """``ipv4:127.0.0.1:5555`` / ``ipv6:[::1]:5555`` -> the address without the port."""
+    peer = context.peer() or ""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rsplit(":", 1)[0]
+    if kind == "ipv6":
+        return rest.rsplit(":", 1)[0].strip("[]")
+    return peer or None
 
 
 def _failure(method: str, exc: Exception) -> tuple[grpc.StatusCode, str, str]:
@@ -376,7 +413,7 @@ def _failure(method: str, exc: Exception) -> tuple[grpc.StatusCode, str, str]:
         return grpc.StatusCode.INVALID_ARGUMENT, exc.reason, exc.code
     if isinstance(exc, DependencyError):
         log.error("dependency failed", dependency=exc.dependency, detail=exc.detail)
-        message = f"{exc.dependency} is unavailable; try again later"
+        message = f"{dependency_kind(exc.dependency)} is unavailable; try again later"
         return grpc.StatusCode.UNAVAILABLE, message, "unavailable"
     if isinstance(exc, TransientError):
         log.warning("transient failure", error=str(exc))
@@ -387,7 +424,7 @@ def _failure(method: str, exc: Exception) -> tuple[grpc.StatusCode, str, str]:
 
 
 def create_grpc_server(
-    service: QueryService, keys: ApiKeys, address: str = "127.0.0.1:50051"
+    service: QueryService, edge: Edge, address: str = "127.0.0.1:50051"
 ) -> tuple[grpc.aio.Server, int]:
     """A grpc.aio server (not started) bound to ``address``; returns it and the bound port."""
     server = grpc.aio.server(
@@ -398,7 +435,7 @@ def create_grpc_server(
     )
     # the generated module carries no annotations
     pb_grpc.add_QueryGatewayServicer_to_server(  # type: ignore[no-untyped-call]
-        GatewayServicer(service, keys), server
+        GatewayServicer(service, edge), server
     )
     port = server.add_insecure_port(address)
     if port == 0:
@@ -410,4 +447,4 @@ def grpc_server_for_app(
     app: FastAPI, address: str = "127.0.0.1:50051"
 ) -> tuple[grpc.aio.Server, int]:
     """The gRPC server sharing a REST app's service (one query batcher, one set of adapters)."""
-    return create_grpc_server(app.state.service, app.state.api_keys, address)
+    return create_grpc_server(app.state.service, app.state.edge, address)

@@ -36,6 +36,8 @@ NameList = Annotated[list[Name], Field(min_length=1, max_length=100)]
 
 
 class _Request(BaseModel):
+    # numbers and flags are strict: ``true`` is not 1 and ``"5"`` not 5 (every field that takes
+    # one says ``strict=True``)
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
@@ -71,15 +73,19 @@ class SearchRequest(_Request):
         description="natural-language query; too long a query is answered 413",
         examples=["How many days of parental leave do I get?"],
     )
-    k: int = Field(10, ge=1, le=100, description="number of hits")
+    k: int = Field(10, ge=1, le=100, strict=True, description="number of hits")
     mode: Mode = Field(Mode.HYBRID, description="hybrid (k-NN + BM25 fused by RRF), knn or bm25")
     filters: Filters | None = None
 
 
 class QueryRequest(SearchRequest):
-    k: int = Field(5, ge=1, le=100, description="number of chunks behind the context")
+    k: int = Field(5, ge=1, le=100, strict=True, description="number of chunks behind the context")
     max_context_chars: int = Field(
-        6000, ge=200, le=100_000, description="budget of the context block in characters"
+        6000,
+        ge=200,
+        le=100_000,
+        strict=True,
+        description="budget of the context block in characters",
     )
 
 

@@ -17,10 +17,18 @@ from datatorag.ports.generator import (
     Usage,
 )
 from datatorag.ports.queue import Queue, QueueMessage
-from datatorag.ports.registry import Registry, RunTrigger, RunType, SourceRecord, SyncRun
+from datatorag.ports.registry import (
+    ApiKeyRecord,
+    Registry,
+    RunTrigger,
+    RunType,
+    SourceRecord,
+    SyncRun,
+)
 from datatorag.ports.vector_index import IndexAdmin, VectorIndex
 
 __all__ = [
+    "ApiKeyRecord",
     "BlobInfo",
     "BlobStore",
     "ChatMessage",

@@ -6,6 +6,7 @@ import abc
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -72,6 +73,28 @@ class SourceRecord(BaseModel):
     deleted_by: str | None = None
 
 
+class ApiKeyRecord(BaseModel):
+    """An API key as the registry keeps it: never the key, only a salted hash of its secret.
+
+    A key reads ``dtr_<key_id>_<secret>``; ``key_id`` finds the record, the secret is checked
+    against ``hash`` (``datatorag.gateway.api_keys`` says how it is derived). ``prefix`` is the
+    first characters of the key, to recognise it in a listing. ``revoked_at`` set: refused."""
+
+    key_id: str
+    tenant: str
+    role: Literal["reader", "admin"] = "reader"
+    groups: list[str] = Field(default_factory=list)
+    name: str = ""
+    algorithm: str  # how ``hash`` was derived from the secret and ``salt`` (hex), e.g. scrypt
+    salt: str
+    hash: str
+    prefix: str
+    created_at: datetime = Field(default_factory=utcnow)
+    created_by: str | None = None
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+
+
 class Registry(abc.ABC):
     """Contract (``datatorag.testing.conformance.registry``):
 
@@ -99,6 +122,11 @@ class Registry(abc.ABC):
       markers there (``datatorag.pipeline.crash_guard``).
     * Sources: ``put_source`` inserts or replaces one (keyed by tenant, source); ``get_source``
       returns it or None; ``sources(tenant)`` lists a tenant's sources ordered by id.
+    * API keys: ``put_api_key`` stores a new key record and returns False (changing nothing)
+      when its ``key_id`` exists; ``get_api_key`` returns it (revoked or not) or None;
+      ``api_keys`` lists the records of one tenant (or every tenant), oldest first;
+      ``revoke_api_key`` sets ``revoked_at``/``revoked_by`` once and returns True, False for an
+      unknown or already revoked key.
     * Leases: ``acquire_lease`` succeeds when the lease is free, expired or already held by
       ``owner`` (renewal); ``release_lease`` frees it only for its owner.
     """
@@ -183,6 +211,21 @@ class Registry(abc.ABC):
     @abc.abstractmethod
     async def sources(self, tenant: str) -> list[SourceRecord]:
         """The tenant's sources, ordered by source id."""
+
+    @abc.abstractmethod
+    async def put_api_key(self, record: ApiKeyRecord) -> bool: ...
+
+    @abc.abstractmethod
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None: ...
+
+    @abc.abstractmethod
+    async def api_keys(self, tenant: str | None = None) -> list[ApiKeyRecord]:
+        """The keys of ``tenant`` (every tenant's when None), oldest ``created_at`` first."""
+
+    @abc.abstractmethod
+    async def revoke_api_key(
+        self, key_id: str, *, at: datetime | None = None, by: str | None = None
+    ) -> bool: ...
 
     @abc.abstractmethod
     async def check(self) -> None:

@@ -18,6 +18,8 @@ Table schema (single-table design; on-demand capacity; created by ``provision.en
     sync run      SYNC#<tenant>#<source>   RUN#<run_id>  data S (SyncRun JSON),
                                                          lsi1sk S = R#<started_at ISO>
     source        SOURCES#<tenant>         SRC#<source>  data S (SourceRecord JSON)
+    API key       APIKEYS                  KEY#<key_id>  data S (ApiKeyRecord JSON: a salted hash,
+                                                         never the key), tenant S, revoked N
 
     GSI by_status   partition status (S), sort updated_at (S: ISO-8601 UTC, fixed width, so it
                     sorts by time); projection ALL. Only version items carry both attributes, so
@@ -36,6 +38,8 @@ Conditional writes keep the registry right under concurrent, duplicated and late
   a higher ``seq`` and flips ``is_current`` on both versions, so ``find`` and ``stalled`` can
   keep to current versions with a filter.
 * leases: a put that succeeds only when the lease is absent, expired or held by the same owner.
+* API keys: put-if-absent by key id; a revoke is a put conditioned on ``revoked = 0``. All keys
+  share one item collection: there are few, they are listed rarely, and the gateway caches them.
 """
 
 from __future__ import annotations
@@ -58,12 +62,19 @@ from datatorag.config import AwsSettings, Settings
 from datatorag.domain.audience import DEFAULT_GROUPS, normalise_groups, visible
 from datatorag.domain.errors import DependencyError
 from datatorag.domain.models import DocumentRecord, DocumentStatus, utcnow
-from datatorag.ports.registry import Registry, SourceRecord, SyncRun, check_advance_fields
+from datatorag.ports.registry import (
+    ApiKeyRecord,
+    Registry,
+    SourceRecord,
+    SyncRun,
+    check_advance_fields,
+)
 
 STATUS_INDEX = "by_status"
 TIME_INDEX = "by_time"
 CURRENT_SK = "CURRENT"
 LEASE_SK = "LEASE"
+API_KEYS_PK = "APIKEYS"
 _PROMOTE_ATTEMPTS = 20
 
 
@@ -619,6 +630,57 @@ class DynamoDbRegistry(Registry):
             ConsistentRead=True,
         )
         return [SourceRecord.model_validate_json(i["data"]["S"]) async for i in items]
+
+    # -- API keys -------------------------------------------------------------------------------
+
+    def _key_item(self, record: ApiKeyRecord) -> dict[str, Any]:
+        return {
+            "pk": _av(API_KEYS_PK),
+            "sk": _av(f"KEY#{record.key_id}"),
+            "tenant": _av(record.tenant),
+            "revoked": _av(0 if record.revoked_at is None else 1),
+            "data": _av(record.model_dump_json()),
+        }
+
+    async def put_api_key(self, record: ApiKeyRecord) -> bool:
+        return await self._conditional(
+            "put_item",
+            Item=self._key_item(record),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        item = await self._get_item(API_KEYS_PK, f"KEY#{key_id}")
+        return None if item is None else ApiKeyRecord.model_validate_json(item["data"]["S"])
+
+    async def api_keys(self, tenant: str | None = None) -> list[ApiKeyRecord]:
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :k)",
+            "ExpressionAttributeValues": {":pk": _av(API_KEYS_PK), ":k": _av("KEY#")},
+            "ConsistentRead": True,
+        }
+        if tenant is not None:
+            kwargs["FilterExpression"] = "tenant = :t"
+            kwargs["ExpressionAttributeValues"][":t"] = _av(tenant)
+        found = [
+            ApiKeyRecord.model_validate_json(i["data"]["S"]) async for i in self._query(**kwargs)
+        ]
+        found.sort(key=lambda k: (_iso(k.created_at), k.key_id))
+        return found
+
+    async def revoke_api_key(
+        self, key_id: str, *, at: datetime | None = None, by: str | None = None
+    ) -> bool:
+        record = await self.get_api_key(key_id)
+        if record is None or record.revoked_at is not None:
+            return False
+        revoked = record.model_copy(update={"revoked_at": at or utcnow(), "revoked_by": by})
+        return await self._conditional(
+            "put_item",
+            Item=self._key_item(revoked),
+            ConditionExpression="revoked = :zero",
+            ExpressionAttributeValues={":zero": _av(0)},
+        )
 
     # -- health ---------------------------------------------------------------------------------
 

@@ -22,7 +22,13 @@ from pydantic import TypeAdapter
 from datatorag.adapters.embedded._sqlite import SqliteWorker
 from datatorag.domain.audience import normalise_groups
 from datatorag.domain.models import DocumentRecord, DocumentStatus, utcnow
-from datatorag.ports.registry import Registry, SourceRecord, SyncRun, check_advance_fields
+from datatorag.ports.registry import (
+    ApiKeyRecord,
+    Registry,
+    SourceRecord,
+    SyncRun,
+    check_advance_fields,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS doc_versions (
@@ -76,6 +82,13 @@ CREATE TABLE IF NOT EXISTS sources (
     source TEXT NOT NULL,
     data TEXT NOT NULL,
     PRIMARY KEY (tenant, source)
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0,
+    data TEXT NOT NULL
 )
 """
 
@@ -393,6 +406,57 @@ class SqliteRegistry(Registry):
             ).fetchall()
         )
         return [SourceRecord.model_validate_json(r["data"]) for r in rows]
+
+    # -- API keys ----------------------------------------------------------------------------
+    async def put_api_key(self, record: ApiKeyRecord) -> bool:
+        row = (record.key_id, record.tenant, _to_us(record.created_at), record.model_dump_json())
+
+        def insert(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "INSERT INTO api_keys (key_id, tenant, created_at, data) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (key_id) DO NOTHING",
+                row,
+            )
+            return cur.rowcount == 1
+
+        return await self._db.write(insert)
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        row = await self._db.run(
+            lambda c: c.execute("SELECT data FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
+        )
+        return ApiKeyRecord.model_validate_json(row["data"]) if row else None
+
+    async def api_keys(self, tenant: str | None = None) -> list[ApiKeyRecord]:
+        sql = "SELECT data FROM api_keys"
+        params: tuple[str, ...] = ()
+        if tenant is not None:
+            sql, params = sql + " WHERE tenant = ?", (tenant,)
+        rows = await self._db.run(
+            lambda c: c.execute(sql + " ORDER BY created_at, key_id", params).fetchall()
+        )
+        return [ApiKeyRecord.model_validate_json(r["data"]) for r in rows]
+
+    async def revoke_api_key(
+        self, key_id: str, *, at: datetime | None = None, by: str | None = None
+    ) -> bool:
+        when = at or utcnow()
+
+        def revoke(c: sqlite3.Connection) -> bool:
+            row = c.execute(
+                "SELECT data FROM api_keys WHERE key_id = ? AND revoked = 0", (key_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            record = ApiKeyRecord.model_validate_json(row["data"])
+            record = record.model_copy(update={"revoked_at": when, "revoked_by": by})
+            cur = c.execute(
+                "UPDATE api_keys SET revoked = 1, data = ? WHERE key_id = ? AND revoked = 0",
+                (record.model_dump_json(), key_id),
+            )
+            return cur.rowcount == 1
+
+        return await self._db.write(revoke)
 
     async def check(self) -> None:
         """Registry reads as the services make them (versions, and the current-version join)

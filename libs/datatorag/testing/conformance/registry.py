@@ -38,7 +38,7 @@ import pytest
 from datatorag.domain.models import DocumentRecord
 from datatorag.domain.models import DocumentStatus as S
 from datatorag.domain.principal import EVERYONE
-from datatorag.ports import Registry, RunTrigger, RunType, SourceRecord, SyncRun
+from datatorag.ports import ApiKeyRecord, Registry, RunTrigger, RunType, SourceRecord, SyncRun
 
 __all__ = [
     "pytestmark",
@@ -47,6 +47,9 @@ __all__ = [
     "test_advance_moves_forward_and_sets_fields",
     "test_advance_never_moves_backwards",
     "test_advance_of_unknown_version_is_false",
+    "test_api_key_put_is_put_if_absent_and_round_trips",
+    "test_api_key_revoke_once_keeps_the_record",
+    "test_api_keys_list_per_tenant_oldest_first",
     "test_check_passes",
     "test_concurrent_duplicate_advances_succeed_once",
     "test_concurrent_lease_acquire_has_one_winner",
@@ -502,3 +505,67 @@ async def test_find_by_audience_inside_the_query(registry: Registry, tenant: str
     assert len(await registry.find(tenant=tenant)) == 11  # None: every audience
     await registry.set_groups(tenant, "exec0", "v1", [EVERYONE])
     assert "exec0" in ids(await registry.find(tenant=tenant, audience=staff))
+
+
+def _key(tenant: str, key_id: str | None = None, **kw: Any) -> ApiKeyRecord:
+    key_id = key_id or uuid.uuid4().hex[:16]
+    fields: dict[str, Any] = {
+        "algorithm": "scrypt:n=16384,r=8,p=1",
+        "salt": "00" * 16,
+        "hash": "ab" * 32,
+        "prefix": f"dtr_{key_id}_ab",
+        **kw,
+    }
+    return ApiKeyRecord(key_id=key_id, tenant=tenant, **fields)
+
+
+async def test_api_key_put_is_put_if_absent_and_round_trips(
+    registry: Registry, tenant: str
+) -> None:
+    key = _key(
+        tenant,
+        role="admin",
+        groups=["hr", "managers"],
+        name="payroll export",
+        created_at=datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        created_by="cli",
+    )
+    assert await registry.put_api_key(key) is True
+    assert await registry.get_api_key(key.key_id) == key
+    clash = key.model_copy(update={"tenant": f"{tenant}-other", "hash": "cd" * 32})
+    assert await registry.put_api_key(clash) is False
+    assert await registry.get_api_key(key.key_id) == key  # the first one stays
+    assert await registry.get_api_key(uuid.uuid4().hex[:16]) is None
+
+
+async def test_api_keys_list_per_tenant_oldest_first(registry: Registry, tenant: str) -> None:
+    other = f"{tenant}-other"
+    t0 = datetime(2026, 2, 1, tzinfo=UTC)
+    newer = _key(tenant, created_at=t0 + timedelta(hours=2))
+    older = _key(tenant, created_at=t0)
+    foreign = _key(other, created_at=t0 + timedelta(hours=1))
+    for k in (newer, older, foreign):
+        assert await registry.put_api_key(k)
+    assert [k.key_id for k in await registry.api_keys(tenant)] == [older.key_id, newer.key_id]
+    assert [k.key_id for k in await registry.api_keys(other)] == [foreign.key_id]
+    everyone = [k.key_id for k in await registry.api_keys()]
+    # a shared table may hold other tests' keys: ours appear, in creation order
+    mine = [i for i in everyone if i in {older.key_id, newer.key_id, foreign.key_id}]
+    assert mine == [older.key_id, foreign.key_id, newer.key_id]
+    assert await registry.api_keys(f"{tenant}-none") == []
+
+
+async def test_api_key_revoke_once_keeps_the_record(registry: Registry, tenant: str) -> None:
+    key = _key(tenant)
+    await registry.put_api_key(key)
+    at = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+    assert await registry.revoke_api_key(key.key_id, at=at, by="key:admin") is True
+    back = await registry.get_api_key(key.key_id)
+    assert back is not None
+    assert back.revoked_at == at and back.revoked_by == "key:admin"
+    assert back.model_copy(update={"revoked_at": None, "revoked_by": None}) == key
+    assert await registry.revoke_api_key(key.key_id, at=at + timedelta(days=1)) is False
+    again = await registry.get_api_key(key.key_id)
+    assert again is not None and again.revoked_at == at  # the first revocation stands
+    assert await registry.revoke_api_key(uuid.uuid4().hex[:16]) is False
+    assert [k.revoked_at for k in await registry.api_keys(tenant)] == [at]

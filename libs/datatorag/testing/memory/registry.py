@@ -17,7 +17,13 @@ from datetime import UTC, datetime, timedelta
 
 from datatorag.domain.audience import normalise_groups, visible
 from datatorag.domain.models import DocumentRecord, DocumentStatus, utcnow
-from datatorag.ports.registry import Registry, SourceRecord, SyncRun, check_advance_fields
+from datatorag.ports.registry import (
+    ApiKeyRecord,
+    Registry,
+    SourceRecord,
+    SyncRun,
+    check_advance_fields,
+)
 from datatorag.testing.memory.clock import Clock
 
 _US = timedelta(microseconds=1)
@@ -48,6 +54,7 @@ class MemoryRegistry(Registry):
         # (tenant, source, run_id) -> (order of first insert, run); a replace keeps its order
         self._runs: dict[tuple[str, str, str], tuple[int, SyncRun]] = {}
         self._sources: dict[tuple[str, str], SourceRecord] = {}
+        self._keys: dict[str, ApiKeyRecord] = {}
         self._run_order = 0
 
     # -- versions --------------------------------------------------------------------------
@@ -247,6 +254,38 @@ class MemoryRegistry(Registry):
         return [
             r.model_copy(deep=True) for (t, _), r in sorted(self._sources.items()) if t == tenant
         ]
+
+    # -- API keys --------------------------------------------------------------------------
+    async def put_api_key(self, record: ApiKeyRecord) -> bool:
+        stored = ApiKeyRecord.model_validate(record.model_dump())
+        await asyncio.sleep(0)
+        if stored.key_id in self._keys:
+            return False
+        self._keys[stored.key_id] = stored
+        return True
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        await asyncio.sleep(0)
+        found = self._keys.get(key_id)
+        return None if found is None else found.model_copy(deep=True)
+
+    async def api_keys(self, tenant: str | None = None) -> list[ApiKeyRecord]:
+        await asyncio.sleep(0)
+        found = [k for k in self._keys.values() if tenant is None or k.tenant == tenant]
+        found.sort(key=lambda k: (_utc(k.created_at), k.key_id))
+        return [k.model_copy(deep=True) for k in found]
+
+    async def revoke_api_key(
+        self, key_id: str, *, at: datetime | None = None, by: str | None = None
+    ) -> bool:
+        await asyncio.sleep(0)
+        found = self._keys.get(key_id)
+        if found is None or found.revoked_at is not None:
+            return False
+        self._keys[key_id] = found.model_copy(
+            update={"revoked_at": at or utcnow(), "revoked_by": by}
+        )
+        return True
 
     async def check(self) -> None:
         await asyncio.sleep(0)

@@ -47,3 +47,14 @@ def load_cfn(path: Path) -> dict[str, Any]:
 
 def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
+
+
+class ComposeLoader(yaml.SafeLoader):
+    """Compose override YAML: ``!reset`` (drop what the base file set) reads as "!reset"."""
+
+
+ComposeLoader.add_constructor("!reset", lambda loader, node: "!reset")
+
+
+def load_yaml_with_resets(path: Path) -> Any:
+    return yaml.load(path.read_text(), Loader=ComposeLoader)

@@ -40,10 +40,12 @@ def stack() -> Iterator[Stack]:
     s = Stack(PROJECT)
     s.compose("down", "-v", "-t", "10")  # leftovers of an interrupted run
     try:
-        # podman-compose creates every container as compose would; the start order is enforced
-        # here because podman 4.3 cannot wait for "service_healthy" (podman-compose warns and
-        # skips those conditions): infra healthy, init exited 0, embedder healthy, the rest.
-        s.compose("up", "--no-build", "--no-start")
+        # podman-compose creates every container as compose would; the start order of
+        # depends_on is enforced here because podman 4.3 cannot wait for "service_healthy"
+        # (podman-compose warns and skips those conditions) and its --requires links cannot
+        # start a service after a one-shot has exited: infra healthy, init exited 0, embedder
+        # healthy, then the rest.
+        s.compose("up", "--no-build", "--no-start", "--no-deps")
         s.start(*INFRA)
         for svc in INFRA:
             s.wait_healthy(svc)

@@ -25,9 +25,10 @@ NO_MODEL_SERVICES = (
 def test_runs_as_a_numeric_non_root_user_with_a_healthcheck(
     images: dict[str, str], name: str
 ) -> None:
-    config = inspect_image(images[name])["Config"]
+    image = inspect_image(images[name])
+    config = image["Config"]
     assert config["User"] == "10001:10001"  # numeric: Kubernetes' runAsNonRoot can verify it
-    health = config["Healthcheck"]["Test"]
+    health = image["Healthcheck"]["Test"]  # podman shows the docker-format healthcheck here
     assert health[0] == "CMD" and health[1] in ("datatorag-healthcheck", "datatorag-moto")
     assert "PATH=/opt/venv/bin:" in " ".join(config["Env"])
     out = run_in(

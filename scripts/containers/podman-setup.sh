@@ -10,6 +10,7 @@
 set -euo pipefail
 
 log() { echo "podman-setup.sh: $*" >&2; }
+PODMAN_COMPOSE_VERSION=1.6.0
 
 [[ "$(id -u)" == 0 ]] || { log "ERROR: run as root (podman runs rootful here)"; exit 1; }
 
@@ -41,4 +42,14 @@ if [[ ! -f "$conf" ]] || [[ "$(cat "$conf")" != "$want" ]]; then
   printf '%s\n' "$want" >"$conf"
   log "wrote $conf"
 fi
+# podman-compose from PyPI (Debian's 1.0 predates `!reset` and `--no-deps` creation): the project
+# venv has it as a dev dependency; a venv made from an older lock gets it as a uv tool
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+if [[ ! -x "$root/.venv/bin/podman-compose" ]] && ! command -v podman-compose >/dev/null 2>&1 \
+    && [[ ! -x "$HOME/.local/bin/podman-compose" ]]; then
+  uv_bin="$(command -v uv || echo "$HOME/.local/bin/uv")"
+  log "installing podman-compose==$PODMAN_COMPOSE_VERSION (uv tool)"
+  "$uv_bin" tool install -q "podman-compose==$PODMAN_COMPOSE_VERSION" >&2
+fi
+
 podman info --format '{{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}} {{.Store.GraphDriverName}}' >&2

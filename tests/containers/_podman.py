@@ -98,7 +98,7 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
 
     def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        exe = shutil.which("podman-compose") or str(Path(ROOT / ".venv" / "bin" / "podman-compose"))
+        exe = compose_exe()
         cmd = [exe, "-p", self.project, "-f", str(COMPOSE_FILE), "-f", str(CI_OVERRIDE), *args]
         proc = subprocess.run(
             cmd,
@@ -145,6 +145,20 @@ class Stack:
     def logs(self, service: str, tail: int = 60) -> str:
         proc = podman("logs", "--tail", str(tail), self.container(service), check=False)
         return (proc.stdout + proc.stderr)[-6000:]
+
+
+def compose_exe() -> str:
+    """The venv's podman-compose (a dev dependency), else one on PATH or installed as a uv tool
+    by scripts/containers/podman-setup.sh."""
+    for candidate in (
+        ROOT / ".venv" / "bin" / "podman-compose",
+        shutil.which("podman-compose"),
+        Path.home() / ".local" / "bin" / "podman-compose",
+    ):
+        if candidate and Path(candidate).is_file():
+            return str(candidate)
+    unavailable("podman-compose", "not installed (scripts/containers/podman-setup.sh)")
+    raise AssertionError("unreachable")
 
 
 def _base_env() -> dict[str, str]:

@@ -5,7 +5,7 @@ PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)/libs:$(CURDIR)
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast bench bench-quick lint fmt images deploy-aws opensearch-start opensearch-stop clean
+.PHONY: install run test test-fast test-images bench bench-quick lint fmt images deploy-aws opensearch-start opensearch-stop clean
 
 install:            ## create/refresh the cached virtualenv and install the project (editable)
 	@bash scripts/venv.sh >/dev/null
@@ -13,8 +13,8 @@ install:            ## create/refresh the cached virtualenv and install the proj
 run: install        ## the whole product on one machine: ingest the sample corpus, gateway on :8080
 	bin/datatorag up
 
-test: install       ## every test; starts OpenSearch, moto, FTP/SFTP servers as local processes
-	.venv/bin/pytest -q -ra $(PYTEST_ARGS)
+test: install       ## every test but the container ones; starts OpenSearch, moto, FTP/SFTP servers as local processes
+	.venv/bin/pytest -q -ra --ignore=tests/containers $(PYTEST_ARGS)
 
 test-fast: install  ## unit + embedded conformance only (no external servers)
 	.venv/bin/pytest -q -ra tests/unit tests/conformance -k "not sqs and not s3 and not dynamodb and not opensearch" $(PYTEST_ARGS)
@@ -37,8 +37,11 @@ fmt: install        ## apply ruff's fixes and formatting
 	.venv/bin/ruff check --fix $(LINT_PATHS)
 	.venv/bin/ruff format $(LINT_PATHS)
 
-images:             ## Docker images (needs a Docker engine)
-	docker build -t datatorag:latest .
+images:             ## the images with podman (slim, model, dev-servers, opensearch) from a local Debian base
+	bash scripts/containers/images.sh
+
+test-images: install images  ## build the images, run them, run docker-compose.yml under podman-compose (host network)
+	.venv/bin/pytest -q -ra tests/containers $(PYTEST_ARGS)
 
 AWS_PARAMS ?= deploy/cloudformation/params.env
 AWS_CMD ?= deploy

@@ -47,3 +47,25 @@ def load_cfn(path: Path) -> dict[str, Any]:
 
 def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
+
+
+class ComposeLoader(yaml.SafeLoader):
+    """Compose override YAML: ``!reset`` (drop what the base file set) reads as "!reset",
+    ``!override`` (replace instead of merge) as the value it carries."""
+
+
+ComposeLoader.add_constructor("!reset", lambda loader, node: "!reset")
+ComposeLoader.add_constructor(
+    "!override",
+    lambda loader, node: (
+        loader.construct_mapping(node, deep=True)
+        if isinstance(node, yaml.MappingNode)
+        else loader.construct_sequence(node, deep=True)
+        if isinstance(node, yaml.SequenceNode)
+        else loader.construct_scalar(node)
+    ),
+)
+
+
+def load_yaml_with_resets(path: Path) -> Any:
+    return yaml.load(path.read_text(), Loader=ComposeLoader)

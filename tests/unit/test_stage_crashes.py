@@ -28,6 +28,7 @@ from datatorag.config import Settings
 from datatorag.domain.contracts import DocumentFetched, parse_message
 from datatorag.domain.keys import content_hash, doc_id_for, raw_key, version_of
 from datatorag.domain.models import DocumentRecord, DocumentStatus
+from datatorag.domain.principal import Principal
 from datatorag.gateway.deps import GatewayDeps
 from datatorag.gateway.schemas import SearchRequest
 from datatorag.gateway.service import QueryService
@@ -405,13 +406,14 @@ async def test_query_service_returns_only_the_tenants_chunks(mode: Mode) -> None
 
     for tenant, other in (("acme", "globex"), ("globex", "acme")):
         response = await service.search(
-            tenant, SearchRequest(query="vacation days", k=50, mode=mode)
+            Principal(tenant, "test"), SearchRequest(query="vacation days", k=50, mode=mode)
         )
         assert response.hits, f"{tenant} found nothing"
         assert {h.text for h in response.hits} <= texts[tenant]
         assert not {h.text for h in response.hits} & texts[other]
     # and a word only the other tenant's document holds finds nothing of it
-    response = await service.search("acme", SearchRequest(query=V2_ONLY, k=10, mode=Mode.BM25))
+    acme = Principal("acme", "test")
+    response = await service.search(acme, SearchRequest(query=V2_ONLY, k=10, mode=Mode.BM25))
     assert response.hits == []
 
 

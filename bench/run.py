@@ -28,6 +28,7 @@ BENCHES = [
     ("bench.bench_bulk_index", []),
     ("bench.bench_ftp_sync", []),
     ("bench.bench_lifecycle", []),
+    ("bench.bench_acl", []),
 ]
 
 

@@ -308,7 +308,9 @@ async def test_the_same_name_again_lands_on_the_same_key(
     key = first.json()["detail"]["key"]
     assert second.json()["detail"]["key"] == key and key.endswith("acme/Leave Policy.md")
     assert first.json()["detail"]["sha256"] != second.json()["detail"]["sha256"]
-    assert await landed.files() == {key: b"# Leave\n\nThirty days."}
+    # the file, replaced, and its audience sidecar (no audience given: the source's rules)
+    sidecar = key.replace("acme/Leave Policy.md", "acme/.audience/Leave Policy.md.json")
+    assert await landed.files() == {key: b"# Leave\n\nThirty days.", sidecar: b'{"groups": null}'}
     assert landed.triggered == [("acme", "uploads")] * 2
 
 

@@ -194,7 +194,12 @@ async def test_the_same_name_again_is_a_new_version_of_the_same_document(tmp_pat
 
     await upload_and_sync(b"# Leave\n\nTwenty days.")
     await upload_and_sync(b"# Leave\n\nThirty days.")
-    assert sorted(p.name for p in (tmp_path / "landing/acme").iterdir()) == ["Leave Policy.md"]
+    # one file (the name replaced), and its audience sidecar (a hidden folder, never listed)
+    landed = sorted(p.name for p in (tmp_path / "landing/acme").iterdir())
+    assert landed == [".audience", "Leave Policy.md"]
+    assert [p.name for p in (tmp_path / "landing/acme/.audience").iterdir()] == [
+        "Leave Policy.md.json"
+    ]
     (doc,) = await registry.find(tenant="acme")
     versions = await registry.versions("acme", doc.doc_id)
     assert len(versions) == 2 and versions[0].seq > versions[1].seq  # newest first

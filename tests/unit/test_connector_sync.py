@@ -163,6 +163,7 @@ async def test_add_change_touch_rename_delete(env: Env) -> None:
         "failed": 0,
         "resent": 0,
         "pending_delete": 0,
+        "audience": 0,  # no audience changed
     }
 
     # nothing changed: nothing flows, and the touched file is not downloaded again

@@ -25,9 +25,10 @@ import pytest
 
 from datatorag.chunking import load_chunk_tokenizer
 from datatorag.config import Settings
-from datatorag.domain.contracts import DocumentFetched, parse_message
+from datatorag.domain.contracts import DocumentAudience, DocumentFetched, parse_message
 from datatorag.domain.keys import content_hash, doc_id_for, raw_key, version_of
 from datatorag.domain.models import DocumentRecord, DocumentStatus
+from datatorag.domain.principal import Principal
 from datatorag.gateway.deps import GatewayDeps
 from datatorag.gateway.schemas import SearchRequest
 from datatorag.gateway.service import QueryService
@@ -405,13 +406,14 @@ async def test_query_service_returns_only_the_tenants_chunks(mode: Mode) -> None
 
     for tenant, other in (("acme", "globex"), ("globex", "acme")):
         response = await service.search(
-            tenant, SearchRequest(query="vacation days", k=50, mode=mode)
+            Principal(tenant, "test"), SearchRequest(query="vacation days", k=50, mode=mode)
         )
         assert response.hits, f"{tenant} found nothing"
         assert {h.text for h in response.hits} <= texts[tenant]
         assert not {h.text for h in response.hits} & texts[other]
     # and a word only the other tenant's document holds finds nothing of it
-    response = await service.search("acme", SearchRequest(query=V2_ONLY, k=10, mode=Mode.BM25))
+    acme = Principal("acme", "test")
+    response = await service.search(acme, SearchRequest(query=V2_ONLY, k=10, mode=Mode.BM25))
     assert response.hits == []
 
 
@@ -441,4 +443,42 @@ async def test_a_delete_while_the_indexer_writes_leaves_nothing_searchable(when:
     assert await p.index.get_chunks(doc.tenant, doc.doc_id) == []
     record = await p.registry.current(doc.tenant, doc.doc_id)
     assert record is not None and record.status is DocumentStatus.DELETED
+    await p.assert_settled()
+
+
+# -- an audience change racing the indexer ---------------------------------------------------
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+async def test_an_audience_change_while_the_indexer_writes_ends_in_the_index(when: str) -> None:
+    """The connector's DocumentAudience is handled (registry, then index) while the indexer
+    upserts the version with the groups it read before: either way the index ends with the new
+    groups, and a reader outside them finds nothing."""
+    p = Pipeline()
+    doc = await p.ingest("Parental leave is sixteen weeks. " * 20, seq=1)
+    for stage in ("parse", "embed"):
+        while await p.step(stage):
+            pass
+    change = DocumentAudience(
+        tenant=doc.tenant, doc_id=doc.doc_id, source=SOURCE, path=PATH, groups=("hr",)
+    )
+
+    async def change_now() -> None:  # another indexer replica handling the connector's message
+        await p.stages["index"].handle_batch(
+            [Delivery(None, change)]  # type: ignore[arg-type]
+        )
+
+    fired = _hook(p.index, "upsert", change_now, when=when)
+    while await p.step("index"):
+        pass
+    assert fired
+    chunks = await p.index.get_chunks(doc.tenant, doc.doc_id)
+    assert chunks and {c.groups for c in chunks} == {("hr",)}
+    record = await p.registry.current(doc.tenant, doc.doc_id)
+    assert record is not None and record.groups == ("hr",)
+    assert record.status is DocumentStatus.INDEXED
+    staff = await p.index.bm25(doc.tenant, "parental leave", 10, audience=frozenset({"everyone"}))
+    assert staff == []
+    hr = await p.index.bm25(doc.tenant, "parental leave", 10, audience=frozenset({"hr"}))
+    assert len(hr) == len(chunks)
     await p.assert_settled()

@@ -284,21 +284,36 @@ class LandingZone(abc.ABC):
             spool.seek(0)
             key = self.key_for(tenant, name)
             # the audience first: a sync between the two writes must not find the file alone
+            side = self.sidecar_key(tenant, name)
+            previous = await self._read_sidecar(side)
             audience = sidecar_bytes(groups)
             await self._write(
-                self.sidecar_key(tenant, name),
+                side,
                 io.BytesIO(audience),
                 len(audience),
                 "application/json",
                 hashlib.sha256(audience).hexdigest(),
             )
-            await self._write(key, spool, size, content_type, digest.hexdigest())
+            try:
+                await self._write(key, spool, size, content_type, digest.hexdigest())
+            except BaseException:
+                await self._restore_sidecar(side, previous)  # the upload failed: as it was
+                raise
         return Upload(key, name, size, digest.hexdigest(), content_type)
 
     @abc.abstractmethod
     async def _write(
         self, key: str, data: IO[bytes], size: int, content_type: str, sha256: str
     ) -> None: ...
+
+    async def _read_sidecar(self, key: str) -> bytes | None:
+        """The sidecar an earlier upload of the name left (None: none, or not readable here)."""
+        return None
+
+    async def _restore_sidecar(self, key: str, previous: bytes | None) -> None:  # noqa: B027
+        """Put the sidecar back as it was after a failed upload (optional: a sidecar without its
+        file is never read, and a failed S3 put leaves the old file, whose audience the caller
+        then asked to change anyway)."""
 
 
 class FolderLanding(LandingZone):
@@ -330,6 +345,20 @@ class FolderLanding(LandingZone):
 
         with _full_disk_is_insufficient_storage("landing folder"):
             await asyncio.to_thread(write)
+
+    async def _read_sidecar(self, key: str) -> bytes | None:
+        try:
+            return await asyncio.to_thread((self.root / key).read_bytes)
+        except FileNotFoundError:
+            return None
+
+    async def _restore_sidecar(self, key: str, previous: bytes | None) -> None:
+        path = self.root / key
+        with contextlib.suppress(OSError):  # best effort, on the failure path
+            if previous is None:
+                await asyncio.to_thread(path.unlink, missing_ok=True)
+            else:
+                await asyncio.to_thread(path.write_bytes, previous)
 
 
 class S3Landing(LandingZone):

@@ -177,6 +177,7 @@ class LanceDbIndex(VectorIndex):
         nprobes: int = 20,
         ann_partition_rows: int | None = None,
         max_ann_segments: int = 3,
+        exact_max_rows: int = 50_000,
     ) -> None:
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
@@ -194,6 +195,8 @@ class LanceDbIndex(VectorIndex):
         self._nprobes = nprobes
         self._ann_partition_rows = ann_partition_rows  # None: about sqrt(rows)
         self._max_ann_segments = max_ann_segments
+        # a reader's audience leaving at most this many rows is searched exactly (see knn)
+        self._exact_max_rows = exact_max_rows
         self._has_ann = False
         self._written_since_optimize = 0
         self._db: lancedb.AsyncConnection | None = None
@@ -431,15 +434,30 @@ class LanceDbIndex(VectorIndex):
             raise ValueError(f"query vector must have {self.dim} dimensions, got {query.shape}")
         table = await self._tbl()
         where = _where(tenant, filters, audience)
+        # A reader's audience can leave a small share of the rows: the IVF partitions probed
+        # then hold few of them, and recall drops (measured 0.86 at 10% visible, nprobes 20). A
+        # principal who sees few rows gets an exact scan of just those (cheap: the prefilter
+        # comes from the bitmap and label-list indexes); one who sees many, the index probing
+        # as many more partitions as the audience is narrower than the tenant.
+        exact, nprobes = False, self._nprobes
+        if self._has_ann and audience is not None:
+            with self._reading():
+                shown = await table.count_rows(where)
+                exact = shown <= self._exact_max_rows
+                if not exact:
+                    total = await table.count_rows(_where(tenant, filters))
+                    share = max(shown / max(total, 1), 0.01)
+                    nprobes = math.ceil(self._nprobes / share)
 
         def search(unbounded: bool) -> Any:
             q = table.query().nearest_to(query).distance_type("cosine")
             # (unbounded: the maximum first, as a minimum above the current maximum raises)
-            q = (
-                q.maximum_nprobes(0).minimum_nprobes(self._nprobes)
-                if unbounded
-                else q.nprobes(self._nprobes)
-            )
+            if exact:
+                q = q.bypass_vector_index()
+            elif unbounded:
+                q = q.maximum_nprobes(0).minimum_nprobes(nprobes)
+            else:
+                q = q.nprobes(nprobes)
             return (
                 q.where(where)  # prefilter (the async API's default)
                 .select([*_READ_COLUMNS, "_distance"])
@@ -451,7 +469,7 @@ class LanceDbIndex(VectorIndex):
         # probe on until k hits or every partition (unbounded from the start costs 2x: 7 vs 3 ms)
         with self._reading():
             result = await search(unbounded=False)
-            if result.num_rows < k and self._has_ann:
+            if result.num_rows < k and self._has_ann and not exact:
                 result = await search(unbounded=True)
         # Lance's cosine distance is 1 - cosine similarity; report the similarity.
         distances = result.column("_distance").to_pylist()

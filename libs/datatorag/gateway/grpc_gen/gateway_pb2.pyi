@@ -178,7 +178,7 @@ class GetDocumentRequest(_message.Message):
     def __init__(self, doc_id: _Optional[str] = ...) -> None: ...
 
 class Document(_message.Message):
-    __slots__ = ("doc_id", "version", "seq", "source", "path", "content_hash", "status", "reason", "error_code", "title", "doc_type", "size", "chunk_count", "page_count", "created_at", "updated_at", "metadata")
+    __slots__ = ("doc_id", "version", "seq", "source", "path", "content_hash", "status", "reason", "error_code", "title", "doc_type", "size", "chunk_count", "page_count", "created_at", "updated_at", "metadata", "groups")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +203,7 @@ class Document(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
     doc_id: str
     version: str
     seq: int
@@ -220,7 +221,8 @@ class Document(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, doc_id: _Optional[str] = ..., version: _Optional[str] = ..., seq: _Optional[int] = ..., source: _Optional[str] = ..., path: _Optional[str] = ..., content_hash: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., error_code: _Optional[str] = ..., title: _Optional[str] = ..., doc_type: _Optional[str] = ..., size: _Optional[int] = ..., chunk_count: _Optional[int] = ..., page_count: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    groups: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, doc_id: _Optional[str] = ..., version: _Optional[str] = ..., seq: _Optional[int] = ..., source: _Optional[str] = ..., path: _Optional[str] = ..., content_hash: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., error_code: _Optional[str] = ..., title: _Optional[str] = ..., doc_type: _Optional[str] = ..., size: _Optional[int] = ..., chunk_count: _Optional[int] = ..., page_count: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., groups: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Chunk(_message.Message):
     __slots__ = ("id", "version", "chunk_index", "text", "title", "section", "page_start", "page_end", "doc_type", "updated_at")

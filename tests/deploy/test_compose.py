@@ -3,12 +3,14 @@ health checks and environment, against what the code and the other deploy files 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
 import pytest
 
 from datatorag.entrypoints.serve import SERVICES as SERVE_NAMES
+from datatorag.gateway.edge import check_settings
 from tests.deploy._paths import COMPOSE_FILE, GRAFANA_DIR, PROMETHEUS_DIR, ROOT, SERVICES, load_yaml
 from tests.deploy._settings_env import settings_from, unknown_datatorag_vars
 
@@ -89,7 +91,12 @@ def test_environment(compose: dict[str, Any]) -> None:
         assert settings.embedding.service_url == "http://embedder:8081"
         assert settings.gateway_host == "0.0.0.0"
         assert settings.health_port == 9100
-        assert settings.tenant_for_key() == {"dev-key": "acme"}
+        # the dev key, as its digest: no plain key in a production-mode environment
+        digest = hashlib.sha256(b"dev-key").hexdigest()
+        assert settings.tenant_for_key() == {f"sha256:{digest}": "acme"}
+        assert settings.admin_api_keys_value() == f"sha256:{digest}"
+        assert settings.service_token is not None
+        check_settings(settings)  # what the gateway checks before it starts
         # moto, through the standard AWS variable the aiobotocore clients honour
         assert env["AWS_ENDPOINT_URL"] == "http://aws:5000"
         assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"]

@@ -56,6 +56,8 @@ def _free_port() -> int:
 
 
 async def _serve(spec: dict[str, Any]) -> None:
+    from pydantic import SecretStr
+
     from datatorag.config import EmbeddingSettings, Settings
     from datatorag.domain.principal import Principal
     from datatorag.embedding.local import LocalEmbedder
@@ -84,7 +86,7 @@ async def _serve(spec: dict[str, Any]) -> None:
         for name, port in spec["ports"].items():
             settings = base
             if name == "redis":
-                settings = base.model_copy(update={"edge_redis_url": spec["redis_url"]})
+                settings = base.model_copy(update={"edge_redis_url": SecretStr(spec["redis_url"])})
             app = create_app(
                 GatewayDeps(
                     settings=settings, index=st.index, embedder=embedder, registry=st.registry

@@ -74,6 +74,9 @@ async def _serve(spec: dict[str, Any]) -> None:
         async def aclose(self) -> None:
             pass
 
+    from datatorag.observability.log import configure
+
+    configure("WARNING", "json")  # no audit line per request on the benchmark's pipe
     embedder = LocalEmbedder(EmbeddingSettings())
     root = Path(spec["root"])
     limits = {"per_s": 1e9, "burst": 1e9, "auth_failures_per_min": 1e9, "auth_failure_burst": 1e9}
@@ -101,6 +104,11 @@ async def _serve(spec: dict[str, Any]) -> None:
             servers.append(server)
         print(json.dumps({"registry_key": made.key}), flush=True)
         await asyncio.Event().wait()
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.read(65536):
+        pass
 
 
 async def _round(url: str, headers: dict[str, str], n: int) -> list[float]:
@@ -151,6 +159,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
                 raise SystemExit("the gateway process exited before serving")
             if line.startswith(b'{"registry_key"'):
                 registry_key = json.loads(line)["registry_key"]
+        drain = asyncio.create_task(_drain(proc.stdout))  # never let the child block on a pipe
         headers = {
             "bare": {},
             "static key": {"Authorization": f"Bearer {KEY}"},
@@ -170,6 +179,8 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         proc.terminate()
         await proc.wait()
+        if "drain" in locals():
+            drain.cancel()
         if redis_proc is not None:
             redis_proc.terminate()
             redis_proc.wait()

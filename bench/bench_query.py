@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -135,14 +136,20 @@ def make_queries(
 def make_settings(args: argparse.Namespace):
     from datatorag.config import Mode, OpenSearchSettings, Settings
 
+    # the edge runs as configured in production (the key checked, the buckets drawn from), with
+    # limits far above what the benchmark sends: it measures queries, not refusals
+    limits = {"per_s": 1e9, "burst": 1e9}
     if args.index == "opensearch":
+        digest = hashlib.sha256(API_KEY.encode()).hexdigest()
         return Settings(
             mode=Mode.PRODUCTION,
             data_dir=Path(args.data_dir),
-            api_keys=f"{API_KEY}={TENANT}",
+            api_keys=f"sha256:{digest}={TENANT}",  # production takes digests only
+            service_token="bench-service-token-0123456789",
+            rate_limit=limits,
             opensearch=OpenSearchSettings(url=args.opensearch_url, index_prefix="datatorag-bench"),
         )
-    return Settings(data_dir=Path(args.data_dir), api_keys=f"{API_KEY}={TENANT}")
+    return Settings(data_dir=Path(args.data_dir), api_keys=f"{API_KEY}={TENANT}", rate_limit=limits)
 
 
 def make_index(args: argparse.Namespace):

@@ -23,6 +23,7 @@ BENCHES = [
     ("bench.bench_hostile", []),
     ("bench.bench_ingestion", []),
     ("bench.bench_query", []),
+    ("bench.bench_edge", []),
     ("bench.bench_quality", []),
     ("bench.bench_answer", []),
     ("bench.bench_bulk_index", []),

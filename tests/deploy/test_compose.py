@@ -3,6 +3,7 @@ health checks and environment, against what the code and the other deploy files 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from datatorag.connectors.config import load_sources
 from datatorag.entrypoints.serve import SERVICES as SERVE_NAMES
+from datatorag.gateway.edge import check_settings
 from tests.deploy._paths import (
     COMPOSE_FILE,
     GRAFANA_DIR,
@@ -24,9 +26,6 @@ from tests.deploy._settings_env import settings_from, unknown_datatorag_vars
 INFRA = ("opensearch", "aws", "ftp", "prometheus", "grafana")
 SLIM = ("connector", "parser", "indexer", "query-gateway", "init")
 CI_OVERRIDE = ROOT / "deploy" / "compose" / "ci-host-network.yml"
-# set by the compose file ahead of the code that reads it (issue 12b: the gateway's shared-secret
-# header to the embedder and connector); everything else must be a setting the code knows
-PENDING_SETTINGS = {"DATATORAG_SERVICE_TOKEN"}
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +113,7 @@ def test_environment(compose: dict[str, Any]) -> None:
     svcs = compose["services"]
     for s in (*SERVICES, "init", "aws"):
         env = {k: interpolate(str(v)) for k, v in svcs[s]["environment"].items()}
-        assert set(unknown_datatorag_vars(env)) <= PENDING_SETTINGS, s
+        assert unknown_datatorag_vars(env) == [], s
         assert env["DATATORAG_SERVICE_TOKEN"] == "dev-service-token"
         settings = settings_from(env)
         assert settings.mode.value == "production"
@@ -122,7 +121,12 @@ def test_environment(compose: dict[str, Any]) -> None:
         assert settings.embedding.service_url == "http://embedder:8081"
         assert settings.gateway_host == "0.0.0.0"
         assert settings.health_port == 9100
-        assert settings.tenant_for_key() == {"dev-key": "acme"}
+        # the dev key, as its digest: no plain key in a production-mode environment
+        digest = hashlib.sha256(b"dev-key").hexdigest()
+        assert settings.tenant_for_key() == {f"sha256:{digest}": "acme"}
+        assert settings.admin_api_keys_value() == f"sha256:{digest}"
+        assert settings.service_token is not None
+        check_settings(settings)  # what the gateway checks before it starts
         # moto, through the standard AWS variable the aiobotocore clients honour
         assert env["AWS_ENDPOINT_URL"] == "http://aws:5000"
         assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"]

@@ -47,6 +47,8 @@ class Stack:
             "DATATORAG_DATA_DIR": str(data_dir),
             "DATATORAG_GATEWAY_PORT": str(self.port),
             "DATATORAG_API_KEYS": f"{API_KEY}={TENANT},{OTHER_KEY}={OTHER_TENANT}",
+            # uploads and syncs are admin-only
+            "DATATORAG_ADMIN_API_KEYS": f"{API_KEY},{OTHER_KEY}",
             "DATATORAG_MAX_DOCUMENT_BYTES": str(max_bytes),
             "DATATORAG_QUEUE_VISIBILITY_TIMEOUT_S": "20",
             "DATATORAG_LOG_LEVEL": "INFO",  # the log is attached to any failure

@@ -12,6 +12,7 @@ SQS + S3 + DynamoDB (moto server) and OpenSearch, plus the tools to look inside 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import http.client
 import json
 import os
@@ -194,7 +195,10 @@ class ProdStack:
             "DATATORAG_EMBEDDING_SERVICE_URL": f"http://127.0.0.1:{self.ports['embedder']}",
             "DATATORAG_EMBEDDER_PORT": str(self.ports["embedder"]),
             "DATATORAG_GATEWAY_PORT": str(self.ports["query-gateway"]),
-            "DATATORAG_API_KEYS": f"{API_KEY}={TENANT}",
+            # production takes static keys only as digests, and needs the service token
+            "DATATORAG_API_KEYS": f"sha256:{hashlib.sha256(API_KEY.encode()).hexdigest()}={TENANT}",
+            "DATATORAG_ADMIN_API_KEYS": f"sha256:{hashlib.sha256(API_KEY.encode()).hexdigest()}",
+            "DATATORAG_SERVICE_TOKEN": "e2e-service-token-0123456789",
             "DATATORAG_SOURCES_FILE": str(self.sources_file),
             "DATATORAG_CONNECTOR_URL": f"http://127.0.0.1:{self.ports['connector']}",
             "DATATORAG_LOG_LEVEL": "INFO",  # the logs are attached to any failure

@@ -389,3 +389,107 @@ async def test_internal_endpoints_refuse_calls_without_the_service_token() -> No
     _hook, client = connector_sync_hook("http://connector", SecretStr(token))
     assert client.headers["x-service-token"] == token
     await client.aclose()
+
+
+# ------------------------------------------------------------------------------ gRPC, same edge
+
+
+async def test_grpc_goes_through_the_same_edge_and_audit() -> None:
+    import grpc
+
+    from datatorag.gateway.grpc_gen import gateway_pb2 as pb
+    from datatorag.gateway.grpc_gen import gateway_pb2_grpc as pb_grpc
+    from datatorag.gateway.grpc_server import grpc_server_for_app
+
+    app, registry = await _stack(rate_limit={**NO_LIMITS, "per_s": 0.5, "burst": 2})
+    made = await create_key(registry, "acme")
+    server, port = grpc_server_for_app(app, "127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    stub = pb_grpc.QueryGatewayStub(channel)
+    try:
+        auth = (("authorization", f"Bearer {made.key}"),)
+        with capture_logs() as logs:
+            reply = await stub.Search(pb.SearchRequest(query="parental leave"), metadata=auth)
+            assert [h.citation.doc_id for h in reply.hits] == ["leave"]
+            await stub.Search(pb.SearchRequest(query="parental leave"), metadata=auth)
+            with pytest.raises(grpc.aio.AioRpcError) as limited:
+                await stub.Search(pb.SearchRequest(query="parental leave"), metadata=auth)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.Search(
+                    pb.SearchRequest(query="x"), metadata=(("x-api-key", "dtr_nope"),)
+                )
+        assert limited.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        trailers = dict(limited.value.trailing_metadata() or ())
+        assert trailers["error-code"] == "too_many_requests" and int(trailers["retry-after"]) >= 1
+        assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        assert refused.value.details() == "malformed API key"
+        audits = [e for e in logs if e["event"] == "audit"]
+        assert [a["status"] for a in audits] == [
+            "OK",
+            "OK",
+            "RESOURCE_EXHAUSTED",
+            "UNAUTHENTICATED",
+        ]
+        first = audits[0]
+        assert first["transport"] == "grpc" and first["route"] == "/grpc/Search"
+        assert first["principal"] == f"key:{made.record.key_id}" and first["doc_ids"] == ["leave"]
+        assert first["query_hash"] and first["client"] in ("127.0.0.1", "::1")
+    finally:
+        await channel.close()
+        await server.stop(None)
+
+
+# ------------------------------------------------------------------------------ the CLI
+
+
+def test_keys_cli_creates_lists_and_revokes_and_the_gateway_follows(tmp_path, monkeypatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from datatorag.adapters.embedded.sqlite_registry import SqliteRegistry
+    from datatorag.entrypoints.cli import app as cli
+
+    monkeypatch.setenv("DATATORAG_DATA_DIR", str(tmp_path))
+    runner = CliRunner()
+    made = runner.invoke(
+        cli, ["keys", "create", "--tenant", "acme", "--role", "admin", "--group", "hr", "--json"]
+    )
+    assert made.exit_code == 0, made.output
+    created = json.loads(made.stdout)
+    key, key_id = created["key"], created["key_id"]
+    assert key.startswith(f"dtr_{key_id}_") and "hash" not in created and "salt" not in created
+    listed = runner.invoke(cli, ["keys", "list"])
+    assert key_id in listed.stdout and "admin" in listed.stdout and "active" in listed.stdout
+    assert key not in listed.stdout  # only the prefix is ever shown again
+    assert runner.invoke(cli, ["keys", "create", "--tenant", "acme", "--role", "root"]).exit_code
+
+    async def search() -> int:
+        registry = SqliteRegistry(tmp_path / "registry.sqlite3")
+        try:
+            embedder = HashingEmbedder(dim=8)
+            index = MemoryVectorIndex(dim=8)
+            await index.ensure()
+            gw = create_app(
+                GatewayDeps(
+                    settings=Settings(data_dir=tmp_path, api_key_cache_s=0),
+                    index=index,
+                    embedder=embedder,
+                    registry=registry,
+                )
+            )
+            async with _client(gw) as c:
+                return (await _search(c, {"Authorization": f"Bearer {key}"})).status_code
+        finally:
+            await registry.close()
+
+    assert asyncio.run(search()) == 200
+    revoked = runner.invoke(cli, ["keys", "revoke", key_id])
+    assert revoked.exit_code == 0 and key_id in revoked.stdout
+    assert runner.invoke(cli, ["keys", "revoke", key_id]).exit_code == 1  # already revoked
+    assert asyncio.run(search()) == 401
+    digest = runner.invoke(cli, ["keys", "hash"], input="dev-key\n")
+    assert digest.stdout.strip() == (
+        "sha256:7e9f8fd111802be56c379d597842e29b2cebd35ff2133d431a49fa556a18704e"
+    )

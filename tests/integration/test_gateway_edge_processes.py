@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Iterator
@@ -62,10 +63,8 @@ def _chunked_post(
     reply = b""
     try:
         while sent < total:
-            try:
+            with contextlib.suppress(BlockingIOError):
                 reply += sock.recv(65536)
-            except BlockingIOError:
-                pass
             if b"\r\n" in reply:
                 break
             try:

@@ -34,7 +34,14 @@ def _gateway_url(settings: Settings, url: str | None) -> str:
 
 
 def _api_key(settings: Settings, key: str | None) -> str:
-    return key or next(iter(settings.tenant_for_key()))
+    """``--api-key`` / ``DATATORAG_API_KEY``, else the first plain static key (embedded mode's
+    dev key); a digest is no key."""
+    if key:
+        return key
+    plain = [k for k in settings.tenant_for_key() if not k.startswith("sha256:")]
+    if not plain:
+        raise typer.BadParameter("pass --api-key (or set DATATORAG_API_KEY)")
+    return plain[0]
 
 
 @app.command()

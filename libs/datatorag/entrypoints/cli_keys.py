@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from datatorag.config import Settings
+from datatorag.domain.principal import ROLES, Role
 from datatorag.ports import Registry
 
 T = TypeVar("T")
@@ -51,17 +52,18 @@ def create(
     """Create a key and print it (the only time it is shown)."""
     from datatorag.gateway.api_keys import create_key
 
-    if role not in ("reader", "admin"):
-        raise typer.BadParameter("--role must be reader or admin")
+    if role not in ROLES:
+        raise typer.BadParameter(f"--role must be one of {', '.join(ROLES)}")
+    chosen: Role = "admin" if role == "admin" else "reader"
     try:
         made = _with_registry(
             lambda r: create_key(
                 r,
                 tenant,
-                role=role,
+                role=chosen,
                 groups=group or [],
                 name=name,
-                created_by="cli",  # type: ignore[arg-type]
+                created_by="cli",
             )
         )
     except ValueError as exc:

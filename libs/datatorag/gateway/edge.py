@@ -28,7 +28,7 @@ from datatorag.config import ConfigError, Mode, Settings
 from datatorag.domain.errors import DependencyError, TransientError
 from datatorag.domain.principal import Principal
 from datatorag.gateway import audit
-from datatorag.gateway.auth import CHALLENGE, Authenticator, AuthError
+from datatorag.gateway.auth import CHALLENGE, Authenticator, AuthError, StaticKeys
 from datatorag.gateway.errors import dependency_kind
 from datatorag.gateway.oidc import OidcVerifier
 from datatorag.gateway.ratelimit import Limiter, Rate, limiter_for
@@ -63,7 +63,7 @@ class Refusal(Exception):
 def check_settings(settings: Settings) -> None:
     """Everything about the edge that can be wrong in the configuration, checked before any
     model loads or store opens. ``ConfigError`` never names a secret."""
-    Authenticator.from_settings(settings)  # static keys parse, OIDC is complete
+    StaticKeys.from_settings(settings)  # static keys parse (never echoed)
     if settings.mode is not Mode.EMBEDDED and settings.service_token is None:
         raise ConfigError(
             "DATATORAG_SERVICE_TOKEN must be set outside embedded mode: the connector and"
@@ -72,7 +72,7 @@ def check_settings(settings: Settings) -> None:
     if settings.service_token is not None and len(settings.service_token.get_secret_value()) < 16:
         raise ConfigError("DATATORAG_SERVICE_TOKEN must be at least 16 characters")
     if settings.oidc.issuer:
-        OidcVerifier(settings.oidc)  # raises for an incomplete OIDC configuration
+        OidcVerifier.check(settings.oidc)  # raises for an incomplete OIDC configuration
     url = settings.edge_redis_url.get_secret_value() if settings.edge_redis_url else None
     if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("DATATORAG_EDGE_REDIS_URL must be a redis://, rediss:// or unix:// URL")

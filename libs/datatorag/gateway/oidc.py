@@ -124,6 +124,17 @@ class OidcVerifier:
         client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        algorithms = self.check(settings)
+        self.settings = settings
+        self.algorithms = algorithms
+        self.admin_groups = settings.admin_group_set()
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=settings.timeout_s)
+        self.jwks = JwksCache(settings, self._client, clock)
+
+    @staticmethod
+    def check(settings: OidcSettings) -> list[str]:
+        """The accepted algorithms; ``ConfigError`` for an incomplete or unsafe configuration."""
         if not settings.issuer:
             raise ConfigError("DATATORAG_OIDC_ISSUER is not set")
         if not settings.audience:
@@ -139,12 +150,7 @@ class OidcVerifier:
             raise ConfigError(
                 "DATATORAG_OIDC_ALGORITHMS must name asymmetric algorithms (RS256, ES256, ...)"
             )
-        self.settings = settings
-        self.algorithms = algorithms
-        self.admin_groups = settings.admin_group_set()
-        self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=settings.timeout_s)
-        self.jwks = JwksCache(settings, self._client, clock)
+        return algorithms
 
     @classmethod
     def from_settings(cls, settings: OidcSettings) -> OidcVerifier:

@@ -230,6 +230,15 @@ class Settings(BaseSettings):
     sources_file: Path | None = None
     # the connector service's HTTP port, where the gateway forwards POST /v1/sources/{id}/sync
     connector_url: str | None = None
+    # shared secret on the internal endpoints (the connector's /internal/..., the embedder's
+    # /v1/embed): the gateway sends it as the X-Service-Token header
+    service_token: SecretStr | None = None
+    # production uploads (POST /v1/documents): the landing bucket (CloudFormation storage stack's
+    # LandingBucketName) and the prefix under which each tenant's uploads land
+    # ({uploads_prefix}{tenant}/{name}); the connector syncs them as the tenant's "uploads"
+    # source. No bucket: the production gateway answers uploads with 501.
+    uploads_bucket: str | None = None
+    uploads_prefix: str = Field("uploads/", pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9/_.-]*/$")
     # the folder `datatorag up` ingests when neither --source nor a sources file is given;
     # None: the sample corpus shipped inside the package (see ``sample_corpus()``)
     sample_corpus_dir: Path | None = None

@@ -50,6 +50,9 @@ class EmbeddingSettings(BaseSettings):
     max_seq_tokens: int = Field(512, ge=16, le=8192)
     truncate_dim: int | None = Field(None, description="Matryoshka truncation (768/512/256/128)")
     service_url: str = "http://127.0.0.1:8081"  # production: the embedder service's HTTP API
+    # how long a consumer of the embedder service (gateway, indexer) waits at startup for it to
+    # answer (it may still be loading its model); 0: fail at once
+    connect_wait_s: float = Field(0.0, ge=0, le=3600)
     # micro-batching window for POST /v1/embed
     microbatch_wait_ms: float = Field(3.0, ge=0, le=1000)
     # embedding cache keyed by (model, text hash): SQLite embedded, the registry's DynamoDB

@@ -117,4 +117,6 @@ async def make_embedder(settings: Settings, *, in_process: bool | None = None) -
         return LocalEmbedder(settings.embedding)
     from datatorag.embedding.http import HttpEmbedder
 
-    return await HttpEmbedder(settings.embedding.service_url).connect()
+    return await HttpEmbedder(settings.embedding.service_url).connect(
+        settings.embedding.connect_wait_s
+    )

@@ -290,6 +290,8 @@ DATATORAG_EMBEDDING_MAX_SEQ_TOKENS: {{ $c.embedding.maxSeqTokens | quote }}
 DATATORAG_EMBEDDING_TRUNCATE_DIM: {{ $c.embedding.truncateDim | quote }}
 {{- end }}
 DATATORAG_EMBEDDING_MICROBATCH_WAIT_MS: {{ $c.embedding.microbatchWaitMs | quote }}
+# pods start together: the gateway and the indexer wait for the embedder to load its model
+DATATORAG_EMBEDDING_CONNECT_WAIT_S: {{ $c.embedding.connectWaitS | quote }}
 DATATORAG_EMBEDDING_SERVICE_URL: {{ printf "http://%s:%v" (include "datatorag.componentName" (dict "root" . "name" "embedder")) .Values.services.embedder.port | quote }}
 DATATORAG_CHUNK_MAX_TOKENS: {{ $c.chunking.maxTokens | quote }}
 DATATORAG_CHUNK_OVERLAP_TOKENS: {{ $c.chunking.overlapTokens | quote }}

@@ -511,7 +511,7 @@ def test_ecs_services_their_capacity_discovery_and_configuration() -> None:
     assert embedder["ResourceRequirements"] == [{"Type": "GPU", "Value": "1"}]
     # every DATATORAG_* variable the tasks set is a real setting of libs/datatorag/config.py
     known = {f"DATATORAG_{k.upper()}" for k in Settings.model_fields}
-    for sub in ("queues", "aws", "opensearch", "embedding"):
+    for sub in ("queues", "aws", "opensearch", "embedding", "answer", "chunking", "limits"):
         model = type(getattr(Settings(), sub))
         prefix = model.model_config["env_prefix"]
         known |= {f"{prefix}{k}".upper() for k in model.model_fields}

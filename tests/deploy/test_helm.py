@@ -272,12 +272,11 @@ def test_embedder_runs_on_a_gpu_node(rendered: dict[str, Manifests]) -> None:
             "tolerations"
         ]
         # the model image for the embedder, the slim one for everything else
-        assert container(docs, "embedder")["image"].split(":")[0].endswith("datatorag-model")
+        slim = container(docs, "indexer")["image"]
+        assert container(docs, "embedder")["image"] == f"{slim}-model"
         assert container_env(docs, "embedder")["DATATORAG_EMBEDDING_DEVICE"] == "cuda"
         for s in set(SERVICES) - {"embedder"}:
-            assert container(docs, s)["image"].split(":")[0].endswith("/datatorag") or (
-                container(docs, s)["image"].startswith("datatorag:")
-            )
+            assert container(docs, s)["image"] == slim
             assert "nvidia.com/gpu" not in (container(docs, s)["resources"].get("limits") or {})
             assert "nodeSelector" not in deployment(docs, s)["spec"]["template"]["spec"]
     # no label stock EKS GPU nodes lack: none by default, Karpenter's g5 family in production

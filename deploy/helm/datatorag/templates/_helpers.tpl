@@ -67,12 +67,21 @@ per-service IRSA roles of deploy/cloudformation/eks.yaml trust. Call with (dict 
 {{/* The slim image (connector, parser, indexer, gateway, init) or, for the embedder, the model
 image (torch and the CUDA runtime). */}}
 {{- define "datatorag.image" -}}
-{{- $img := ternary .root.Values.modelImage .root.Values.image (eq .name "embedder") -}}
-{{- printf "%s:%s" $img.repository ($img.tag | default .root.Chart.AppVersion) -}}
+{{- $v := .root.Values -}}
+{{- $tag := $v.image.tag | default .root.Chart.AppVersion -}}
+{{- if eq .name "embedder" -}}
+{{- printf "%s:%s" ($v.modelImage.repository | default $v.image.repository) ($v.modelImage.tag | default (printf "%s-model" $tag)) -}}
+{{- else -}}
+{{- printf "%s:%s" $v.image.repository $tag -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "datatorag.imagePullPolicy" -}}
-{{- (ternary .root.Values.modelImage .root.Values.image (eq .name "embedder")).pullPolicy -}}
+{{- if eq .name "embedder" -}}
+{{- .root.Values.modelImage.pullPolicy | default .root.Values.image.pullPolicy -}}
+{{- else -}}
+{{- .root.Values.image.pullPolicy -}}
+{{- end -}}
 {{- end -}}
 
 {{/* True ("true") when the model volume is mounted into this component. */}}

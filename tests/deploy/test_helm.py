@@ -605,3 +605,151 @@ def test_config_change_rolls_the_pods(deploy_tools: DeployTools) -> None:
 
     assert checksum() == checksum()
     assert checksum() != checksum("config.queues.maxReceives=7")
+
+
+def test_checkov_on_the_rendered_chart(
+    deploy_tools: DeployTools, checkov: Path, tmp_path: Path
+) -> None:
+    """No failed check on any values set (llm included); every skipped check is one the chart
+    suppresses inline with its reason (``datatorag.checkovSkips``), and each of those would fail."""
+    for name, files in {**VALUES, "llm": (CHART / "ci" / "llm-values.yaml",)}.items():
+        (tmp_path / f"{name}.yaml").write_text(deploy_tools.template(*files).stdout)
+    proc = subprocess.run(
+        [
+            str(checkov),
+            *("-d", str(tmp_path)),
+            *("--framework", "kubernetes"),
+            "--skip-download",
+            *("-o", "json"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    report = json.loads(proc.stdout)
+    (k8s,) = report if isinstance(report, list) else [report]
+    failed = [
+        f"{c['check_id']} {c['resource']} ({c['file_path']}): {c['check_name']}"
+        for c in k8s["results"]["failed_checks"]
+    ]
+    assert failed == [], "\n".join(failed)
+    assert k8s["summary"]["parsing_errors"] == 0
+    assert k8s["summary"]["passed"] > 1000  # it really looked at the objects
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    justified = dict(
+        line.split("=", 1)
+        for line in (
+            m.split(": ", 1)[1] for m in helpers.splitlines() if m.startswith("checkov.io/skip")
+        )
+    )
+    assert all(len(why) > 40 for why in justified.values()), justified
+    skipped = {
+        c["check_id"]: c["check_result"].get("suppress_comment")
+        for c in k8s["results"]["skipped_checks"]
+    }
+    # exactly the justified checks are skipped (none stale), with their reasons
+    assert skipped == justified
+
+
+def test_alert_rules_and_dashboards_are_the_deploy_files(rendered: dict[str, Manifests]) -> None:
+    """The chart's copies (files/) are deploy/prometheus/alerts.yaml and deploy/grafana/*.json."""
+    from tests.deploy._paths import GRAFANA_DIR, PROMETHEUS_DIR
+
+    assert (CHART / "files" / "alerts.yaml").read_text() == (
+        PROMETHEUS_DIR / "alerts.yaml"
+    ).read_text()
+    docs = rendered["production"]
+    (rule,) = of_kind(docs, "PrometheusRule").values()
+    assert (
+        rule["spec"]["groups"]
+        == yaml.safe_load((PROMETHEUS_DIR / "alerts.yaml").read_text())["groups"]
+    )
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    boards = {
+        k: v
+        for cm in of_kind(docs, "ConfigMap").values()
+        if cm["metadata"]["labels"].get("grafana_dashboard") == "1"
+        for k, v in cm["data"].items()
+    }
+    assert boards == {p.name: p.read_text().rstrip("\n") for p in GRAFANA_DIR.glob("*.json")}
+    assert not of_kind(rendered["default"], "PrometheusRule")  # opt-in
+    (sm,) = of_kind(docs, "ServiceMonitor").values()
+    assert sm["spec"]["endpoints"][0]["honorLabels"] is True
+
+
+@pytest.mark.parametrize("values", list(VALUES))
+def test_gateway_serves_grpc_and_reaches_the_connector(
+    rendered: dict[str, Manifests], values: str
+) -> None:
+    docs = rendered[values]
+    svc = of_kind(docs, "Service")[f"{RELEASE}-query-gateway"]
+    ports = {p["name"]: p for p in svc["spec"]["ports"]}
+    assert ports["grpc"]["appProtocol"] == "grpc" and ports["grpc"]["targetPort"] == "grpc"
+    c = container(docs, "query-gateway")
+    grpc_port = next(p for p in c["ports"] if p["name"] == "grpc")["containerPort"]
+    env = container_env(docs, "query-gateway")
+    assert int(env["DATATORAG_GRPC_PORT"]) == grpc_port == ports["grpc"]["port"]
+    connector = of_kind(docs, "Service")[f"{RELEASE}-connector"]
+    assert env["DATATORAG_CONNECTOR_URL"] == (
+        f"http://{connector['metadata']['name']}:{connector['spec']['ports'][0]['port']}"
+    )
+    # the connector reads the sources file the chart mounts
+    cenv = container_env(docs, "connector")
+    (mount,) = [m for m in container(docs, "connector")["volumeMounts"] if m["name"] == "sources"]
+    assert cenv["DATATORAG_SOURCES_FILE"].startswith(mount["mountPath"] + "/")
+
+
+def test_network_policies_admit_only_the_callers(rendered: dict[str, Manifests]) -> None:
+    docs = rendered["default"]
+    pols = of_kind(docs, "NetworkPolicy")
+    pods = [
+        d["spec"]["template"]["metadata"]["labels"]
+        for d in [*of_kind(docs, "Deployment").values(), *of_kind(docs, "Job").values()]
+    ]
+    # every pod is selected by a policy
+    for labels in pods:
+        assert any(
+            p["spec"]["podSelector"]["matchLabels"].items() <= labels.items() for p in pols.values()
+        )
+
+    def callers(service: str) -> set[str]:
+        (rule,) = pols[f"{RELEASE}-{service}"]["spec"]["ingress"]
+        return {
+            p["podSelector"]["matchLabels"].get("app.kubernetes.io/component", "prometheus")
+            for p in rule["from"]
+            if "namespaceSelector" not in p
+        } | {"prometheus" for p in rule["from"] if "namespaceSelector" in p}
+
+    assert callers("connector") == {"query-gateway", "prometheus"}
+    assert callers("embedder") == {"query-gateway", "indexer", "prometheus"}
+    assert callers("parser") == callers("indexer") == {"prometheus"}
+    (gw,) = pols[f"{RELEASE}-query-gateway"]["spec"]["ingress"]
+    assert "from" not in gw  # the API: from anywhere by default
+    assert "ingress" not in pols[f"{RELEASE}-init"]["spec"]  # init serves nothing
+
+
+def test_pods_spread_over_zones_and_nodes(rendered: dict[str, Manifests]) -> None:
+    for s in SERVICES:
+        spec = deployment(rendered["production"], s)["spec"]["template"]["spec"]
+        keys = {c["topologyKey"] for c in spec["topologySpreadConstraints"]}
+        assert keys == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+        for c in spec["topologySpreadConstraints"]:
+            assert c["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == s
+
+
+def test_ingress_routes_rest_and_grpc(rendered: dict[str, Manifests]) -> None:
+    assert not of_kind(rendered["default"], "Ingress")
+    ing = of_kind(rendered["production"], "Ingress")
+    rest, grpc_ = ing[f"{RELEASE}-query-gateway"], ing[f"{RELEASE}-query-gateway-grpc"]
+    assert (
+        grpc_["metadata"]["annotations"]["alb.ingress.kubernetes.io/backend-protocol-version"]
+        == "GRPC"
+    )
+    backend = grpc_["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": f"{RELEASE}-query-gateway", "port": {"name": "grpc"}}
+    assert rest["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"] == {
+        "name": "http"
+    }
+    for i in (rest, grpc_):
+        assert i["metadata"]["annotations"]["alb.ingress.kubernetes.io/group.name"] == "datatorag"

@@ -55,7 +55,7 @@ def test_http_embedder_waits_then_names_the_service() -> None:
         emb = HttpEmbedder("http://127.0.0.1:9")  # discard port: nothing listens
         started = time.monotonic()
         try:
-            with pytest.raises(DependencyError, match="127.0.0.1:9 unreachable"):
+            with pytest.raises(DependencyError, match=r"127\.0\.0\.1:9 unreachable"):
                 await emb.connect(wait_s=1.5)
         finally:
             await emb.close()

@@ -39,6 +39,9 @@ async def serve_gateway(settings: Settings) -> None:
     registry, blobstore = c.registry, c.blobstore  # built now, so the startup check covers them
     on_upload = s3_upload_hook(settings, on_sync) if on_sync is not None else None
     await startup_check(c, "query-gateway")
+    # from now on an embedder outage degrades searches to BM25 (gateway.degraded), it does not
+    # take the API down
+    c.readiness.optional.add("embedder")
     gw = build_gateway(
         GatewayDeps(
             settings=settings,

@@ -33,7 +33,9 @@ class QueueNames(BaseSettings):
     embed: str = "datatorag-embed"
     index: str = "datatorag-index"
     dlq_suffix: str = "-dlq"
-    visibility_timeout_s: int = Field(60, ge=1, le=43200)
+    # one value for init, the chart (config.queues) and the storage stack (VisibilityTimeout):
+    # tests/deploy/test_cloudformation.py holds them equal, so init never fights the stack
+    visibility_timeout_s: int = Field(120, ge=1, le=43200)
     max_receives: int = Field(5, ge=1, le=1000)
     wait_time_s: int = Field(10, ge=0, le=20, description="long-poll wait")
 

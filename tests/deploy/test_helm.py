@@ -753,3 +753,20 @@ def test_ingress_routes_rest_and_grpc(rendered: dict[str, Manifests]) -> None:
     }
     for i in (rest, grpc_):
         assert i["metadata"]["annotations"]["alb.ingress.kubernetes.io/group.name"] == "datatorag"
+
+
+def test_every_value_is_in_the_schema_with_a_description() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def walk(node: dict[str, Any], value: Any, path: str) -> None:
+        props = node.get("properties") or {}
+        for key, sub in props.items():
+            assert sub.get("description"), f"{path}{key}: no description"
+        if isinstance(value, dict) and props:
+            for key, v in value.items():
+                assert key in props, f"{path}{key}: not in the schema"
+                walk(props[key], v, f"{path}{key}.")
+
+    walk(schema, values, "")
+    assert schema["additionalProperties"] is False  # an unknown value is refused

@@ -62,4 +62,4 @@ def test_http_embedder_waits_then_names_the_service() -> None:
         return time.monotonic() - started
 
     waited = asyncio.run(go())
-    assert 1.0 <= waited < 10  # it retried for about the wait, then gave up
+    assert 1.5 <= waited < 30  # it kept trying for the whole wait, then gave up

@@ -42,11 +42,12 @@ class HttpEmbedder(Embedder):
                 resp.raise_for_status()
                 break
             except httpx.HTTPError as exc:
-                if time.monotonic() + delay > deadline:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     raise DependencyError(
                         "embedder", f"{self.base_url} unreachable: {exc}"
                     ) from exc
-                await asyncio.sleep(delay)
+                await asyncio.sleep(min(delay, remaining))
                 delay = min(delay * 2, 5.0)
         info = resp.json()
         self.model_id, self.dim = info["model"], int(info["dim"])

@@ -19,13 +19,16 @@ from datatorag.embedding.local import LocalEmbedder
 from datatorag.gateway import GatewayDeps, create_app
 from datatorag.runtime import Readiness
 from tests.e2e.conftest import free_port
-from tests.integration.test_gateway_rest import A, KEY_A, KEY_B, _ingest
+from tests.integration.test_gateway_rest import KEY_A, KEY_B, A, _ingest
 
 
 def _degraded_count() -> float:
-    return REGISTRY.get_sample_value(
-        "datatorag_gateway_degraded_total", {"reason": "embedder_unavailable"}
-    ) or 0.0
+    return (
+        REGISTRY.get_sample_value(
+            "datatorag_gateway_degraded_total", {"reason": "embedder_unavailable"}
+        )
+        or 0.0
+    )
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,9 @@ class QueueNames(BaseSettings):
     embed: str = "datatorag-embed"
     index: str = "datatorag-index"
     dlq_suffix: str = "-dlq"
-    visibility_timeout_s: int = Field(60, ge=1, le=43200)
+    # one value for init, the chart (config.queues) and the storage stack (VisibilityTimeout):
+    # tests/deploy/test_cloudformation.py holds them equal, so init never fights the stack
+    visibility_timeout_s: int = Field(120, ge=1, le=43200)
     max_receives: int = Field(5, ge=1, le=1000)
     wait_time_s: int = Field(10, ge=0, le=20, description="long-poll wait")
 
@@ -50,6 +52,9 @@ class EmbeddingSettings(BaseSettings):
     max_seq_tokens: int = Field(512, ge=16, le=8192)
     truncate_dim: int | None = Field(None, description="Matryoshka truncation (768/512/256/128)")
     service_url: str = "http://127.0.0.1:8081"  # production: the embedder service's HTTP API
+    # how long a consumer of the embedder service (gateway, indexer) waits at startup for it to
+    # answer (it may still be loading its model); 0: fail at once
+    connect_wait_s: float = Field(0.0, ge=0, le=3600)
     # micro-batching window for POST /v1/embed
     microbatch_wait_ms: float = Field(3.0, ge=0, le=1000)
     # embedding cache keyed by (model, text hash): SQLite embedded, the registry's DynamoDB
@@ -294,6 +299,12 @@ class Settings(BaseSettings):
     sources_file: Path | None = None
     # the connector service's HTTP port, where the gateway forwards POST /v1/sources/{id}/sync
     connector_url: str | None = None
+    # production uploads (POST /v1/documents): the landing bucket (CloudFormation storage stack's
+    # LandingBucketName) and the prefix under which each tenant's uploads land
+    # ({uploads_prefix}{tenant}/{name}); the connector syncs them as the tenant's "uploads"
+    # source. No bucket: the production gateway answers uploads with 501.
+    uploads_bucket: str | None = None
+    uploads_prefix: str = Field("uploads/", pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9/_.-]*/$")
     # the folder `datatorag up` ingests when neither --source nor a sources file is given;
     # None: the sample corpus shipped inside the package (see ``sample_corpus()``)
     sample_corpus_dir: Path | None = None

@@ -166,6 +166,9 @@ class Readiness:
     checks: dict[str, Check] = field(default_factory=dict)
     timeout_s: float = 5.0
     debug: bool = False
+    # checks whose failure degrades the service instead of making it not ready (the gateway's
+    # embedder: searches fall back to BM25); /readyz names them under "degraded"
+    optional: set[str] = field(default_factory=set)
 
     def add(self, name: str, check: Check) -> None:
         self.checks[name] = check
@@ -253,11 +256,14 @@ def add_health_routes(
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
         results = await readiness.results()
-        ready = all(r.ok for r in results.values())
+        ready = all(r.ok for n, r in results.items() if n not in readiness.optional)
         body: dict[str, Any] = {
             "ready": ready,
             "checks": {n: r.public(debug=readiness.debug) for n, r in results.items()},
         }
+        degraded = sorted(n for n, r in results.items() if not r.ok and n in readiness.optional)
+        if degraded:
+            body["degraded"] = degraded
         if readiness.debug and not ready:
             body["debug"] = {n: r.traceback() for n, r in results.items() if not r.ok}
         # the full story goes to the log, where only operators read it: once per new failure

@@ -175,6 +175,82 @@ def kube_schemas() -> KubeSchemas:
     return KubeSchemas(root, versions)
 
 
+# The CRDs the chart renders objects of, from the operators' own Go modules (fetched through the
+# Go module proxy, like helm): kubeconform validates them strictly, nothing is skipped.
+CRD_MODULES = {
+    "github.com/kedacore/keda/v2@v2.16.1": (
+        "config/crd/bases/keda.sh_scaledobjects.yaml",
+        "config/crd/bases/keda.sh_triggerauthentications.yaml",
+    ),
+    "github.com/prometheus-operator/prometheus-operator@v0.85.0": (
+        "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml",
+        "example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml",
+    ),
+}
+
+
+def _strict(node: Any) -> Any:
+    """A CRD's openAPIV3Schema as a strict JSON schema (kubeconform's openapi2jsonschema):
+    int-or-string as oneOf, and no property an object does not declare."""
+    if isinstance(node, list):
+        return [_strict(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _strict(v) for k, v in node.items()}
+    if out.pop("x-kubernetes-int-or-string", False):
+        out.pop("type", None)
+        out["oneOf"] = [{"type": "string"}, {"type": "integer"}]
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    return out
+
+
+def _go() -> str:
+    for cand in (shutil.which("go"), "/usr/local/go/bin/go"):
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    unavailable(
+        "CRD schemas", "Go is needed to fetch the operators' CRDs (scripts/deploy-tools.sh)"
+    )
+    raise AssertionError  # unreachable
+
+
+@pytest.fixture(scope="session")
+def crd_schemas(deploy_tools: DeployTools) -> str:
+    """A kubeconform ``-schema-location`` for the KEDA and Prometheus-operator CRDs."""
+    import json
+
+    import yaml
+
+    root = cache_root() / "crd-schemas" / "r1"
+    for module, files in CRD_MODULES.items():
+        proc = subprocess.run(
+            [_go(), "mod", "download", "-json", module],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "GOFLAGS": "-modcacherw"},
+        )
+        if proc.returncode != 0:
+            unavailable("CRD schemas", f"go mod download {module}: {proc.stdout}{proc.stderr}")
+        src = Path(json.loads(proc.stdout)["Dir"])
+        for f in files:
+            crd = yaml.safe_load((src / f).read_text())
+            group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"].lower()
+            for v in crd["spec"]["versions"]:
+                dest = root / group / f"{kind}_{v['name']}.json"
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                tmp = dest.with_suffix(f".tmp{os.getpid()}")
+                tmp.write_text(json.dumps(_strict(v["schema"]["openAPIV3Schema"])))
+                tmp.rename(dest)
+    return str(root) + "/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"
+
+
 @pytest.fixture(scope="session")
 def cfn_lint() -> Path:
     exe = Path(sys.executable).with_name("cfn-lint")

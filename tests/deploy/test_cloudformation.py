@@ -27,7 +27,7 @@ from tests.deploy._cfn import (
     template,
     walk,
 )
-from tests.deploy._paths import CFN_DIR, CHART, load_yaml
+from tests.deploy._paths import CFN_DIR, CHART, COMPOSE_FILE, load_yaml
 
 TEMPLATES = sorted(CFN_DIR.glob("*.yaml"))
 KMS = {"Fn::ImportValue": {"Fn::Sub": "${SecurityStackName}-KmsKeyArn"}}
@@ -220,7 +220,14 @@ def test_queues_match_what_init_converges_to() -> None:
     params = storage["Parameters"]
     chart = load_yaml(CHART / "values.yaml")["config"]["queues"]
     app = QueueNames()
-    assert params["VisibilityTimeout"]["Default"] == chart["visibilityTimeoutS"]
+    assert (
+        params["VisibilityTimeout"]["Default"]
+        == chart["visibilityTimeoutS"]
+        == app.visibility_timeout_s
+    )
+    compose = load_yaml(COMPOSE_FILE)["x-datatorag-env"]
+    assert int(compose["DATATORAG_QUEUE_VISIBILITY_TIMEOUT_S"]) == app.visibility_timeout_s
+    assert int(compose["DATATORAG_QUEUE_MAX_RECEIVES"]) == app.max_receives
     assert params["MaxReceiveCount"]["Default"] == chart["maxReceives"] == app.max_receives
     assert params["ReceiveWaitTime"]["Default"] == chart["waitTimeS"] == app.wait_time_s
     for stage in ("parse", "embed", "index"):
@@ -511,7 +518,7 @@ def test_ecs_services_their_capacity_discovery_and_configuration() -> None:
     assert embedder["ResourceRequirements"] == [{"Type": "GPU", "Value": "1"}]
     # every DATATORAG_* variable the tasks set is a real setting of libs/datatorag/config.py
     known = {f"DATATORAG_{k.upper()}" for k in Settings.model_fields}
-    for sub in ("queues", "aws", "opensearch", "embedding"):
+    for sub in ("queues", "aws", "opensearch", "embedding", "answer", "chunking", "limits"):
         model = type(getattr(Settings(), sub))
         prefix = model.model_config["env_prefix"]
         known |= {f"{prefix}{k}".upper() for k in model.model_fields}

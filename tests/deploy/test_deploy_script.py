@@ -165,9 +165,11 @@ def test_deploy_eks_in_order_with_one_parameter_file(fake_aws: FakeAws) -> None:
         f"aws eks update-kubeconfig --region eu-west-1 --name {samples['eks']['ClusterName']}"
         in (proc.stdout)
     )
-    assert f"volumeHandle: {samples['models']['FileSystemId']}::" in proc.stdout
     assert "nvidia-device-plugin" in proc.stdout
-    assert f"bucket: {samples['storage']['LandingBucketName']}" in proc.stdout
+    # the chart mounts the sources and lands uploads itself: no patching after the install
+    assert "kubectl -n datatorag patch" not in proc.stdout
+    assert "-f values-aws.yaml --wait" in proc.stdout
+    assert f'bucket: "{samples["storage"]["LandingBucketName"]}"' in proc.stdout
     assert not [c for c in fake_aws.calls() if c["service"] == "ecs"]
     # a second deploy does not re-seed the key
     proc = fake_aws.run(EKS_PARAMS, "deploy")
@@ -299,7 +301,20 @@ def test_helm_values_validate_against_the_charts_schema(
     validator = jsonschema.Draft7Validator(schema)
     validator.validate(merged)
     samples = json.loads(SAMPLE_OUTPUTS.read_text())
-    assert values["serviceAccount"]["roleArn"] == samples["eks"]["WorkloadRoleArn"]
+    for service, key in (
+        ("connector", "Connector"),
+        ("parser", "Parser"),
+        ("embedder", "Embedder"),
+        ("indexer", "Indexer"),
+        ("query-gateway", "QueryGateway"),
+    ):
+        role = values["services"][service]["serviceAccount"]["roleArn"]
+        assert role == samples["eks"][f"{key}RoleArn"]
+    assert values["init"]["serviceAccount"]["roleArn"] == samples["eks"]["InitRoleArn"]
+    assert values["config"]["uploads"] == {
+        "bucket": samples["storage"]["LandingBucketName"],
+        "prefix": samples["storage"]["LandingPrefix"],
+    }
     assert values["config"]["aws"] == {
         "region": "eu-west-1",
         "bucket": samples["storage"]["BucketName"],
@@ -325,21 +340,22 @@ def test_helm_values_render_the_chart(
     path, _ = helm_values
     out = deploy_tools.template(path).stdout
     docs = [d for d in __import__("yaml").safe_load_all(out) if d]
-    (sa,) = [d for d in docs if d["kind"] == "ServiceAccount"]
     samples = json.loads(SAMPLE_OUTPUTS.read_text())
-    assert (
-        sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
-        == samples["eks"]["WorkloadRoleArn"]
-    )
+    accounts = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ServiceAccount"}
+    release = template("eks")["Parameters"]["ServiceAccountName"]["Default"]
+    for service, key in (("connector", "Connector"), ("query-gateway", "QueryGateway")):
+        sa = accounts[f"{release}-{service}"]  # the subject the service's role trusts
+        assert (
+            sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+            == samples["eks"][f"{key}RoleArn"]
+        )
     env = next(
         d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-env")
     )
     assert env["data"]["DATATORAG_AWS_BUCKET"] == samples["storage"]["BucketName"]
     assert env["data"]["DATATORAG_OPENSEARCH_AUTH"] == "sigv4"
-    # the shared role's trust names the account the chart renders
-    trust = template("eks")["Resources"]["WorkloadRole"]["Properties"]["AssumeRolePolicyDocument"]
-    assert '${Namespace}:${ServiceAccountName}"' in trust["Fn::Sub"][0]
-    assert sa["metadata"]["name"] == template("eks")["Parameters"]["ServiceAccountName"]["Default"]
+    trust = template("eks")["Resources"]["ConnectorRole"]["Properties"]["AssumeRolePolicyDocument"]
+    assert '${Namespace}:${ServiceAccountName}-connector"' in trust["Fn::Sub"][0]
     # DeployTools renders into the namespace the roles' trust defaults to
     assert template("eks")["Parameters"]["Namespace"]["Default"] == "datatorag"
 

@@ -25,8 +25,8 @@ VALUES: dict[str, tuple[Path, ...]] = {
     "production": (CHART / "ci" / "production-values.yaml",),
     "cpu": (CHART / "ci" / "cpu-values.yaml",),
 }
-# CRDs kubeconform has no schema for; everything else must validate.
-CRD_KINDS = ("ServiceMonitor", "ScaledObject", "TriggerAuthentication")
+# objects of the operators' CRDs: validated against their schemas (crd_schemas), never skipped
+CRD_KINDS = ("ServiceMonitor", "PrometheusRule", "ScaledObject", "TriggerAuthentication")
 RELEASE = "rel-datatorag"
 
 
@@ -44,6 +44,10 @@ def rendered(deploy_tools: DeployTools) -> dict[str, Manifests]:
 
 def of_kind(docs: Manifests, kind: str) -> dict[str, dict[str, Any]]:
     return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def http_port(c: dict[str, Any]) -> dict[str, Any]:
+    return next(p for p in c["ports"] if p["name"] == "http")
 
 
 def deployment(docs: Manifests, service: str) -> dict[str, Any]:
@@ -79,15 +83,15 @@ def test_helm_lint_strict(deploy_tools: DeployTools, values: str) -> None:
 
 
 def test_kubeconform_strict_on_every_values_set(
-    deploy_tools: DeployTools, kube_schemas: KubeSchemas, tmp_path: Path
+    deploy_tools: DeployTools, kube_schemas: KubeSchemas, crd_schemas: str, tmp_path: Path
 ) -> None:
     for kube in kube_schemas.versions:
-        files, expected_valid, expected_skipped = [], 0, 0
+        files, expected_valid, crds = [], 0, 0
         for name, values in VALUES.items():
             text = deploy_tools.template(*values, kube_version=kube).stdout
             docs = [d for d in yaml.safe_load_all(text) if d]
-            expected_skipped += sum(d["kind"] in CRD_KINDS for d in docs)
-            expected_valid += sum(d["kind"] not in CRD_KINDS for d in docs)
+            crds += sum(d["kind"] in CRD_KINDS for d in docs)
+            expected_valid += len(docs)
             path = tmp_path / f"{name}-{kube}.yaml"
             path.write_text(text)
             files.append(str(path))
@@ -102,8 +106,8 @@ def test_kubeconform_strict_on_every_values_set(
                 kube,
                 "-schema-location",
                 kube_schemas.location,
-                "-skip",
-                ",".join(CRD_KINDS),
+                "-schema-location",
+                crd_schemas,
                 *files,
             ],
             check=False,
@@ -117,8 +121,9 @@ def test_kubeconform_strict_on_every_values_set(
             "valid": expected_valid,
             "invalid": 0,
             "errors": 0,
-            "skipped": expected_skipped,
+            "skipped": 0,
         }, report
+        assert crds >= 5  # every CRD kind was among them (production renders each)
 
 
 def test_kubeconform_catches_a_wrong_field(
@@ -158,13 +163,57 @@ def test_kubeconform_catches_a_wrong_field(
     )
 
 
+def test_kubeconform_crd_schemas_are_strict(
+    deploy_tools: DeployTools, kube_schemas: KubeSchemas, crd_schemas: str, tmp_path: Path
+) -> None:
+    """A misspelt field of a ScaledObject and of a ServiceMonitor is an error, not a pass."""
+    docs = [
+        d
+        for d in yaml.safe_load_all(
+            deploy_tools.template(CHART / "ci" / "production-values.yaml").stdout
+        )
+        if d
+    ]
+    (so, *_) = of_kind(docs, "ScaledObject").values()
+    so["spec"]["pollingIntervall"] = 15
+    (sm,) = of_kind(docs, "ServiceMonitor").values()
+    sm["spec"]["endpoints"][0]["honourLabels"] = True
+    bad = tmp_path / "bad-crds.yaml"
+    bad.write_text(yaml.safe_dump_all([so, sm]))
+    proc = subprocess.run(
+        [
+            str(deploy_tools.kubeconform_bin),
+            "-strict",
+            "-output",
+            "json",
+            "-kubernetes-version",
+            kube_schemas.versions[-1],
+            "-schema-location",
+            crd_schemas,
+            str(bad),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stdout
+    msgs = " ".join(r["msg"] for r in json.loads(proc.stdout)["resources"])
+    assert "'pollingIntervall' not allowed" in msgs and "'honourLabels' not allowed" in msgs
+
+
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
         ("config.opensearch.auth=kerberos", "/config/opensearch/auth"),
         ("services.parser.replicas=-1", "/services/parser/replicas"),
         ("model.volume.type=nfs", "/model/volume/type"),
-        ("serviceAccount.roleArn=not-an-arn", "/serviceAccount/roleArn"),
+        (
+            "services.parser.serviceAccount.roleArn=not-an-arn",
+            "/services/parser/serviceAccount/roleArn",
+        ),
+        ("sources.existingSecret=a,sources.existingConfigMap=b", "not both"),
+        ("model.volume.create=true", "model.volume.efs.fileSystemId"),
         ("terminationGracePeriodSeconds=30", "/terminationGracePeriodSeconds"),
         ("config.opensearch.auth=basic", "secrets.opensearch.existingSecret"),
         ("secrets.apiKeys.existingSecret=", "secrets.apiKeys.existingSecret"),
@@ -217,16 +266,27 @@ def test_embedder_runs_on_a_gpu_node(rendered: dict[str, Manifests]) -> None:
     for values in ("default", "production"):
         docs = rendered[values]
         spec = deployment(docs, "embedder")["spec"]["template"]["spec"]
+        # the limit schedules it (the device plugin's resource), the toleration lets it on
         assert container(docs, "embedder")["resources"]["limits"]["nvidia.com/gpu"] == 1
-        assert spec["nodeSelector"]["nvidia.com/gpu.present"] == "true"
         assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec[
             "tolerations"
         ]
-        assert container(docs, "embedder")["image"].endswith("-gpu")
+        # the model image for the embedder, the slim one for everything else
+        slim = container(docs, "indexer")["image"]
+        assert container(docs, "embedder")["image"] == f"{slim}-model"
         assert container_env(docs, "embedder")["DATATORAG_EMBEDDING_DEVICE"] == "cuda"
         for s in set(SERVICES) - {"embedder"}:
+            assert container(docs, s)["image"] == slim
             assert "nvidia.com/gpu" not in (container(docs, s)["resources"].get("limits") or {})
             assert "nodeSelector" not in deployment(docs, s)["spec"]["template"]["spec"]
+    # no label stock EKS GPU nodes lack: none by default, Karpenter's g5 family in production
+    assert (
+        "nodeSelector"
+        not in deployment(rendered["default"], "embedder")["spec"]["template"]["spec"]
+    )
+    assert deployment(rendered["production"], "embedder")["spec"]["template"]["spec"][
+        "nodeSelector"
+    ] == {"karpenter.k8s.aws/instance-family": "g5"}
     # a CPU-only cluster: nothing asks for a GPU or a GPU node
     docs = rendered["cpu"]
     spec = deployment(docs, "embedder")["spec"]["template"]["spec"]
@@ -239,16 +299,35 @@ def test_model_volume(rendered: dict[str, Manifests]) -> None:
         vols = deployment(docs, service)["spec"]["template"]["spec"]["volumes"]
         return next((v for v in vols if v["name"] == "model"), None)
 
-    for values, source in (("default", "persistentVolumeClaim"), ("production", "hostPath")):
+    for values in ("default", "production"):
         docs = rendered[values]
-        for s in ("embedder", "parser"):  # the parser chunks by the model's tokenizer
+        source = "persistentVolumeClaim"
+        # the parser chunks by the model's tokenizer; the connector's stall reaper and init read
+        # its dimension
+        for s in ("embedder", "parser", "connector"):
             assert source in volume(docs, s)
             (mount,) = [m for m in container(docs, s)["volumeMounts"] if m["name"] == "model"]
             assert mount["readOnly"] is True
             model = container_env(docs, s)["DATATORAG_EMBEDDING_MODEL"]
             assert model.startswith(mount["mountPath"] + "/")
-        for s in ("indexer", "query-gateway", "connector"):
+        for s in ("indexer", "query-gateway"):
             assert volume(docs, s) is None
+    # production: the claim the chart creates, on the models stack's EFS, ReadOnlyMany
+    docs = rendered["production"]
+    (pvc,) = of_kind(docs, "PersistentVolumeClaim").values()
+    (pv,) = of_kind(docs, "PersistentVolume").values()
+    assert volume(docs, "embedder")["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    assert pvc["spec"]["accessModes"] == pv["spec"]["accessModes"] == ["ReadOnlyMany"]
+    assert pvc["spec"]["volumeName"] == pv["metadata"]["name"]
+    assert pv["spec"]["csi"] == {
+        "driver": "efs.csi.aws.com",
+        "volumeHandle": "fs-0123456789abcdef0::fsap-0123456789abcdef0",
+    }
+    # created before the init hook reads the model, kept when the release goes
+    for obj in (pv, pvc):
+        assert obj["metadata"]["annotations"]["helm.sh/hook"] == "pre-install"
+        assert obj["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert "hostPath" not in str(docs)
     docs = rendered["cpu"]
     assert all(volume(docs, s) is None for s in SERVICES)
     assert container_env(docs, "embedder")["DATATORAG_EMBEDDING_MODEL"] == "minilm"
@@ -262,7 +341,7 @@ def test_probes_hit_the_port_the_service_listens_on(
     for s in SERVICES:
         c = container(docs, s)
         env = container_env(docs, s)
-        (port,) = c["ports"]
+        port = http_port(c)
         listens = {
             "query-gateway": env["DATATORAG_GATEWAY_PORT"],
             "embedder": env["DATATORAG_EMBEDDER_PORT"],
@@ -370,26 +449,51 @@ def test_disruption_budgets_cover_their_deployments(
         assert len(pdbs) == len(SERVICES)
 
 
-def test_service_account_and_irsa(rendered: dict[str, Manifests]) -> None:
+def test_one_service_account_and_irsa_role_per_service(rendered: dict[str, Manifests]) -> None:
     for values in VALUES:
         docs = rendered[values]
-        (sa,) = of_kind(docs, "ServiceAccount").values()
-        pods = [d["spec"]["template"]["spec"] for d in of_kind(docs, "Deployment").values()]
-        pods += [j["spec"]["template"]["spec"] for j in of_kind(docs, "Job").values()]
-        assert {p["serviceAccountName"] for p in pods} == {sa["metadata"]["name"]}
-        annotations = sa["metadata"].get("annotations") or {}
-        if values == "production":
-            assert (
-                annotations["eks.amazonaws.com/role-arn"]
-                == "arn:aws:iam::123456789012:role/datatorag-workload"
-            )
-        else:
-            assert "eks.amazonaws.com/role-arn" not in annotations
+        accounts = of_kind(docs, "ServiceAccount")
+        used = {}
+        for s in SERVICES:
+            used[s] = deployment(docs, s)["spec"]["template"]["spec"]["serviceAccountName"]
+        (job,) = of_kind(docs, "Job").values()
+        used["init"] = job["spec"]["template"]["spec"]["serviceAccountName"]
+        # <fullname>-<service>: the subjects eks.yaml's per-service roles trust
+        assert used == {s: f"{RELEASE}-{s}" for s in used}
+        assert set(accounts) == set(used.values())
+        for s, name in used.items():
+            annotations = accounts[name]["metadata"].get("annotations") or {}
+            assert accounts[name]["automountServiceAccountToken"] is False
+            if values == "production":
+                assert (
+                    annotations["eks.amazonaws.com/role-arn"]
+                    == f"arn:aws:iam::123456789012:role/datatorag-eks-{s}"
+                )
+            else:
+                assert "eks.amazonaws.com/role-arn" not in annotations
 
 
-def test_secrets_come_from_secret_refs(rendered: dict[str, Manifests]) -> None:
+def test_secrets_come_from_secret_refs(
+    rendered: dict[str, Manifests], deploy_tools: DeployTools
+) -> None:
     docs = rendered["production"]
-    assert not of_kind(docs, "Secret")  # the chart never holds secret values itself
+    # with every Secret existing, the chart holds no secret value itself
+    assert not of_kind(docs, "Secret")
+    for s in ("query-gateway", "connector", "embedder"):  # the internal endpoints' token
+        env = {e["name"]: e for e in container(docs, s).get("env") or []}
+        assert env["DATATORAG_SERVICE_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+            "name": "datatorag-service-token",
+            "key": "service-token",
+        }
+    # the connector's source credentials come from a Secret (extraEnv valueFrom)
+    env = {e["name"]: e for e in container(docs, "connector")["env"]}
+    assert env["ACME_SFTP_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == (
+        "datatorag-connector-credentials"
+    )
+    # default: the token is generated into a Secret the chart names
+    (token,) = of_kind(rendered["default"], "Secret").values()
+    assert token["metadata"]["name"] == f"{RELEASE}-service-token"
+    assert len(token["data"]["service-token"]) >= 48
     for s in SERVICES:
         env = {e["name"]: e for e in container(docs, s).get("env") or []}
         if s == "query-gateway":
@@ -399,19 +503,24 @@ def test_secrets_come_from_secret_refs(rendered: dict[str, Manifests]) -> None:
             }
         else:  # only the gateway authenticates callers
             assert "DATATORAG_API_KEYS" not in env
-        for var, key in (
-            ("DATATORAG_OPENSEARCH_USERNAME", "username"),
-            ("DATATORAG_OPENSEARCH_PASSWORD", "password"),
-        ):
-            assert env[var]["valueFrom"]["secretKeyRef"] == {
-                "name": "datatorag-opensearch",
-                "key": key,
-            }
-    (cm,) = of_kind(docs, "ConfigMap").values()
+        # the domain of deploy/cloudformation has no internal users: SigV4 through IRSA
+        assert "DATATORAG_OPENSEARCH_PASSWORD" not in env
+    cm = of_kind(docs, "ConfigMap")[f"{RELEASE}-env"]
+    assert cm["data"]["DATATORAG_OPENSEARCH_AUTH"] == "sigv4"
     assert not any("PASSWORD" in k or "API_KEYS" in k for k in cm["data"])
-    # sigv4 (default) needs no OpenSearch credentials at all
-    env = {e["name"] for e in container(rendered["default"], "indexer").get("env") or []}
-    assert "DATATORAG_OPENSEARCH_PASSWORD" not in env
+    # basic auth, where a domain has internal users: both from the Secret
+    text = deploy_tools.template(
+        set_values=("config.opensearch.auth=basic", "secrets.opensearch.existingSecret=os")
+    ).stdout
+    env = {
+        e["name"]: e
+        for e in container([d for d in yaml.safe_load_all(text) if d], "indexer")["env"]
+    }
+    for var, key in (
+        ("DATATORAG_OPENSEARCH_USERNAME", "username"),
+        ("DATATORAG_OPENSEARCH_PASSWORD", "password"),
+    ):
+        assert env[var]["valueFrom"]["secretKeyRef"] == {"name": "os", "key": key}
 
 
 @pytest.mark.parametrize("values", list(VALUES))
@@ -463,11 +572,24 @@ def test_service_monitor_scrapes_every_service(rendered: dict[str, Manifests]) -
     assert all(any(p["name"] == "http" for p in s["spec"]["ports"]) for s in selected)
 
 
-def test_init_job_provisions_once_per_revision(rendered: dict[str, Manifests]) -> None:
+def test_init_job_is_a_hook_before_the_services(rendered: dict[str, Manifests]) -> None:
     docs = rendered["default"]
     (job,) = of_kind(docs, "Job").values()
-    assert job["metadata"]["name"] == f"{RELEASE}-init-1"
+    assert job["metadata"]["name"] == f"{RELEASE}-init"
+    hook = job["metadata"]["annotations"]
+    assert hook["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert hook["helm.sh/hook-delete-policy"] == "before-hook-creation"
     pod = job["spec"]["template"]["spec"]
+    # what it needs exists before the release's own objects: hooks of a lower weight
+    (c,) = pod["containers"]
+    env_cm = of_kind(docs, "ConfigMap")[c["envFrom"][0]["configMapRef"]["name"]]
+    sa = of_kind(docs, "ServiceAccount")[pod["serviceAccountName"]]
+    for obj in (env_cm, sa):
+        assert obj["metadata"]["annotations"]["helm.sh/hook"] == hook["helm.sh/hook"]
+        assert int(obj["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(
+            hook["helm.sh/hook-weight"]
+        )
+    assert env_cm["data"] == of_kind(docs, "ConfigMap")[f"{RELEASE}-env"]["data"]
     assert pod["restartPolicy"] == "OnFailure"
     (c,) = pod["containers"]
     assert c["args"] == ["init"]
@@ -483,3 +605,168 @@ def test_config_change_rolls_the_pods(deploy_tools: DeployTools) -> None:
 
     assert checksum() == checksum()
     assert checksum() != checksum("config.queues.maxReceives=7")
+
+
+def test_checkov_on_the_rendered_chart(
+    deploy_tools: DeployTools, checkov: Path, tmp_path: Path
+) -> None:
+    """No failed check on any values set (llm included); every skipped check is one the chart
+    suppresses inline with its reason (``datatorag.checkovSkips``), and each of those would fail."""
+    for name, files in {**VALUES, "llm": (CHART / "ci" / "llm-values.yaml",)}.items():
+        (tmp_path / f"{name}.yaml").write_text(deploy_tools.template(*files).stdout)
+    proc = subprocess.run(
+        [
+            str(checkov),
+            *("-d", str(tmp_path)),
+            *("--framework", "kubernetes"),
+            "--skip-download",
+            *("-o", "json"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    report = json.loads(proc.stdout)
+    (k8s,) = report if isinstance(report, list) else [report]
+    failed = [
+        f"{c['check_id']} {c['resource']} ({c['file_path']}): {c['check_name']}"
+        for c in k8s["results"]["failed_checks"]
+    ]
+    assert failed == [], "\n".join(failed)
+    assert k8s["summary"]["parsing_errors"] == 0
+    assert k8s["summary"]["passed"] > 1000  # it really looked at the objects
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    justified = dict(
+        line.split("=", 1)
+        for line in (
+            m.split(": ", 1)[1] for m in helpers.splitlines() if m.startswith("checkov.io/skip")
+        )
+    )
+    assert all(len(why) > 40 for why in justified.values()), justified
+    skipped = {
+        c["check_id"]: c["check_result"].get("suppress_comment")
+        for c in k8s["results"]["skipped_checks"]
+    }
+    # exactly the justified checks are skipped (none stale), with their reasons
+    assert skipped == justified
+
+
+def test_alert_rules_and_dashboards_are_the_deploy_files(rendered: dict[str, Manifests]) -> None:
+    """The chart's copies (files/) are deploy/prometheus/alerts.yaml and deploy/grafana/*.json."""
+    from tests.deploy._paths import GRAFANA_DIR, PROMETHEUS_DIR
+
+    assert (CHART / "files" / "alerts.yaml").read_text() == (
+        PROMETHEUS_DIR / "alerts.yaml"
+    ).read_text()
+    docs = rendered["production"]
+    (rule,) = of_kind(docs, "PrometheusRule").values()
+    assert (
+        rule["spec"]["groups"]
+        == yaml.safe_load((PROMETHEUS_DIR / "alerts.yaml").read_text())["groups"]
+    )
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    boards = {
+        k: v
+        for cm in of_kind(docs, "ConfigMap").values()
+        if cm["metadata"]["labels"].get("grafana_dashboard") == "1"
+        for k, v in cm["data"].items()
+    }
+    assert boards == {p.name: p.read_text().rstrip("\n") for p in GRAFANA_DIR.glob("*.json")}
+    assert not of_kind(rendered["default"], "PrometheusRule")  # opt-in
+    (sm,) = of_kind(docs, "ServiceMonitor").values()
+    assert sm["spec"]["endpoints"][0]["honorLabels"] is True
+
+
+@pytest.mark.parametrize("values", list(VALUES))
+def test_gateway_serves_grpc_and_reaches_the_connector(
+    rendered: dict[str, Manifests], values: str
+) -> None:
+    docs = rendered[values]
+    svc = of_kind(docs, "Service")[f"{RELEASE}-query-gateway"]
+    ports = {p["name"]: p for p in svc["spec"]["ports"]}
+    assert ports["grpc"]["appProtocol"] == "grpc" and ports["grpc"]["targetPort"] == "grpc"
+    c = container(docs, "query-gateway")
+    grpc_port = next(p for p in c["ports"] if p["name"] == "grpc")["containerPort"]
+    env = container_env(docs, "query-gateway")
+    assert int(env["DATATORAG_GRPC_PORT"]) == grpc_port == ports["grpc"]["port"]
+    connector = of_kind(docs, "Service")[f"{RELEASE}-connector"]
+    assert env["DATATORAG_CONNECTOR_URL"] == (
+        f"http://{connector['metadata']['name']}:{connector['spec']['ports'][0]['port']}"
+    )
+    # the connector reads the sources file the chart mounts
+    cenv = container_env(docs, "connector")
+    (mount,) = [m for m in container(docs, "connector")["volumeMounts"] if m["name"] == "sources"]
+    assert cenv["DATATORAG_SOURCES_FILE"].startswith(mount["mountPath"] + "/")
+
+
+def test_network_policies_admit_only_the_callers(rendered: dict[str, Manifests]) -> None:
+    docs = rendered["default"]
+    pols = of_kind(docs, "NetworkPolicy")
+    pods = [
+        d["spec"]["template"]["metadata"]["labels"]
+        for d in [*of_kind(docs, "Deployment").values(), *of_kind(docs, "Job").values()]
+    ]
+    # every pod is selected by a policy
+    for labels in pods:
+        assert any(
+            p["spec"]["podSelector"]["matchLabels"].items() <= labels.items() for p in pols.values()
+        )
+
+    def callers(service: str) -> set[str]:
+        (rule,) = pols[f"{RELEASE}-{service}"]["spec"]["ingress"]
+        return {
+            p["podSelector"]["matchLabels"].get("app.kubernetes.io/component", "prometheus")
+            for p in rule["from"]
+            if "namespaceSelector" not in p
+        } | {"prometheus" for p in rule["from"] if "namespaceSelector" in p}
+
+    assert callers("connector") == {"query-gateway", "prometheus"}
+    assert callers("embedder") == {"query-gateway", "indexer", "prometheus"}
+    assert callers("parser") == callers("indexer") == {"prometheus"}
+    (gw,) = pols[f"{RELEASE}-query-gateway"]["spec"]["ingress"]
+    assert "from" not in gw  # the API: from anywhere by default
+    assert "ingress" not in pols[f"{RELEASE}-init"]["spec"]  # init serves nothing
+
+
+def test_pods_spread_over_zones_and_nodes(rendered: dict[str, Manifests]) -> None:
+    for s in SERVICES:
+        spec = deployment(rendered["production"], s)["spec"]["template"]["spec"]
+        keys = {c["topologyKey"] for c in spec["topologySpreadConstraints"]}
+        assert keys == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+        for c in spec["topologySpreadConstraints"]:
+            assert c["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == s
+
+
+def test_ingress_routes_rest_and_grpc(rendered: dict[str, Manifests]) -> None:
+    assert not of_kind(rendered["default"], "Ingress")
+    ing = of_kind(rendered["production"], "Ingress")
+    rest, grpc_ = ing[f"{RELEASE}-query-gateway"], ing[f"{RELEASE}-query-gateway-grpc"]
+    assert (
+        grpc_["metadata"]["annotations"]["alb.ingress.kubernetes.io/backend-protocol-version"]
+        == "GRPC"
+    )
+    backend = grpc_["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": f"{RELEASE}-query-gateway", "port": {"name": "grpc"}}
+    assert rest["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"] == {
+        "name": "http"
+    }
+    for i in (rest, grpc_):
+        assert i["metadata"]["annotations"]["alb.ingress.kubernetes.io/group.name"] == "datatorag"
+
+
+def test_every_value_is_in_the_schema_with_a_description() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def walk(node: dict[str, Any], value: Any, path: str) -> None:
+        props = node.get("properties") or {}
+        for key, sub in props.items():
+            assert sub.get("description"), f"{path}{key}: no description"
+        if isinstance(value, dict) and props:
+            for key, v in value.items():
+                assert key in props, f"{path}{key}: not in the schema"
+                walk(props[key], v, f"{path}{key}.")
+
+    walk(schema, values, "")
+    assert schema["additionalProperties"] is False  # an unknown value is refused

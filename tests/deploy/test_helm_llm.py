@@ -60,7 +60,8 @@ def test_vllm_serves_the_mounted_model_on_a_gpu_node(docs) -> None:
     volume = next(v for v in spec["volumes"] if v["name"] == "weights")
     assert volume["hostPath"] == {"path": "/opt/datatorag/llm-models", "type": "Directory"}
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
-    assert spec["nodeSelector"]["nvidia.com/gpu.present"] == "true"
+    # scheduled by the limit; no label stock EKS GPU nodes lack
+    assert "nodeSelector" not in spec
     assert any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"])
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}

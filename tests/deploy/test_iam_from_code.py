@@ -146,11 +146,15 @@ def test_the_split_follows_the_pipeline() -> None:
         if any(r.startswith("objects:documents/") for _, r in need[s]):
             assert ("s3:PutObject", "objects:documents/_readyz") in need[s], s
             assert ("s3:DeleteObject", "objects:documents/_readyz") in need[s], s
-    # the gateway reads; it touches no queue, puts no object but the readiness probe, and every
-    # other write it makes is an admin delete's (datatorag.lifecycle.deletion)
+    # the gateway reads; it touches no queue, puts no object but the readiness probe and the
+    # uploads it lands (S3Landing), and every other write it makes is an admin delete's
+    # (datatorag.lifecycle.deletion)
     gateway = need["query-gateway"]
     assert not {a for a, _ in gateway if a.startswith("sqs:")}
-    assert {r for a, r in gateway if a == "s3:PutObject"} == {"objects:documents/_readyz"}
+    assert {r for a, r in gateway if a == "s3:PutObject"} == {
+        "objects:documents/_readyz",
+        "objects:landing",
+    }
     writes = {
         "s3:DeleteObject",
         "s3:PutObject",
@@ -160,7 +164,7 @@ def test_the_split_follows_the_pipeline() -> None:
         "dynamodb:UpdateItem",
     }
     for (action, resource), where in d.required("query-gateway").items():
-        if action in writes and resource != "objects:documents/_readyz":
+        if action in writes and resource not in ("objects:documents/_readyz", "objects:landing"):
             outside = sorted(w for w in where if not w.startswith("datatorag.lifecycle.deletion:"))
             assert not outside, (action, resource, outside)
     assert {r for a, r in gateway if a == "s3:DeleteObject"} == {
@@ -248,12 +252,10 @@ def test_eks_roles_carry_their_service_policy_only() -> None:
             ]
         }
         assert role["Properties"]["RoleName"] == {"Fn::Sub": f"${{Prefix}}-eks-{service}"}
-    # the chart's one service account: the union, and only while SharedServiceAccount=true
-    shared = resources["WorkloadRole"]
-    assert shared["Condition"] == "Shared"
-    assert sorted(_policy_imports(shared)) == sorted(
-        f"import:iam:{p}Arn" for p in POLICIES.values()
-    )
+    # one account per service in the chart: no role holds another service's policy
+    assert set(roles.values()) | {"KedaOperatorRole"} == {
+        k for k, r in resources.items() if r["Type"] == "AWS::IAM::Role" and k.endswith("Role")
+    } - {"ClusterRole", "NodeRole", "VpcCniRole", "EbsCsiRole", "EfsCsiRole"}
 
 
 def test_ecs_task_roles_equal_the_eks_roles() -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from datatorag.bootstrap.components import Components
 from datatorag.bootstrap.gateway import UPLOADS_SOURCE
 from datatorag.bootstrap.provisioning import index_shape
+from datatorag.config import Settings
 from datatorag.connectors.builder import build_schedules
 from datatorag.connectors.config import SourcesConfig, parse_sources
 from datatorag.connectors.scheduler import Scheduler
@@ -59,6 +60,31 @@ def folder_sources(
             )
     doc = {"tenants": {t: {"sources": s} for t, s in tenants.items()}}
     return parse_sources(json.dumps(doc), origin=f"folder {folder}")
+
+
+def with_upload_sources(config: SourcesConfig, settings: Settings) -> SourcesConfig:
+    """Production uploads land in ``s3://{uploads_bucket}/{uploads_prefix}{tenant}/`` (the
+    gateway's ``S3Landing``); each tenant of the sources file gets that prefix as its ``uploads``
+    source unless the file declares one itself, so the gateway's sync after an upload finds it."""
+    bucket = settings.uploads_bucket
+    if not bucket:
+        return config
+    doc = config.model_dump(mode="json", exclude_unset=True)
+    tenants = doc.setdefault("tenants", {})
+    for tenant in config.tenants:
+        sources = tenants.setdefault(tenant, {}).setdefault("sources", [])
+        if config.find(tenant, UPLOADS_SOURCE) is None:
+            sources.append(
+                {
+                    "id": UPLOADS_SOURCE,
+                    "type": "s3",
+                    "bucket": bucket,
+                    "prefix": f"{settings.uploads_prefix}{tenant}/",
+                    # the gateway triggers a sync after each upload; this is the safety net
+                    "interval_s": 900.0,
+                }
+            )
+    return parse_sources(json.dumps(doc), origin="sources file with upload sources")
 
 
 async def build_scheduler(c: Components, config: SourcesConfig) -> Scheduler:

@@ -118,4 +118,6 @@ async def make_embedder(settings: Settings, *, in_process: bool | None = None) -
     from datatorag.embedding.http import HttpEmbedder
 
     token = settings.service_token.get_secret_value() if settings.service_token else None
-    return await HttpEmbedder(settings.embedding.service_url, service_token=token).connect()
+    return await HttpEmbedder(settings.embedding.service_url, service_token=token).connect(
+        settings.embedding.connect_wait_s
+    )

@@ -68,6 +68,24 @@ def upload_hook(landing: LandingZone, trigger: Trigger) -> UploadHook:
     return on_upload
 
 
+def s3_upload_hook(settings: Settings, trigger: Trigger) -> UploadHook | None:
+    """Production uploads: ``S3Landing`` in the landing bucket (``DATATORAG_UPLOADS_BUCKET``),
+    under ``{uploads_prefix}{tenant}/``, where the connector's ``uploads`` source of the tenant
+    lists them (``bootstrap.connector.with_upload_sources``). None without a landing bucket."""
+    if not settings.uploads_bucket:
+        return None
+    from datatorag.adapters.aws.session import AwsClients, AwsConnection
+    from datatorag.connectors.landing import S3Landing
+
+    landing = S3Landing(
+        AwsClients(AwsConnection.from_settings(settings)),
+        settings.uploads_bucket,
+        max_bytes=settings.max_document_bytes,
+        prefix=settings.uploads_prefix,
+    )
+    return upload_hook(landing, trigger)
+
+
 def connector_sync_hook(
     base_url: str, service_token: SecretStr | None = None
 ) -> tuple[SyncHook, httpx.AsyncClient]:

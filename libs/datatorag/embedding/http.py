@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,13 +34,26 @@ class HttpEmbedder(Embedder):
         self.model_id = ""
         self.dim = 0
 
-    async def connect(self) -> HttpEmbedder:
-        """Learn model id and dimension from the service (the index dimension follows the model)."""
-        try:
-            resp = await self._client.get("/v1/model")
-            resp.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise DependencyError("embedder", f"{self.base_url} unreachable: {exc}") from exc
+    async def connect(self, wait_s: float = 0.0) -> HttpEmbedder:
+        """Learn model id and dimension from the service (the index dimension follows the model).
+
+        ``wait_s``: keep trying this long while the service is unreachable or not serving yet (it
+        loads its model; pods start together), instead of failing at once."""
+        deadline = time.monotonic() + wait_s
+        delay = 0.5
+        while True:
+            try:
+                resp = await self._client.get("/v1/model")
+                resp.raise_for_status()
+                break
+            except httpx.HTTPError as exc:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise DependencyError(
+                        "embedder", f"{self.base_url} unreachable: {exc}"
+                    ) from exc
+                await asyncio.sleep(min(delay, remaining))
+                delay = min(delay * 2, 5.0)
         info = resp.json()
         self.model_id, self.dim = info["model"], int(info["dim"])
         return self

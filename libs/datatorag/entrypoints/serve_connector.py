@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException
 
 from datatorag.bootstrap import Components, startup_check
-from datatorag.bootstrap.connector import SingletonReaper, build_scheduler
+from datatorag.bootstrap.connector import SingletonReaper, build_scheduler, with_upload_sources
 from datatorag.config import Mode, Settings
 from datatorag.connectors.config import load_sources
 from datatorag.connectors.scheduler import Scheduler
@@ -62,7 +62,7 @@ async def serve_connector(settings: Settings) -> None:
     if not settings.sources_file:
         raise SystemExit("connector: set DATATORAG_SOURCES_FILE to a sources YAML file")
     c = Components(settings)
-    config = load_sources(settings.sources_file)
+    config = with_upload_sources(load_sources(settings.sources_file), settings)
     scheduler = await build_scheduler(c, config)
     reaper = SingletonReaper(c, interval_s=max(30.0, settings.stalled_after_s / 2))
     await startup_check(c, "connector")

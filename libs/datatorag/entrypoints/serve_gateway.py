@@ -1,7 +1,10 @@
 """The query gateway as its own service (production shape).
 
 Query embeddings come from the embedder service over HTTP; on-demand syncs are forwarded to the
-connector service (``DATATORAG_CONNECTOR_URL``) with the tenant of the caller's API key.
+connector service (``DATATORAG_CONNECTOR_URL``) with the tenant of the caller's API key. Uploads
+(``POST /v1/documents``) land in the tenant's prefix of the landing bucket
+(``DATATORAG_UPLOADS_BUCKET``/``DATATORAG_UPLOADS_PREFIX``) and that tenant's ``uploads`` source
+is synced at once, through the connector.
 """
 
 from __future__ import annotations
@@ -9,7 +12,12 @@ from __future__ import annotations
 import asyncio
 
 from datatorag.bootstrap import Components, startup_check
-from datatorag.bootstrap.gateway import Gateway, build_gateway, connector_sync_hook
+from datatorag.bootstrap.gateway import (
+    Gateway,
+    build_gateway,
+    connector_sync_hook,
+    s3_upload_hook,
+)
 from datatorag.config import Settings
 from datatorag.gateway.deps import GatewayDeps
 from datatorag.gateway.edge import check_settings
@@ -35,7 +43,11 @@ async def serve_gateway(settings: Settings) -> None:
         else (None, None)
     )
     registry, blobstore = c.registry, c.blobstore  # built now, so the startup check covers them
+    on_upload = s3_upload_hook(settings, on_sync) if on_sync is not None else None
     await startup_check(c, "query-gateway")
+    # from now on an embedder outage degrades searches to BM25 (gateway.degraded), it does not
+    # take the API down
+    c.readiness.optional.add("embedder")
     gw = build_gateway(
         GatewayDeps(
             settings=settings,
@@ -45,6 +57,7 @@ async def serve_gateway(settings: Settings) -> None:
             blobstore=blobstore,
             readiness=c.readiness,
             on_sync=on_sync,
+            on_upload=on_upload,
         )
     )
     http = UvicornServer(gw.app, settings.gateway_host, settings.gateway_port)

@@ -142,6 +142,9 @@ class SearchResponse(BaseModel):
     k: int
     took_ms: float
     hits: list[HitOut]
+    degraded: bool = Field(
+        False, description="BM25 alone: the embedder was unavailable (hybrid searches only)"
+    )
 
 
 class ContextCitationOut(BaseModel):
@@ -184,6 +187,9 @@ class QueryResponse(BaseModel):
     citations: list[ContextCitationOut]
     truncated: bool = Field(description="a passage was cut or left out to fit the budget")
     hits: list[HitOut]
+    degraded: bool = Field(
+        False, description="BM25 alone: the embedder was unavailable (hybrid queries only)"
+    )
 
     @classmethod
     def of(

@@ -13,6 +13,7 @@ from datatorag.domain.audience import visible
 from datatorag.domain.errors import NotFound
 from datatorag.domain.models import DocumentStatus, SearchFilters, SearchHit
 from datatorag.domain.principal import Principal
+from datatorag.gateway.degraded import DEGRADED, EMBEDDER_UNAVAILABLE, EmbedderDown, GuardedEmbedder
 from datatorag.gateway.deps import GatewayDeps
 from datatorag.gateway.errors import ApiError
 from datatorag.gateway.schemas import (
@@ -38,7 +39,7 @@ class QueryService:
     def __init__(self, deps: GatewayDeps) -> None:
         self.deps = deps
         # concurrent queries share one forward pass (see datatorag.retrieval.batching)
-        self.embedder: Embedder = (
+        self.embedder: Embedder = GuardedEmbedder(
             QueryBatcher(deps.embedder) if deps.batch_queries else deps.embedder
         )
         limit = deps.max_concurrent_index_queries
@@ -61,19 +62,42 @@ class QueryService:
                 code="query_too_long",
             )
 
-    async def _hits(self, principal: Principal, req: SearchRequest) -> list[SearchHit]:
+    async def _hits(
+        self, principal: Principal, req: SearchRequest
+    ) -> tuple[list[SearchHit], bool]:
+        """The hits, and whether they are degraded (BM25 alone: the embedder is down)."""
+        tenant, audience = principal.tenant, principal.audience()
         self._check_query(req.query)
-        return await hybrid.search(
+        filters = req.filters.to_domain() if req.filters else None
+        try:
+            hits = await hybrid.search(
+                self.deps.index,
+                self.embedder,
+                tenant,
+                req.query,
+                req.k,
+                filters,
+                mode=req.mode,
+                audience=audience,
+                limiter=self.limiter,
+            )
+            return hits, False
+        except EmbedderDown:
+            if req.mode is not hybrid.Mode.HYBRID:
+                raise
+        DEGRADED.labels(EMBEDDER_UNAVAILABLE).inc()
+        hits = await hybrid.search(
             self.deps.index,
-            self.embedder,
-            principal.tenant,
+            None,
+            tenant,
             req.query,
             req.k,
-            req.filters.to_domain() if req.filters else None,
-            mode=req.mode,
-            audience=principal.audience(),
+            filters,
+            mode=hybrid.Mode.BM25,
+            audience=audience,
             limiter=self.limiter,
         )
+        return hits, True
 
     async def retrieve(
         self,
@@ -101,20 +125,23 @@ class QueryService:
 
     async def search(self, principal: Principal, req: SearchRequest) -> SearchResponse:
         started = time.perf_counter()
-        hits = await self._hits(principal, req)
+        hits, degraded = await self._hits(principal, req)
         return SearchResponse(
             query=req.query,
             mode=req.mode,
             k=req.k,
             took_ms=_ms(started),
             hits=[HitOut.of(h) for h in hits],
+            degraded=degraded,
         )
 
     async def query(self, principal: Principal, req: QueryRequest) -> QueryResponse:
         started = time.perf_counter()
-        hits = await self._hits(principal, req)
+        hits, degraded = await self._hits(principal, req)
         ctx = build_context(hits, max_chars=req.max_context_chars)
-        return QueryResponse.of(req, hits, ctx, _ms(started))
+        return QueryResponse.of(req, hits, ctx, _ms(started)).model_copy(
+            update={"degraded": degraded}
+        )
 
     async def document(self, principal: Principal, doc_id: str) -> DocumentDetail:
         registry = self.deps.registry

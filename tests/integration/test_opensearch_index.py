@@ -179,7 +179,7 @@ async def test_a_cluster_without_the_analyzer_gets_a_precise_error(opensearch_se
     index.settings = settings.model_copy(update={"text_analyzer": "klingon"})
     index._body["mappings"]["properties"]["text"]["analyzer"] = "klingon"
     try:
-        with pytest.raises(DependencyError, match="no 'klingon' analyzer.*TEXT_ANALYZER=standard"):
+        with pytest.raises(DependencyError, match=r"no 'klingon' analyzer.*TEXT_ANALYZER=standard"):
             await index.ensure()
     finally:
         await index.close()

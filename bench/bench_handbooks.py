@@ -238,7 +238,9 @@ async def open_index(opensearch_url: str | None, model_id: str, dim: int, workdi
         from datatorag.adapters.opensearch.index import OpenSearchIndex
 
         prefix = f"datatorag-bench-handbooks-{os.getpid()}"
-        os_settings = OpenSearchSettings(url=opensearch_url, index_prefix=prefix)
+        os_settings = OpenSearchSettings(
+            url=opensearch_url, index_prefix=prefix, text_analyzer=TEXT_ANALYZER[0]
+        )
         return OpenSearchIndex.from_settings(
             Settings(opensearch=os_settings), model_id=model_id, dim=dim
         )
@@ -383,17 +385,36 @@ def objective(
     return round(fmean(vals), 4)
 
 
+def never_worse(
+    rk: dict[tuple[str, str], dict[str, int | None]], qs: list[HandbookQuestion]
+) -> bool:
+    """Hybrid at least as good as its better leg on dev, recall@5 and recall@1, every setup."""
+    for setup in SETUPS:
+        m = metrics(rk, qs, "dev", setup)
+        for key in ("recall@5", "recall@1"):
+            if m["hybrid"][key] < max(m["knn"][key], m["bm25"][key]) - 1e-9:
+                return False
+    return True
+
+
 def sweep(lists: Lists, questions: list[HandbookQuestion]) -> list[dict[str, Any]]:
-    """Fusion settings scored on dev only (the test half is reported for the chosen one)."""
+    """Fusion settings scored on dev only (the test half is reported for the chosen one): the
+    best dev objective among the settings where hybrid never does worse than its better leg on
+    dev (all settings when none qualifies)."""
     rows = []
     for rrf_k, w, cand in itertools.product(
         (1, 3, 5, 10, 20, 60), (0.5, 1.0, 1.5, 2.0, 3.0, 5.0), (10, 20, 50)
     ):
         fusion = Fusion(rrf_k, w, 1.0, cand)
+        rk = ranks(lists, questions, fusion)
         rows.append(
-            {"fusion": fusion, "dev": objective(ranks(lists, questions, fusion), questions)}
+            {
+                "fusion": fusion,
+                "dev": objective(rk, questions),
+                "never_worse": never_worse(rk, questions),
+            }
         )
-    rows.sort(key=lambda r: -r["dev"])
+    rows.sort(key=lambda r: (-int(r["never_worse"]), -r["dev"]))
     return rows
 
 
@@ -673,6 +694,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--window", type=int, default=0, help="sentence windows of N tokens")
     p.add_argument("--sweep", action="store_true", help="fusion sweep on dev")
     p.add_argument("--quick", action="store_true", help="accepted for make bench-quick")
+    p.add_argument("--text-analyzer", default=None, help="OpenSearch: english or standard")
     p.add_argument("--steps", action="store_true", help="the step table (each change on dev)")
     p.add_argument("--mpnet", default=None, help="with --steps: an all-mpnet-base-v2 directory")
     p.add_argument("--name", default=None, help="result file name (default by index)")
@@ -681,6 +703,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 async def amain(argv: list[str] | None = None) -> dict[str, Any]:
     args = _args(argv)
+    if args.text_analyzer:
+        TEXT_ANALYZER[0] = args.text_analyzer
     settings = Settings()
     model_name = args.model or settings.embedding.model
     max_tokens, overlap = settings.chunking.max_tokens, settings.chunking.overlap_tokens
@@ -708,7 +732,7 @@ async def amain(argv: list[str] | None = None) -> dict[str, Any]:
     indexes: list[tuple[str, str | None]] = [("lancedb", None)]
     os_url = args.opensearch_url or os.environ.get("DATATORAG_OPENSEARCH_URL", DEFAULT_OS_URL)
     if args.opensearch_url or await reachable(os_url):
-        indexes.append(("opensearch", os_url))
+        indexes.append((f"opensearch ({TEXT_ANALYZER[0]} analyzer)", os_url))
     else:
         print(f"OpenSearch at {os_url} not reachable: LanceDB only")
     for index_name, url in indexes:
@@ -717,7 +741,7 @@ async def amain(argv: list[str] | None = None) -> dict[str, Any]:
         data = evaluate_lists(args, lists, info, questions, cfg, index_name, model)
         per_index[index_name] = data["metrics"]
         targets.update(data["targets"])
-    path = write_result("handbooks", {"metrics": per_index, "targets": targets})
+    path = write_result(args.name or "handbooks", {"metrics": per_index, "targets": targets})
     print(
         "\ntargets (test half):\n"
         + "\n".join(
@@ -730,6 +754,7 @@ async def amain(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 DEFAULT_OS_URL = "http://127.0.0.1:9200"
+TEXT_ANALYZER = [OpenSearchSettings().text_analyzer]  # --text-analyzer sets it for the run
 
 
 async def reachable(url: str) -> bool:
@@ -764,7 +789,8 @@ def evaluate_lists(
         best = swept[0]["fusion"]
         print("\nfusion sweep on dev (top 8):")
         for row in swept[:8]:
-            print(f"  {row['fusion'].label():<36} dev {row['dev']}")
+            flag = "" if row["never_worse"] else "  (worse than a leg on dev)"
+            print(f"  {row['fusion'].label():<36} dev {row['dev']}{flag}")
         print_table(
             f"chosen on dev: {best.label()}", report(ranks(lists, questions, best), questions)
         )
@@ -815,7 +841,8 @@ def result(
             "dev_objective": dev_obj,
             "figures": rep,
             "fusion_sweep_dev_top": [
-                {"fusion": r["fusion"].label(), "dev": r["dev"]} for r in swept[:10]
+                {"fusion": r["fusion"].label(), "dev": r["dev"], "never_worse": r["never_worse"]}
+                for r in swept[:10]
             ],
             "test_hybrid_misses": missed,
             "test_by_kind": kinds,

@@ -24,6 +24,7 @@ BENCHES = [
     ("bench.bench_ingestion", []),
     ("bench.bench_query", []),
     ("bench.bench_quality", []),
+    ("bench.bench_handbooks", []),
     ("bench.bench_answer", []),
     ("bench.bench_bulk_index", []),
     ("bench.bench_ftp_sync", []),

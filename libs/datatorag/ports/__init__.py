@@ -18,6 +18,7 @@ from datatorag.ports.generator import (
 )
 from datatorag.ports.queue import Queue, QueueMessage
 from datatorag.ports.registry import Registry, RunTrigger, RunType, SourceRecord, SyncRun
+from datatorag.ports.reranker import Reranker
 from datatorag.ports.vector_index import IndexAdmin, VectorIndex
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "Queue",
     "QueueMessage",
     "Registry",
+    "Reranker",
     "RunTrigger",
     "RunType",
     "SourcePassage",

@@ -17,7 +17,8 @@ from prometheus_client import Histogram
 
 from datatorag.domain.errors import DependencyError
 from datatorag.domain.models import SearchFilters, SearchHit
-from datatorag.ports import Embedder, VectorIndex
+from datatorag.ports import Embedder, Reranker, VectorIndex
+from datatorag.retrieval.rerank import rerank
 from datatorag.retrieval.rrf import rrf_fuse
 
 # The product's fusion defaults, chosen on a held-out protocol (bench/bench_quality.py picks them
@@ -90,6 +91,8 @@ async def search(
     rrf_k: int = HYBRID_RRF_K,
     weights: Mapping[str, float] | None = None,
     limiter: asyncio.Semaphore | None = None,
+    reranker: Reranker | None = None,
+    rerank_depth: int = 20,
 ) -> list[SearchHit]:
     """Top ``k`` chunks of ``tenant`` for ``query``.
 
@@ -98,6 +101,8 @@ async def search(
     per retriever. ``query_vector`` skips embedding (benchmarks, callers that embedded already).
     ``limiter`` bounds how many index queries run at once (each retriever call takes a slot):
     an embedded index thrashes under 100 concurrent scans, a queue in front of it does not.
+    ``reranker`` (hybrid only) reorders the top ``rerank_depth`` fused hits before the top
+    ``k`` are cut (their rank in it is ``ranks["rerank"]``).
     """
     mode = Mode(mode)
     if not tenant:
@@ -138,12 +143,15 @@ async def search(
         if mode is Mode.BM25:
             return _ranked("bm25", (await bm25(k))[:k])
         knn_hits, bm25_hits = await _concurrently(knn(candidates), bm25(candidates))
-        return rrf_fuse(
+        fused = rrf_fuse(
             {"knn": knn_hits, "bm25": bm25_hits},
             k=rrf_k,
             weights=HYBRID_WEIGHTS if weights is None else weights,
-            limit=k,
+            limit=k if reranker is None else max(k, rerank_depth),
         )
+        if reranker is None:
+            return fused
+        return (await rerank(reranker, query, fused, rerank_depth))[:k]
     finally:
         RETRIEVAL_SECONDS.labels(mode.value).observe(time.perf_counter() - started)
 

@@ -50,7 +50,9 @@ from bench.quality.handbooks import (
     reciprocal_rank,
 )
 from datatorag.config import OpenSearchSettings, Settings
+from datatorag.domain.errors import DependencyError
 from datatorag.domain.models import ChunkRecord, SearchHit
+from datatorag.embedding.passage import passage_text
 
 os.environ.setdefault("LANCEDB_LOG", "error")
 
@@ -118,11 +120,13 @@ class Config:
     max_tokens: int = 512  # asked; capped at the model's window like the parser worker
     overlap: int = 50
     window: int = 0  # >0: index sentence windows of this many tokens, return their chunk
-    passage: str = "model"  # model: the model's own document formatting; heading: + title/section
+    # heading: what the product embeds (datatorag.embedding.passage: "title > section" in front
+    # of the text); text: the chunk text alone (the product before issue 16)
+    passage: str = "heading"
 
     def label(self) -> str:
         win = f", windows {self.window}" if self.window else ""
-        fmt = ", heading" if self.passage == "heading" else ""
+        fmt = ", text only" if self.passage == "text" else ""
         return f"{Path(self.model).name} {self.max_tokens}/{self.overlap}{win}{fmt}"
 
 
@@ -150,14 +154,6 @@ def chunk_units(docs: list[Doc], tokenizer: Any, cfg: Config, window: int) -> li
             )
             units.append(Unit(doc, len(units), s.text, s.title, s.section, parsed.doc_type, parent))
     return units
-
-
-def heading(u: Unit) -> str:
-    """Where the passage sits, in front of its text: "Title > Section\n"."""
-    parts = [p for p in (u.title, u.section) if p]
-    if len(parts) == 2 and parts[0].strip().casefold() == parts[1].strip().casefold():
-        parts = parts[:1]
-    return " > ".join(parts) + "\n" if parts else ""
 
 
 # ---- embeddings, cached per model and input ---------------------------------------------------
@@ -270,6 +266,7 @@ class Lists:
     returned: dict[str, str] = field(default_factory=dict)  # chunk id -> returned text
     key_of: dict[str, str] = field(default_factory=dict)  # doc id -> "<handbook>/<file>"
     query_ms: float = 0.0
+    memo: dict[tuple[str, str], bool] = field(default_factory=dict)
 
 
 def questions_for(setup: str, questions: list[HandbookQuestion]) -> list[HandbookQuestion]:
@@ -298,6 +295,9 @@ class Fusion:
 
     def label(self) -> str:
         return f"rrf_k={self.rrf_k} w_knn={self.knn_weight:g} cand={self.candidates}"
+
+
+BEFORE_FUSION = Fusion(10, 3.0, 1.0, 50)  # the product's defaults before issue 16
 
 
 def product_fusion() -> Fusion:
@@ -334,8 +334,30 @@ def ranks(
             "bm25": got["bm25"][:MRR_K],
             "hybrid": fuse(got, fusion, MRR_K * 3),
         }
-        out[(setup, qid)] = {m: first_rank(q, passages(lists, hits)) for m, hits in ranked.items()}
+        out[(setup, qid)] = {m: _first_rank(lists, q, hits) for m, hits in ranked.items()}
     return out
+
+
+def _first_rank(lists: Lists, q: HandbookQuestion, hits: list[SearchHit]) -> int | None:
+    """first_rank over passages(), memoised per (question, chunk): the sweep asks it 100k times."""
+    memo = lists.memo
+    rank = 0
+    seen: set[str] = set()
+    for h in hits:
+        text = lists.returned.get(h.chunk.id, h.chunk.text)
+        key = f"{h.chunk.doc_id}\x00{text}"
+        if key in seen:
+            continue
+        seen.add(key)
+        rank += 1
+        if rank > MRR_K:
+            return None
+        mk = (q.id, h.chunk.id)
+        if mk not in memo:
+            memo[mk] = first_rank(q, [Passage(lists.key_of[h.chunk.doc_id], text)]) is not None
+        if memo[mk]:
+            return rank
+    return None
 
 
 def passages(lists: Lists, hits: list[SearchHit]) -> list[Passage]:
@@ -452,7 +474,10 @@ async def run_config(
     engine = model.engine
     units = chunk_units(docs, model.tokenizer, cfg, engine.max_seq)
     inputs = engine.document_inputs(
-        [heading(u) + u.text if cfg.passage == "heading" else u.text for u in units],
+        [
+            passage_text(u.text, u.title, u.section) if cfg.passage == "heading" else u.text
+            for u in units
+        ],
         [u.title for u in units],
     )
     vectors, embed_s = model.cache.encode(engine, inputs)
@@ -591,7 +616,7 @@ def breakdown(
 def step_changes(args: argparse.Namespace) -> list[tuple[str, dict[str, Any] | str]]:
     steps: list[tuple[str, dict[str, Any] | str]] = [
         # measured first, dropped on dev (0.5861 vs 0.6445): 128/16 chunks
-        ("passage: 'title > section' before the text", {"passage": "heading"}),
+        ("passage: 'title > section' before the text", {"passage": "heading"}),  # 0.6634
         ("fusion chosen on dev", "sweep"),
         ("sentence windows of 48 tokens, their chunk returned", {"window": 48}),
     ]
@@ -620,10 +645,10 @@ async def run_steps(
         rk = ranks(lists, questions, fusion)
         return lists, objective(rk, questions), report(rk, questions), info
 
-    fusion = product_fusion()
+    fusion = BEFORE_FUSION
     best_cfg = base
     lists, best, rep, info = await measure(base, fusion)
-    rows = [_step_row("baseline: product defaults", base, fusion, best, rep, info, kept=True)]
+    rows = [_step_row("baseline: defaults before #16", base, fusion, best, rep, info, kept=True)]
     print(_fmt_row(rows[-1]), flush=True)
     for name, change in step_changes(args):
         if change == "sweep":
@@ -692,8 +717,10 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", default=None, help="minilm (default: settings) or a model dir")
     p.add_argument("--chunking", default=None, help="MAX/OVERLAP tokens (default: settings)")
     p.add_argument("--window", type=int, default=0, help="sentence windows of N tokens")
+    p.add_argument("--passage", choices=("heading", "text"), default="heading")
     p.add_argument("--sweep", action="store_true", help="fusion sweep on dev")
     p.add_argument("--quick", action="store_true", help="accepted for make bench-quick")
+    p.add_argument("--no-opensearch", action="store_true", help="LanceDB only")
     p.add_argument("--text-analyzer", default=None, help="OpenSearch: english or standard")
     p.add_argument("--steps", action="store_true", help="the step table (each change on dev)")
     p.add_argument("--mpnet", default=None, help="with --steps: an all-mpnet-base-v2 directory")
@@ -713,11 +740,11 @@ async def amain(argv: list[str] | None = None) -> dict[str, Any]:
         if not m:
             raise SystemExit(f"--chunking: {args.chunking!r} is not MAX/OVERLAP")
         max_tokens, overlap = int(m.group(1)), int(m.group(2))
-    cfg = Config(model_name, max_tokens, overlap, args.window)
+    cfg = Config(model_name, max_tokens, overlap, args.window, args.passage)
     questions = load_handbook_questions()
     docs = load_corpus()
     if args.steps:
-        rows = await run_steps(args, cfg, docs, questions)
+        rows = await run_steps(args, replace(cfg, passage="text"), docs, questions)
         path = write_result("handbooks-steps", {"metrics": {"steps": rows}})
         print(f"wrote {path}")
         return {"steps": rows}
@@ -731,13 +758,20 @@ async def amain(argv: list[str] | None = None) -> dict[str, Any]:
     per_index: dict[str, Any] = {}
     indexes: list[tuple[str, str | None]] = [("lancedb", None)]
     os_url = args.opensearch_url or os.environ.get("DATATORAG_OPENSEARCH_URL", DEFAULT_OS_URL)
-    if args.opensearch_url or await reachable(os_url):
+    if args.no_opensearch:
+        pass
+    elif args.opensearch_url or await reachable(os_url):
         indexes.append((f"opensearch ({TEXT_ANALYZER[0]} analyzer)", os_url))
     else:
         print(f"OpenSearch at {os_url} not reachable: LanceDB only")
     for index_name, url in indexes:
         with tempfile.TemporaryDirectory(prefix="bench-handbooks-") as tmp:
-            lists, info = await run_config(url, model, docs, questions, cfg, Path(tmp))
+            try:
+                lists, info = await run_config(url, model, docs, questions, cfg, Path(tmp))
+            except DependencyError as exc:  # e.g. a node without the english analyzer
+                print(f"{index_name}: skipped: {exc}")
+                per_index[index_name] = {"skipped": str(exc)}
+                continue
         data = evaluate_lists(args, lists, info, questions, cfg, index_name, model)
         per_index[index_name] = data["metrics"]
         targets.update(data["targets"])

@@ -63,7 +63,7 @@ SETUPS: dict[str, tuple[str, ...]] = {
     "both": HANDBOOKS,
 }
 MODES = ("knn", "bm25", "hybrid")
-DEPTH = 50  # candidates per retriever (the product's default_candidates(10))
+DEPTH = 50  # each retriever's list depth (fusion sweeps cut it to 10, 20 or 50 candidates)
 MRR_K = 10
 CACHE_DIR = Path(os.environ.get("DATATORAG_BENCH_CACHE", ".bench/handbooks"))
 TARGET_R5 = 0.95

@@ -25,6 +25,7 @@ BENCHES = [
     ("bench.bench_query", []),
     ("bench.bench_edge", []),
     ("bench.bench_quality", []),
+    ("bench.bench_handbooks", []),
     ("bench.bench_answer", []),
     ("bench.bench_bulk_index", []),
     ("bench.bench_ftp_sync", []),

@@ -14,8 +14,9 @@
 #   OPENSEARCH_START_TIMEOUT  seconds to wait for green/yellow health (default 240)
 #
 # Maven Central carries only the minimal "integ-test" distribution: no modules besides
-# transport-netty4. Two modules are rebuilt from their published jars: lang-painless (the k-NN plugin
-# extends it) and reindex (delete_by_query lives there). The k-NN zip has no native libraries
+# transport-netty4. Three modules are rebuilt from their published jars: lang-painless (the k-NN
+# plugin extends it), reindex (delete_by_query lives there) and analysis-common (the "english"
+# analyzer of the BM25 fields: stemming and stop words). The k-NN zip has no native libraries
 # (faiss/nmslib): the Lucene engine works, native engines fail at index creation.
 set -euo pipefail
 
@@ -23,7 +24,10 @@ VERSION="${OPENSEARCH_VERSION:-2.19.1}"
 KNN_VERSION="${VERSION}.0"
 PORT="${OPENSEARCH_PORT:-9200}"
 CACHE="${DATATORAG_CACHE:-$HOME/.cache/datatorag}"
-HOME_DIR="$CACHE/opensearch-$VERSION"
+# the install layout's revision: a new one installs next to an older home (a node may be running
+# from it) instead of replacing it
+LAYOUT=2
+HOME_DIR="$CACHE/opensearch-$VERSION-r$LAYOUT"
 DL_DIR="$CACHE/downloads"
 MARKER="$HOME_DIR/.datatorag-installed"
 START_TIMEOUT="${OPENSEARCH_START_TIMEOUT:-240}"
@@ -120,6 +124,10 @@ cmd_install() {
     org.opensearch.painless.PainlessPlugin \
     "An easy, safe and fast scripting language for OpenSearch" \
     'grant { permission java.lang.RuntimePermission "createClassLoader"; permission java.lang.RuntimePermission "getClassLoader"; };'
+  build_module "$home" analysis-common org.opensearch.plugin:analysis-common \
+    org.opensearch.analysis.common.CommonAnalysisPlugin \
+    "Adds analysis components: language analyzers (english), stemmers, stop words" \
+    ''
   build_module "$home" reindex org.opensearch.plugin:reindex-client \
     org.opensearch.index.reindex.ReindexPlugin \
     "The Reindex module adds APIs to reindex from one index to another or update documents in place." \

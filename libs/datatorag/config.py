@@ -113,6 +113,8 @@ class OpenSearchSettings(BaseSettings):
     ef_construction: int = 128
     m: int = 16
     ef_search: int = 100
+    # BM25 fields' analyzer in new indices: english (stemming, stop words) | standard
+    text_analyzer: str = "english"
     verify_certs: bool = True
     timeout_s: float = 30.0
 

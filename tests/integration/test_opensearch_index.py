@@ -130,11 +130,68 @@ async def test_ensure_creates_index_through_template_with_the_specified_mapping(
         assert props[field]["type"] == "keyword", field
     for field in ("title", "section", "text"):
         assert props[field]["type"] == "text", field
+        assert props[field]["analyzer"] == "english", field
     for field in ("chunk_index", "page_start", "page_end"):
         assert props[field]["type"] == "integer", field
     assert props["updated_at"]["type"] == "date"
     settings = (await client.indices.get_settings(index=name))[name]["settings"]["index"]
     assert settings["knn"] == "true"
+
+
+@pytest.mark.parametrize(("analyzer", "found"), [("english", True), ("standard", False)])
+async def test_bm25_stems_english_words_with_the_english_analyzer(
+    opensearch_server, analyzer: str, found: bool
+) -> None:
+    """The english analyzer (the default) finds "leaves" and "approved" for "leave approval";
+    the standard one needs the exact words."""
+    settings = OpenSearchSettings(
+        url=opensearch_server.url,
+        engine=opensearch_server.engine,
+        index_prefix=opensearch_server.unique_prefix("an"),
+        text_analyzer=analyzer,
+    )
+    index = OpenSearchIndex(settings, model_id="m", dim=4, replicas=0)
+    try:
+        await index.ensure()
+        vectors = _unit_rows(np.random.default_rng(3), 2, 4)
+        records = _records("t", vectors)
+        records[0] = records[0].model_copy(update={"text": "Parental leaves are approved by HR"})
+        records[1] = records[1].model_copy(update={"text": "The kitchen is on the second floor"})
+        await index.upsert(records)
+        hits = await index.bm25("t", "leave approval", 5)
+        assert [h.chunk.doc_id for h in hits] == (["d0"] if found else [])
+    finally:
+        try:
+            await index.drop()
+        finally:
+            await index.close()
+
+
+async def test_a_cluster_without_the_analyzer_gets_a_precise_error(opensearch_server) -> None:
+    """The analyzer check names the missing module and the setting that avoids it (asked here
+    with a language analyzer no distribution ships, so every node rejects it)."""
+    settings = OpenSearchSettings(
+        url=opensearch_server.url,
+        engine=opensearch_server.engine,
+        index_prefix=opensearch_server.unique_prefix("an"),
+    )
+    index = OpenSearchIndex(settings, model_id="m", dim=4, replicas=0)
+    index.settings = settings.model_copy(update={"text_analyzer": "klingon"})
+    index._body["mappings"]["properties"]["text"]["analyzer"] = "klingon"
+    try:
+        with pytest.raises(DependencyError, match=r"no 'klingon' analyzer.*TEXT_ANALYZER=standard"):
+            await index.ensure()
+    finally:
+        await index.close()
+
+
+def test_text_analyzer_is_checked() -> None:
+    body = m.index_body(model_id="x", dim=8, engine="lucene", ef_construction=128, m=16)
+    assert body["mappings"]["properties"]["text"]["analyzer"] == m.DEFAULT_TEXT_ANALYZER
+    with pytest.raises(ValueError, match="text_analyzer must be one of"):
+        m.index_body(
+            model_id="x", dim=8, engine="lucene", ef_construction=128, m=16, text_analyzer="klingon"
+        )
 
 
 async def test_engine_comes_from_settings() -> None:

@@ -164,15 +164,15 @@ async def test_hybrid_runs_both_retrievers_concurrently_and_fuses() -> None:
     assert hits[1].ranks == {"knn": 3, "bm25": 1}
     # each retriever got the candidate count, the tenant and the filters
     assert sorted(index.calls, key=lambda c: c[0]) == [
-        ("bm25", "acme", 50, filters),
-        ("knn", "acme", 50, filters),
+        ("bm25", "acme", 10, filters),
+        ("knn", "acme", 10, filters),
     ]
 
 
 async def test_hybrid_candidates_default_and_override() -> None:
     index = FixedIndex([f"k{i}" for i in range(300)], [f"b{i}" for i in range(300)])
     hits = await hybrid.search(index, None, "t", "q", 40, query_vector=VEC, audience=None)
-    assert len(hits) == 40 and {c[2] for c in index.calls} == {80}  # max(50, 2k)
+    assert len(hits) == 40 and {c[2] for c in index.calls} == {40}  # max(10, k)
     index.calls.clear()
     await hybrid.search(index, None, "t", "q", 5, candidates=7, query_vector=VEC, audience=None)
     assert {c[2] for c in index.calls} == {7}

@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field
 from datatorag.domain.errors import NotFound
 from datatorag.domain.keys import chunks_key, records_key, slug
 from datatorag.domain.models import ChunkRecord, DocumentRecord, DocumentStatus, utcnow
+from datatorag.embedding.passage import passage_text
 from datatorag.observability.log import get_logger
 from datatorag.pipeline.payloads import ChunkSet, EmbeddedChunkSet
 from datatorag.ports import (
@@ -171,7 +172,8 @@ class FreshVectors:
         cs = ChunkSet.model_validate_json(raw)
         misses_before = getattr(self.embedder, "misses", None)
         vectors = await self.embedder.embed_documents(
-            [c.text for c in cs.chunks], [cs.doc.title for _ in cs.chunks]
+            [passage_text(c.text, cs.doc.title, c.section) for c in cs.chunks],
+            [cs.doc.title for _ in cs.chunks],
         )
         misses = getattr(self.embedder, "misses", None)
         n = len(cs.chunks)

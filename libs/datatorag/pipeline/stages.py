@@ -24,6 +24,7 @@ from datatorag.domain.contracts import (
 from datatorag.domain.errors import PermanentError
 from datatorag.domain.keys import chunks_key, records_key
 from datatorag.domain.models import DocumentRecord, DocumentStatus, utcnow
+from datatorag.embedding.passage import passage_text
 from datatorag.observability import metrics
 from datatorag.observability.log import bound, get_logger
 from datatorag.parsing.limits import ParseLimits
@@ -261,7 +262,9 @@ class EmbedStage(BatchHandler):
         if not work:
             return results
         # One encode across all documents: the engine sorts every chunk by length.
-        texts = [c.text for _, _, cs in work for c in cs.chunks]
+        texts = [
+            passage_text(c.text, cs.doc.title, c.section) for _, _, cs in work for c in cs.chunks
+        ]
         titles = [cs.doc.title for _, _, cs in work for _ in cs.chunks]
         try:
             vectors = await self.embedder.embed_documents(texts, titles)

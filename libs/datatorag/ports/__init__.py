@@ -25,6 +25,7 @@ from datatorag.ports.registry import (
     SourceRecord,
     SyncRun,
 )
+from datatorag.ports.reranker import Reranker
 from datatorag.ports.vector_index import IndexAdmin, VectorIndex
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "Queue",
     "QueueMessage",
     "Registry",
+    "Reranker",
     "RunTrigger",
     "RunType",
     "SourcePassage",

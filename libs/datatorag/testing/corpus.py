@@ -13,6 +13,7 @@ from pathlib import Path
 from datatorag.chunking import chunk_document, load_chunk_tokenizer
 from datatorag.config import ChunkingSettings, sample_corpus
 from datatorag.domain.models import ChunkRecord, DocumentRecord, DocumentStatus
+from datatorag.embedding.passage import passage_text
 from datatorag.parsing import parse_document
 from datatorag.ports import Embedder, Registry, VectorIndex
 
@@ -57,7 +58,8 @@ async def index_folder(
             overlap_tokens=chunking.overlap_tokens,
         )
         vectors = await embedder.embed_documents(
-            [c.text for c in chunks], [c.title or parsed.title for c in chunks]
+            [passage_text(c.text, c.title or parsed.title, c.section) for c in chunks],
+            [c.title or parsed.title for c in chunks],
         )
         doc_records = [
             ChunkRecord(

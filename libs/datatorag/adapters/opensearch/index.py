@@ -116,6 +116,7 @@ class OpenSearchIndex(VectorIndex):
             shards=shards,
             replicas=replicas,
             refresh_interval=refresh_interval,
+            text_analyzer=settings.text_analyzer,
         )
         self._refresh = refresh
         self._group_refresh = _GroupRefresh(lambda: self._client.indices.refresh(index=self.target))
@@ -161,9 +162,20 @@ class OpenSearchIndex(VectorIndex):
             await self._client.indices.put_alias(index=first, name=self.alias)
 
     async def _put_template(self) -> None:
-        await self._client.indices.put_index_template(
-            name=self.template_name, body=m.template_body(self.pattern_base, self._body)
-        )
+        try:
+            await self._client.indices.put_index_template(
+                name=self.template_name, body=m.template_body(self.pattern_base, self._body)
+            )
+        except osx.RequestError as exc:
+            analyzer = self.settings.text_analyzer
+            if f"analyzer [{analyzer}] has not been configured" in str(exc):
+                # a minimal distribution without the analysis-common module
+                raise DependencyError(
+                    self._what(),
+                    f"this OpenSearch has no {analyzer!r} analyzer (the analysis-common module "
+                    "is missing); install it, or set DATATORAG_OPENSEARCH_TEXT_ANALYZER=standard",
+                ) from exc
+            raise
 
     async def _migrate_mapping(self, name: str) -> None:
         """An index from before audiences: add ``groups`` (additive; a no-op when present)."""

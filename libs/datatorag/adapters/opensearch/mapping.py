@@ -19,6 +19,12 @@ from datatorag.domain.principal import EVERYONE
 VECTOR_FIELD = "vector"
 BM25_FIELDS = ["title^2", "section", "text"]
 ENGINES = ("lucene", "faiss", "nmslib")
+# Analysis of the BM25 fields (title, section, text). "english" (OpenSearch's built-in English
+# analyzer: lowercase, English stop words, possessives, Porter stemming) is what LanceDB's native
+# full-text index does by default, so "leave" matches "leaves" on both adapters; "standard" is
+# OpenSearch's default (lowercase only). bench/bench_handbooks.py measures the two.
+TEXT_ANALYZERS = ("english", "standard")
+DEFAULT_TEXT_ANALYZER = "english"
 MAX_K = 10_000  # the k-NN plugin's ceiling for k
 _MAX_ID_BYTES = 512  # OpenSearch's limit on _id
 # What a hit or get_chunks returns: everything but the vector.
@@ -103,12 +109,15 @@ def index_body(
     shards: int | None = None,
     replicas: int | None = None,
     refresh_interval: str | None = None,
+    text_analyzer: str = DEFAULT_TEXT_ANALYZER,
 ) -> dict[str, Any]:
     """Settings and mappings of a chunk index (the ``template`` part of the index template)."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if ef_construction < 2 or m < 2:
         raise ValueError("ef_construction and m must be >= 2")
+    if text_analyzer not in TEXT_ANALYZERS:
+        raise ValueError(f"text_analyzer must be one of {TEXT_ANALYZERS}, got {text_analyzer!r}")
     index_settings: dict[str, Any] = {"knn": True}
     if shards is not None:
         index_settings["number_of_shards"] = shards
@@ -117,7 +126,7 @@ def index_body(
     if refresh_interval is not None:
         index_settings["refresh_interval"] = refresh_interval
     keyword = {"type": "keyword"}
-    text = {"type": "text"}
+    text = {"type": "text", "analyzer": text_analyzer}
     integer = {"type": "integer"}
     return {
         "settings": {"index": index_settings},

@@ -56,14 +56,22 @@ async def test_hybrid_reranks_the_fused_head_before_cutting_k() -> None:
     index = FixedIndex(["a", "b", "ccccc"], ["b", "dddd", "a"])
     reranker = ByLength()
     hits = await hybrid.search(
-        index, None, "t", "the query", 2, query_vector=VEC, reranker=reranker, rerank_depth=4
+        index,
+        None,
+        "t",
+        "the query",
+        2,
+        query_vector=VEC,
+        audience=None,
+        reranker=reranker,
+        rerank_depth=4,
     )
     # fused order a, b, dddd, ccccc (all four scored); the reranker's two longest come first
     assert ids(hits) == ["ccccc", "dddd"]
     assert reranker.calls and reranker.calls[0][0] == "the query"
     assert sorted(reranker.calls[0][1]) == ["a", "b", "ccccc", "dddd"]
     assert set(hits[0].ranks) >= {"rerank"}
-    plain = await hybrid.search(index, None, "t", "q", 2, query_vector=VEC)
+    plain = await hybrid.search(index, None, "t", "q", 2, query_vector=VEC, audience=None)
     assert ids(plain) == ["a", "b"]  # without a reranker: the fused order
 
 

@@ -1,12 +1,17 @@
 """End-to-end ingestion on the embedded stack: generated 10-page PDFs, folder source -> parser
 -> embedder -> indexer, all in one process as ``datatorag up`` runs them. Reports documents/min,
 pages/min and the time to the first indexed document (the latency of one PDF through the pipeline).
+
+Against the peer a user would pick instead: a Haystack 2.x indexing pipeline (PyPDF -> cleaner ->
+splitter -> SentenceTransformers embedder -> in-memory store) over the same PDF files, the same
+model directory, in the peers' venv (bench/peers/haystack_ingest.py), in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +29,7 @@ def _write_corpus(corpus: Path, n_docs: int, pages: int) -> None:
         )
 
 
-async def run(n_docs: int, pages: int) -> dict:
+async def run(n_docs: int, pages: int, corpus: Path) -> dict:
     from datatorag.bootstrap.components import (
         Components,
         embedder_worker,
@@ -39,8 +44,6 @@ async def run(n_docs: int, pages: int) -> dict:
 
     configure("WARNING")
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp, "corpus")
-        await asyncio.to_thread(_write_corpus, corpus, n_docs, pages)
         settings = Settings(data_dir=Path(tmp, "data"))
         c = Components(settings)
         workers = [await parser_worker(c), await embedder_worker(c), await indexer_worker(c)]
@@ -86,11 +89,37 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--docs", type=int, default=None)
+    ap.add_argument("--no-peers", action="store_true", help="skip Haystack (the peers' venv)")
     args = ap.parse_args()
     n = args.docs or (6 if args.quick else 40)
-    r = asyncio.run(run(n, 10))
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp, "corpus")
+        _write_corpus(corpus, n, 10)
+        load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        r = asyncio.run(run(n, 10, corpus))
+        peer: dict = {}
+        if not args.no_peers:
+            from bench._peers import run_peer
+            from datatorag.embedding.model_dir import MINILM, resolve_model
+
+            peer = run_peer(
+                "haystack_ingest.py",
+                "--pdfs",
+                str(corpus),
+                "--model-dir",
+                str(resolve_model(MINILM).path),
+            )
+        load_after = " ".join(f"{x:.2f}" for x in os.getloadavg())
     docs_min = r["docs"] / r["seconds"] * 60
     pages_min = r["pages"] / r["seconds"] * 60
+    peer_docs_min = peer["docs"] / peer["seconds"] * 60 if peer else None
+    ratio = docs_min / peer_docs_min if peer_docs_min else None
+    if peer:
+        print(
+            f"haystack: {peer['docs']} PDFs ({peer['chunks']} chunks) in {peer['seconds']:.1f}s: "
+            f"{peer_docs_min:.1f} docs/min; ours/haystack {ratio:.2f}x "
+            f"(load {load_before} -> {load_after})"
+        )
     print(
         f"ingestion: {r['docs']} PDFs x 10 pages ({r['chunks']} chunks) in {r['seconds']:.1f}s: "
         f"{docs_min:.1f} docs/min, {pages_min:.0f} pages/min, "
@@ -99,20 +128,36 @@ def main() -> None:
     write_result(
         "ingestion",
         {
-            "config": {"docs": r["docs"], "pages_per_doc": 10, "mode": "embedded, one process"},
+            "config": {
+                "docs": r["docs"],
+                "pages_per_doc": 10,
+                "mode": "embedded, one process",
+                "load_avg": [load_before, load_after],
+            },
             "metrics": {
                 "docs_per_min": round(docs_min, 1),
                 "pages_per_min": round(pages_min),
                 "chunks": r["chunks"],
                 "seconds": round(r["seconds"], 1),
                 "first_doc_indexed_s": round(r["first_doc_s"], 1),
+                "haystack": {**peer, "docs_per_min": round(peer_docs_min, 1)} if peer else None,
             },
+            "ratios": {"ours_over_haystack_docs_per_min": round(ratio, 3)} if ratio else {},
             "targets": {
                 "10-page PDF processed < 30 s": target(
                     "< 30 s", round(r["first_doc_s"], 1), r["first_doc_s"] < 30
                 ),
                 "1000 PDFs in < 2 h": target(
                     ">= 8.4 docs/min", round(docs_min, 1), docs_min >= 1000 / 120
+                ),
+                **(
+                    {
+                        "ingestion vs a Haystack 2.x indexing pipeline (docs/min)": target(
+                            ">= 2.0x", round(ratio, 2), ratio >= 2.0
+                        )
+                    }
+                    if ratio
+                    else {}
                 ),
             },
         },

@@ -262,6 +262,15 @@ def main() -> None:
             flush=True,
         )
 
+        _write(args, sizes, stores, results)  # after every store: a later one may not finish
+
+    _write(args, sizes, stores, results)
+
+
+def _write(
+    args: argparse.Namespace, sizes: list[int], stores: list[str], results: dict[str, Any]
+) -> None:
+    plan = [(int(k.split("@")[1]), k.split("@")[0]) for k in results]
     targets: dict[str, Any] = {}
     ratios: dict[str, Any] = {}
     for n in sizes:
@@ -312,9 +321,11 @@ def main() -> None:
             "targets": targets,
         },
     )
-    for key, t in targets.items():
-        print(f"target {key}: {t['actual']} vs {t['target']} -> {'met' if t['met'] else 'NOT met'}")
-    print(f"wrote {path}")
+    if len(results) == len(sizes) * len(stores) + bool(args.million):
+        for key, t in targets.items():
+            met = "met" if t["met"] else "NOT met"
+            print(f"target {key}: {t['actual']} vs {t['target']} -> {met}")
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)/libs:$(CURDIR)
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast test-images bench bench-quick lint fmt images deploy-aws opensearch-start opensearch-stop clean
+.PHONY: install run test test-fast test-images bench bench-quick bench-gpu bench-peers lint fmt images deploy-aws opensearch-start opensearch-stop clean
 
 install:            ## create/refresh the cached virtualenv and install the project (editable)
 	@bash scripts/venv.sh >/dev/null
@@ -24,6 +24,12 @@ bench: install      ## all benchmarks; results in .bench/results, summary in BEN
 
 bench-quick: install
 	$(PY) -m bench.run --quick
+
+bench-gpu: install  ## on a lent GPU (< 5 min): EmbeddingGemma architecture, bf16 vs fp32, MFU, engine vs plain encode
+	$(PY) -m bench.bench_gpu
+
+bench-peers:        ## create (once) the peers' venv: ChromaDB, fastembed, Haystack (never in .venv)
+	@bash bench/peers/venv.sh
 
 LINT_PATHS := libs services tests bench samples
 

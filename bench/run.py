@@ -18,12 +18,15 @@ REPO = Path(__file__).resolve().parent.parent
 # (module, extra args) in the order they appear in BENCHMARKS.md
 BENCHES = [
     ("bench.bench_embedder", []),
+    ("bench.bench_gpu", []),  # only where a GPU is (make bench-gpu)
     ("bench.bench_parser", []),
     ("bench.bench_ocr", []),
     ("bench.bench_hostile", []),
     ("bench.bench_ingestion", []),
     ("bench.bench_query", []),
     ("bench.bench_edge", []),
+    ("bench.bench_query", ["--index", "opensearch"]),  # the gateway vs a raw aiohttp client
+    ("bench.bench_stores", []),  # vs ChromaDB, and the scale curve
     ("bench.bench_quality", []),
     ("bench.bench_handbooks", []),
     ("bench.bench_answer", []),
@@ -47,6 +50,9 @@ def main() -> None:
         if not (REPO / (module.replace(".", "/") + ".py")).exists():
             print(f"== {short}: not present, skipped", flush=True)
             continue
+        if short == "gpu" and not _gpu_present():
+            print("== gpu: no GPU on this machine, not run (make bench-gpu where one is)")
+            continue
         cmd = [sys.executable, "-m", module, *extra, *(["--quick"] if args.quick else [])]
         print(f"== {short}: {' '.join(cmd[1:])}", flush=True)
         t0 = time.perf_counter()
@@ -58,6 +64,12 @@ def main() -> None:
     print(summary)
     if failures:
         sys.exit(f"benchmarks failed: {', '.join(failures)}")
+
+
+def _gpu_present() -> bool:
+    import shutil
+
+    return shutil.which("nvidia-smi") is not None and Path("/dev/nvidiactl").exists()
 
 
 def summarise() -> str:
@@ -75,6 +87,8 @@ def summarise() -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GiB RAM, Python {m['python']}\n\n"
         "| bench | target | goal | measured | met |\n|---|---|---|---|---|"
     )
+    if not (RESULTS_DIR / "gpu.json").exists():
+        rows.append("| gpu | every GPU target | on a lent GPU | not run: no GPU here | - |")
     return head + "\n" + "\n".join(rows)
 
 

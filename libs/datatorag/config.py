@@ -14,6 +14,7 @@ from enum import StrEnum
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,6 +61,15 @@ class EmbeddingSettings(BaseSettings):
     # embedding cache keyed by (model, text hash): SQLite embedded, the registry's DynamoDB
     # table in production; an unchanged chunk is never embedded twice by one model
     cache: bool = True
+    # the forward pass: torch (sentence-transformers), or ONNX Runtime over a graph exported once
+    # from the same weights (cached under onnx_cache_dir, keyed by the model files' hash).
+    # auto: ONNX on CPU when onnxruntime is installed (faster there: BENCHMARKS.md), torch on GPU
+    backend: Literal["auto", "torch", "onnx"] = "auto"
+    # int8 dynamic quantisation of the ONNX graph (only where it keeps quality; see BENCHMARKS.md)
+    onnx_int8: bool = False
+    onnx_cache_dir: Path | None = Field(
+        None, description="default: $DATATORAG_CACHE/onnx, else ~/.cache/datatorag/onnx"
+    )
 
 
 class ChunkingSettings(BaseSettings):

@@ -49,6 +49,7 @@ ADAPTERS: dict[str, dict[str, str]] = {
     },
     "embedder": {
         "local": "tests.conformance.factories_embedder:make_local_embedder",
+        "onnx": "tests.conformance.factories_embedder:make_onnx_embedder",
         "http": "tests.conformance.factories_embedder:make_http_embedder",
         "memory": "tests.conformance.factories_memory:make_embedder",
     },

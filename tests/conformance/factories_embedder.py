@@ -1,4 +1,5 @@
-"""Embedder adapters under test: the in-process model, and the HTTP service in front of it."""
+"""Embedder adapters under test: the in-process model on torch and on ONNX Runtime, and the HTTP
+service in front of it."""
 
 from __future__ import annotations
 
@@ -12,15 +13,16 @@ from datatorag.embedding.local import LocalEmbedder
 from datatorag.embedding.service import create_embed_app
 from datatorag.runtime import UvicornServer
 
-_local: LocalEmbedder | None = None
+_shared: dict[str, LocalEmbedder] = {}
 
 
-def shared_local_embedder() -> LocalEmbedder:
-    """One model per test session: loading it is the slow part, and it is stateless."""
-    global _local
-    if _local is None:
-        _local = LocalEmbedder(EmbeddingSettings())
-    return _local
+def shared_local_embedder(backend: str = "auto") -> LocalEmbedder:
+    """One model per backend per test session (``auto``: what the product picks on this
+    machine): loading it is the slow part, and it is stateless."""
+    if backend not in _shared:
+        _shared[backend] = LocalEmbedder(EmbeddingSettings(backend=backend))  # type: ignore[arg-type]
+        assert backend == "auto" or _shared[backend].engine.backend == backend
+    return _shared[backend]
 
 
 class _Unclosable(LocalEmbedder):
@@ -32,7 +34,11 @@ class _Unclosable(LocalEmbedder):
 
 
 async def make_local_embedder(request: pytest.FixtureRequest, tmp_path) -> LocalEmbedder:
-    return _Unclosable(shared_local_embedder())
+    return _Unclosable(shared_local_embedder("torch"))
+
+
+async def make_onnx_embedder(request: pytest.FixtureRequest, tmp_path) -> LocalEmbedder:
+    return _Unclosable(shared_local_embedder("onnx"))
 
 
 def _free_port() -> int:

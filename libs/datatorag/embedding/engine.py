@@ -12,13 +12,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from datatorag.config import EmbeddingSettings
+from datatorag.embedding import batching
+from datatorag.embedding.batching import EncodeStats
 from datatorag.embedding.model_dir import MINILM, ModelSpec, resolve_model
 from datatorag.observability import metrics
 from datatorag.observability.log import get_logger
@@ -26,17 +27,13 @@ from datatorag.observability.log import get_logger
 log = get_logger(__name__)
 
 
-@dataclass(frozen=True)
-class EncodeStats:
-    texts: int
-    tokens: int
-    padded_tokens: int
-    batches: int
-    seconds: float
+__all__ = ["EmbeddingEngine", "EncodeStats", "load_tokenizer"]
 
 
 class EmbeddingEngine:
     """Thread-safe (one forward at a time) synchronous encoder."""
+
+    backend = "torch"
 
     def __init__(self, settings: EmbeddingSettings) -> None:
         import torch
@@ -89,14 +86,14 @@ class EmbeddingEngine:
     def document_inputs(
         self, texts: Sequence[str], titles: Sequence[str | None] | None
     ) -> list[str]:
-        tmpl = self.spec.document_prompt
-        if tmpl == "{text}":
-            return list(texts)
-        titles = titles or [None] * len(texts)
-        return [tmpl.format(title=t or "none", text=x) for x, t in zip(texts, titles, strict=True)]
+        return batching.document_inputs(self.spec, texts, titles)
 
     def query_inputs(self, texts: Sequence[str]) -> list[str]:
-        return [self.spec.query_prompt + t for t in texts]
+        return batching.query_inputs(self.spec, texts)
+
+    def token_lengths(self, inputs: Sequence[str]) -> list[int]:
+        ids = self.tokenizer(list(inputs), truncation=True, max_length=self.max_seq)["input_ids"]
+        return [len(x) for x in ids]
 
     # encoding --------------------------------------------------------------------------------
     def encode(self, inputs: Sequence[str]) -> tuple[np.ndarray, EncodeStats]:
@@ -115,17 +112,13 @@ class EmbeddingEngine:
         )
         ids: list[list[int]] = enc["input_ids"]
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
-        order = np.argsort(-lengths, kind="stable")  # longest first: OOM shows up on batch one
         out = np.empty((n, self.dim), dtype=np.float32)
-        budget = self.settings.batch_size * min(self.max_seq, 128)  # tokens per batch
         padded = batches = 0
         torch = self._torch
         with self._lock, torch.inference_mode():
-            i = 0
-            while i < n:
-                longest = int(lengths[order[i]])
-                size = max(1, min(self.settings.batch_size * 4, budget // max(longest, 1)))
-                idx = order[i : i + size]
+            for idx, longest in batching.token_budget_batches(
+                lengths, self.settings.batch_size, self.max_seq
+            ):
                 batch = self.tokenizer.pad(
                     {"input_ids": [ids[j] for j in idx]}, padding=True, return_tensors="pt"
                 )
@@ -139,7 +132,6 @@ class EmbeddingEngine:
                 metrics.EMBED_BATCH_SECONDS.observe(time.perf_counter() - t0)
                 padded += longest * len(idx)
                 batches += 1
-                i += size
         tokens = int(lengths.sum())
         metrics.CHUNKS_EMBEDDED.inc(n)
         metrics.TOKENS_EMBEDDED.inc(tokens)

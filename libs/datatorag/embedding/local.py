@@ -10,15 +10,16 @@ import numpy as np
 
 from datatorag.config import EmbeddingSettings
 from datatorag.domain.errors import DependencyError
-from datatorag.embedding.engine import EmbeddingEngine
+from datatorag.embedding.backend import create_engine
+from datatorag.embedding.batching import Engine
 from datatorag.ports.embedder import Embedder
 
 
 class LocalEmbedder(Embedder):
     """Runs the model in one dedicated thread so the event loop never blocks on a forward pass."""
 
-    def __init__(self, settings: EmbeddingSettings, engine: EmbeddingEngine | None = None) -> None:
-        self.engine = engine or EmbeddingEngine(settings)
+    def __init__(self, settings: EmbeddingSettings, engine: Engine | None = None) -> None:
+        self.engine = engine or create_engine(settings)
         self.model_id = self.engine.model_id
         self.dim = self.engine.dim
         self.max_seq = self.engine.max_seq

@@ -62,9 +62,7 @@ class QueryService:
                 code="query_too_long",
             )
 
-    async def _hits(
-        self, principal: Principal, req: SearchRequest
-    ) -> tuple[list[SearchHit], bool]:
+    async def _hits(self, principal: Principal, req: SearchRequest) -> tuple[list[SearchHit], bool]:
         """The hits, and whether they are degraded (BM25 alone: the embedder is down)."""
         tenant, audience = principal.tenant, principal.audience()
         self._check_query(req.query)

@@ -185,15 +185,20 @@ deploy_stack() { # suffix
   rm -f "$(outputs_dir)/$s"  # outputs may have changed
 }
 
-# The generated gateway secret is a bare random key; it becomes "<key>=<DefaultTenant>" once.
+# The generated gateway secret is a bare random key; once, it becomes
+# "sha256:<digest>=<DefaultTenant>" (a production gateway accepts digests only) and the key itself
+# is shown this one time: only its digest is kept.
 seed_api_keys() {
-  local arn value
+  local arn value digest
   arn="$(output security ApiKeysSecretArn)"
   value="$(aws_ secretsmanager get-secret-value --secret-id "$arn" --query SecretString --output text)"
   if [[ "$value" != *=* ]]; then
+    digest="sha256:$(printf '%s' "$value" | sha256sum | cut -d' ' -f1)"
     aws_ secretsmanager put-secret-value --secret-id "$arn" \
-      --secret-string "$value=$(param DefaultTenant default)" >/dev/null
-    log "API key for tenant $(param DefaultTenant default) stored in $arn"
+      --secret-string "$digest=$(param DefaultTenant default)" >/dev/null
+    log "API key (reader) of tenant $(param DefaultTenant default), shown once; $arn keeps its digest:"
+    printf '%s\n' "$value" >&2
+    log "admin keys: datatorag keys create --tenant $(param DefaultTenant default) --role admin (in a gateway task or pod)"
   fi
 }
 
@@ -331,7 +336,7 @@ cmd_outputs() {
 ECS cluster:   $(output ecs ClusterName)
 REST API:      $(output ecs GatewayUrl)   (docs: /docs; point your certificate's DNS name here)
 gRPC API:      $(output ecs GrpcEndpoint)
-API key:       aws secretsmanager get-secret-value --secret-id $(output security ApiKeysSecretArn) --query SecretString --output text
+API keys:      the bootstrap key was shown once when deploy seeded $(output security ApiKeysSecretArn) (it keeps the digest); admin keys: datatorag keys create --tenant $(param DefaultTenant default) --role admin (ECS exec into the gateway task)
 Sources file:  SSM parameter $(output ecs SourcesParameter) (edit, then: aws ecs update-service --cluster $(output ecs ClusterName) --service connector --force-new-deployment)
 First document: aws s3 cp handbook.pdf s3://$(output storage LandingBucketName)/$(output storage LandingPrefix)$(param DefaultTenant default)/
 Alarms topic:  $(output alarms TopicArn)

@@ -175,9 +175,13 @@ class Cluster:
             return data
         return {k: str(v) for k, v in (obj.get("data") or {}).items()}
 
-    def _key(self, ref: dict[str, Any], kind: str) -> str:
+    def _key(self, ref: dict[str, Any], kind: str) -> str | None:
+        """The referenced value; None for a missing key the reference marks ``optional`` (the
+        kubelet leaves the variable unset then)."""
         data = self._data(kind, ref["name"])
         if ref["key"] not in data:
+            if ref.get("optional") is True:
+                return None
             raise ConfigError(f"{kind} {ref['name']!r} has no key {ref['key']!r}")
         return data[ref["key"]]
 
@@ -194,9 +198,13 @@ class Cluster:
             if "value" in e:
                 env[e["name"]] = str(e["value"])
             elif "secretKeyRef" in (e.get("valueFrom") or {}):
-                env[e["name"]] = self._key(e["valueFrom"]["secretKeyRef"], "Secret")
+                value = self._key(e["valueFrom"]["secretKeyRef"], "Secret")
+                if value is not None:
+                    env[e["name"]] = value
             elif "configMapKeyRef" in (e.get("valueFrom") or {}):
-                env[e["name"]] = self._key(e["valueFrom"]["configMapKeyRef"], "ConfigMap")
+                value = self._key(e["valueFrom"]["configMapKeyRef"], "ConfigMap")
+                if value is not None:
+                    env[e["name"]] = value
             else:
                 raise ConfigError(f"env entry not understood: {e}")
         return env

@@ -10,6 +10,7 @@ the pods cannot have, or a process that exits fails the test."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import shutil
 import time
@@ -42,6 +43,10 @@ TENANT = "acme"  # the tenant of ci/cpu-values.yaml's sources
 READY_TIMEOUT_S = 300  # five processes importing torch on a loaded 2-core box
 INDEX_TIMEOUT_S = 240
 _HTTP = httpx.Client(timeout=60, trust_env=False)
+
+
+def _digest(key: str) -> str:
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def _secret(name: str, data: dict[str, str]) -> dict[str, Any]:
@@ -152,7 +157,13 @@ def cluster(
     k = Cluster(
         rendered,
         root,
-        existing=[_secret("datatorag-api-keys", {"api-keys": f"{API_KEY}={TENANT}"})],
+        # digests only: a production gateway refuses plaintext keys in its environment
+        existing=[
+            _secret(
+                "datatorag-api-keys",
+                {"api-keys": f"{_digest(API_KEY)}={TENANT}", "admin-api-keys": _digest(API_KEY)},
+            )
+        ],
         claims={"datatorag-models": claim},
         platform_env={
             "AWS_ENDPOINT_URL": moto_server.endpoint_url,

@@ -6,6 +6,7 @@ chart's values.schema.json and render. shellcheck keeps the script clean."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import subprocess
@@ -155,11 +156,12 @@ def test_deploy_eks_in_order_with_one_parameter_file(fake_aws: FakeAws) -> None:
     assert by_stack["opensearch"]["AdminPrincipalArn"] == admin
     assert by_stack["eks"]["AdminPrincipalArn"] == admin
     assert "LoadBalancerFullName" not in by_stack["alarms"]
-    # the generated API key got its tenant, once
+    # the generated API key became its digest with the tenant, once; the key is shown once
+    key = "GeneratedRandomKey0123456789abcdefGHIJKL"
     puts = [c for c in fake_aws.calls() if c["operation"] == "put-secret-value"]
-    assert [p["opts"]["--secret-string"][0] for p in puts] == [
-        "GeneratedRandomKey0123456789abcdefGHIJKL=acme"
-    ]
+    digest = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    assert [p["opts"]["--secret-string"][0] for p in puts] == [f"{digest}=acme"]
+    assert key in proc.stderr
     samples = json.loads(SAMPLE_OUTPUTS.read_text())
     assert (
         f"aws eks update-kubeconfig --region eu-west-1 --name {samples['eks']['ClusterName']}"

@@ -135,6 +135,12 @@ env:
       secretKeyRef:
         name: {{ $root.Values.secrets.apiKeys.existingSecret }}
         key: {{ $root.Values.secrets.apiKeys.key }}
+  - name: DATATORAG_ADMIN_API_KEYS
+    valueFrom:
+      secretKeyRef:
+        name: {{ $root.Values.secrets.apiKeys.existingSecret }}
+        key: {{ $root.Values.secrets.apiKeys.adminKey }}
+        optional: true
   {{- with $root.Values.secrets.openaiApiKey.existingSecret }}
   - name: DATATORAG_ANSWER_OPENAI_API_KEY
     valueFrom:

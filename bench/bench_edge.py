@@ -181,15 +181,17 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         await proc.wait()
         if "drain" in locals():
             drain.cancel()
-        if redis_proc is not None:
-            redis_proc.terminate()
-            redis_proc.wait()
         shutil.rmtree(root, ignore_errors=True)
+    admit_us = await _admit_cost(redis_url)
     stats = {v: percentiles(s) | {"n": len(s)} for v, s in samples.items()}
     base = stats["bare"]["p95"]
     ratios = {v: round(stats[v]["p95"] / base, 3) for v in variants if v != "bare"}
     worst = max(ratios.values())
+    if redis_proc is not None:
+        redis_proc.terminate()
+        redis_proc.wait()
     return {
+        "admit_us": admit_us,
         "clients": CLIENTS,
         "rounds": args.rounds,
         "latency_ms": stats,
@@ -198,6 +200,41 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             "edge p95 within 5% of bare (10 clients)": target("<= 1.05", worst, worst <= 1.05)
         },
     }
+
+
+async def _admit_cost(redis_url: str | None, n: int = 2000) -> dict[str, float]:
+    """The edge alone: microseconds per ``Edge.admit`` (credential check + bucket), per variant,
+    against the bare edge - a figure the machine's load does not swamp."""
+    from pydantic import SecretStr
+
+    from datatorag.config import Settings
+    from datatorag.gateway.api_keys import create_key
+    from datatorag.gateway.edge import Edge
+    from datatorag.testing.memory import MemoryRegistry
+
+    registry = MemoryRegistry()
+    made = await create_key(registry, "acme")
+    base = Settings(api_keys=f"{KEY}=acme", rate_limit={"per_s": 1e9, "burst": 1e9})
+    variants = {
+        "bare": (Edge.from_settings(base, registry), None),
+        "static key": (Edge.from_settings(base, registry), f"Bearer {KEY}"),
+        "registry key": (Edge.from_settings(base, registry), f"Bearer {made.key}"),
+    }
+    variants["bare"][0].limits_on = False
+    if redis_url:
+        with_redis = base.model_copy(update={"edge_redis_url": SecretStr(redis_url)})
+        variants["redis"] = (Edge.from_settings(with_redis, registry), f"Bearer {KEY}")
+    out: dict[str, float] = {}
+    for name, (edge, auth) in variants.items():
+        header = auth or f"Bearer {KEY}"
+        for _ in range(50):  # warm: the registry key's one scrypt, connections
+            await edge.admit(header, None, "10.0.0.1")
+        started = time.perf_counter()
+        for _ in range(n):
+            await edge.admit(header, None, "10.0.0.1")
+        out[name] = round((time.perf_counter() - started) / n * 1e6, 1)
+        await edge.aclose()
+    return out
 
 
 def main() -> None:

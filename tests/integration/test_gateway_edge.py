@@ -493,3 +493,25 @@ def test_keys_cli_creates_lists_and_revokes_and_the_gateway_follows(tmp_path, mo
     assert digest.stdout.strip() == (
         "sha256:7e9f8fd111802be56c379d597842e29b2cebd35ff2133d431a49fa556a18704e"
     )
+
+
+async def test_the_embedder_refuses_embeds_without_the_service_token() -> None:
+    from datatorag.config import EmbeddingSettings
+    from datatorag.embedding.http import HttpEmbedder
+    from datatorag.embedding.local import LocalEmbedder
+    from datatorag.embedding.service import create_embed_app
+
+    token = "s" * 32
+    app = create_embed_app(LocalEmbedder(EmbeddingSettings()), 1.0, service_token=token)
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=transport, base_url="http://embedder") as c:
+            body = {"kind": "query", "texts": ["parental leave"]}
+            assert (await c.post("/v1/embed", json=body)).status_code == 401
+            wrong = await c.post("/v1/embed", json=body, headers={"X-Service-Token": "x" * 32})
+            assert wrong.status_code == 401
+            ok = await c.post("/v1/embed", json=body, headers={"X-Service-Token": token})
+            assert ok.status_code == 200 and len(ok.json()["vectors"][0]) == ok.json()["dim"]
+    client = HttpEmbedder("http://embedder:8081", service_token=token)
+    assert client._client.headers["x-service-token"] == token  # what the gateway sends
+    await client._client.aclose()

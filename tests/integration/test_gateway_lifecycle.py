@@ -39,7 +39,12 @@ async def env(request, tmp_path):
     name = await stack.admin.create(EMB.model_id, EMB.dim)
     await stack.admin.promote(EMB.model_id, EMB.dim, name)
     index = stack.admin.open_serving(EMB.model_id, EMB.dim)
-    settings = Settings(api_keys=f"{ADMIN}=acme,{READER}=acme,{OTHER}=globex", admin_api_keys=ADMIN)
+    settings = Settings(
+        api_keys=f"{ADMIN}=acme,{READER}=acme,{OTHER}=globex",
+        admin_api_keys=ADMIN,
+        # racing queries burst through one key; the edge's limits are tested elsewhere
+        rate_limit={"per_s": 1e6, "burst": 1e6},
+    )
     deps = GatewayDeps(
         settings=settings,
         index=index,

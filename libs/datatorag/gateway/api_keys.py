@@ -11,6 +11,7 @@ key, never the key): a revocation reaches every replica within that time.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -147,6 +148,7 @@ class RegistryKeys:
         self.cache_s = cache_s
         self._clock = clock
         self._verified: dict[bytes, tuple[float, Principal]] = {}
+        self._inflight: dict[bytes, asyncio.Future[Principal]] = {}
 
     async def principal(self, key: str) -> Principal:
         """The key's principal; ``KeyRejected`` saying why not."""
@@ -158,14 +160,13 @@ class RegistryKeys:
         hit = self._verified.get(fingerprint)
         if hit is not None and hit[0] > now:
             return hit[1]
-        key_id, secret = match.groups()
-        record = await self.registry.get_api_key(key_id)
-        if record is None or not verify(record, secret):
-            raise KeyRejected("invalid API key")
-        if record.revoked_at is not None:
-            self._verified.pop(fingerprint, None)
-            raise KeyRejected("API key revoked")
-        principal = principal_of(record)
+        # one verification per key at a time: concurrent first requests of a key share it
+        pending = self._inflight.get(fingerprint)
+        if pending is None:
+            pending = asyncio.ensure_future(self._verify(*match.groups()))
+            self._inflight[fingerprint] = pending
+            pending.add_done_callback(lambda _: self._inflight.pop(fingerprint, None))
+        principal = await asyncio.shield(pending)
         if self.cache_s > 0:
             if len(self._verified) >= _CACHE_ENTRIES:
                 self._verified = {k: v for k, v in self._verified.items() if v[0] > now}
@@ -173,3 +174,12 @@ class RegistryKeys:
                     self._verified.clear()
             self._verified[fingerprint] = (now + self.cache_s, principal)
         return principal
+
+    async def _verify(self, key_id: str, secret: str) -> Principal:
+        record = await self.registry.get_api_key(key_id)
+        # scrypt takes ~50 ms of a core: off the event loop, so other requests go on meanwhile
+        if record is None or not await asyncio.to_thread(verify, record, secret):
+            raise KeyRejected("invalid API key")
+        if record.revoked_at is not None:
+            raise KeyRejected("API key revoked")
+        return principal_of(record)

@@ -140,16 +140,13 @@ def _template(scope: Scope) -> str:
     return "unmatched"
 
 
-_TEMPLATES: dict[int, list[tuple[re.Pattern[str], str]]] = {}
-
-
 def _templates(app: Any) -> list[tuple[re.Pattern[str], str]]:
     """The app's path templates (from its OpenAPI document, built once), most literal first."""
     if app is None or not hasattr(app, "openapi"):
         return []
-    found = _TEMPLATES.get(id(app))
+    found: list[tuple[re.Pattern[str], str]] | None = getattr(app.state, "route_templates", None)
     if found is None:
         paths = sorted(app.openapi().get("paths", {}), key=lambda p: (p.count("{"), -len(p)))
         found = [(compile_path(p)[0], p) for p in paths]
-        _TEMPLATES[id(app)] = found
+        app.state.route_templates = found
     return found

@@ -557,7 +557,7 @@ async def run(args: argparse.Namespace) -> None:
     queries_file.write_text(json.dumps({"queries": queries, "vectors": vectors.tolist()}))
 
     metrics: dict[str, Any] = {}
-    from datatorag.gateway.app import default_index_limit
+    from datatorag.gateway.deps import default_index_limit
 
     limit = default_index_limit()
     knn_recall = await ann_recall(index, chunks, vectors[:100])

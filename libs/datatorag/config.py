@@ -63,7 +63,8 @@ class EmbeddingSettings(BaseSettings):
     cache: bool = True
     # the forward pass: torch (sentence-transformers), or ONNX Runtime over a graph exported once
     # from the same weights (cached under onnx_cache_dir, keyed by the model files' hash).
-    # auto: ONNX on CPU when onnxruntime is installed (faster there: BENCHMARKS.md), torch on GPU
+    # auto: ONNX on CPU for BERT-family encoders when onnxruntime is installed (faster there:
+    # BENCHMARKS.md), torch on GPU and for other architectures
     backend: Literal["auto", "torch", "onnx"] = "auto"
     # int8 dynamic quantisation of the ONNX graph (only where it keeps quality; see BENCHMARKS.md)
     onnx_int8: bool = False

@@ -150,6 +150,18 @@ def test_backend_choice() -> None:
     assert chosen_backend(EmbeddingSettings(backend="auto", device="cuda")) == "torch"
     assert chosen_backend(EmbeddingSettings(backend="auto", device="cpu")) == "onnx"
     assert create_engine(EmbeddingSettings(backend="torch")).backend == "torch"
+
+
+def test_auto_keeps_unverified_architectures_on_torch(tmp_path: Path) -> None:
+    """auto picks ONNX only for the encoders whose export is verified here (BERT family)."""
+    copy = tmp_path / "model"
+    shutil.copytree(resolve_model(MINILM).path, copy)
+    config = copy / "config.json"
+    config.write_text(
+        config.read_text().replace('"model_type": "bert"', '"model_type": "gemma3_text"')
+    )
+    assert chosen_backend(EmbeddingSettings(model=str(copy), device="cpu")) == "torch"
+    assert chosen_backend(EmbeddingSettings(model=str(copy), backend="onnx")) == "onnx"
     with pytest.raises(ValueError, match="CPU only"):
         OnnxEmbeddingEngine(EmbeddingSettings(backend="onnx", device="cuda"))
 

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from datatorag.config import EmbeddingSettings
 from datatorag.embedding.batching import Engine
+from datatorag.embedding.model_dir import resolve_model
+
+# architectures whose export is verified against torch (cosine >= 0.999, tests/unit); others
+# (EmbeddingGemma) take ONNX only when asked for explicitly
+ONNX_AUTO_MODEL_TYPES = frozenset({"bert", "roberta", "xlm-roberta", "mpnet"})
 
 
 def chosen_backend(settings: EmbeddingSettings) -> str:
-    """auto: ONNX Runtime on CPU when it is installed (the faster CPU path, measured in
-    bench/bench_embedder.py), torch otherwise and on every GPU (bf16)."""
+    """auto: ONNX Runtime on CPU when it is installed and the model is a BERT-family encoder
+    (the faster CPU path, measured in bench/bench_embedder.py), torch otherwise and on every
+    GPU (bf16)."""
     if settings.backend != "auto":
         return settings.backend
     from datatorag.embedding.onnx_engine import onnxruntime_available
 
     if settings.device.startswith("cuda") or not onnxruntime_available():
+        return "torch"
+    spec = resolve_model(settings.model)
+    model_type = json.loads((spec.path / "config.json").read_text()).get("model_type")
+    if model_type not in ONNX_AUTO_MODEL_TYPES:
         return "torch"
     if settings.device == "auto" and _cuda_present():
         return "torch"

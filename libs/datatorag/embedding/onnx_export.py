@@ -26,6 +26,7 @@ _SKIP = {"README.md", ".gitattributes"}
 # lengths traced into the example inputs; every axis is dynamic in the graph
 _EXAMPLE_SHAPE = (2, 16)
 OPSET = 17
+_FUSABLE = ("bert", "roberta", "xlm-roberta", "mpnet")  # what ORT's "bert" optimizer fuses
 
 
 def default_cache_dir() -> Path:
@@ -130,7 +131,7 @@ def _fuse(path: Path, spec: ModelSpec) -> None:
     import json
 
     model_type = json.loads((spec.path / "config.json").read_text()).get("model_type")
-    if model_type not in ("bert", "roberta", "xlm-roberta", "mpnet"):
+    if model_type not in _FUSABLE:
         return
     from onnxruntime.transformers.optimizer import optimize_model
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import APIRouter, Depends, FastAPI, HTTPException
 
 from datatorag.bootstrap import Components, startup_check
 from datatorag.bootstrap.connector import SingletonReaper, build_scheduler, with_upload_sources
@@ -34,25 +34,23 @@ log = get_logger(__name__)
 def connector_app(scheduler: Scheduler, service_token: str | None = None) -> FastAPI:
     """``/internal/...`` refuse (401) a call without the shared ``X-Service-Token`` when one is
     configured (always outside embedded mode)."""
-    app = FastAPI(
-        title="DatatoRAG connector",
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-        dependencies=[Depends(require_service_token(service_token))],
-    )
+    app = FastAPI(title="DatatoRAG connector", docs_url=None, redoc_url=None, openapi_url=None)
+    # the guard covers /internal only: /healthz, /readyz and /metrics (added to this app by the
+    # caller) answer the kubelet's probes and Prometheus, which send no token
+    internal = APIRouter(dependencies=[Depends(require_service_token(service_token))])
 
-    @app.post("/internal/sources/{tenant}/{source_id}/sync", status_code=202)
+    @internal.post("/internal/sources/{tenant}/{source_id}/sync", status_code=202)
     async def sync(tenant: str, source_id: str) -> dict[str, Any]:
         try:
             return scheduler.trigger(tenant, source_id)
         except NotFound as exc:
             raise HTTPException(404, str(exc)) from exc
 
-    @app.get("/internal/sources")
+    @internal.get("/internal/sources")
     async def sources() -> list[dict[str, Any]]:
         return scheduler.status()
 
+    app.include_router(internal)
     return app
 
 

@@ -114,7 +114,7 @@ def test_environment(compose: dict[str, Any]) -> None:
     for s in (*SERVICES, "init", "aws"):
         env = {k: interpolate(str(v)) for k, v in svcs[s]["environment"].items()}
         assert unknown_datatorag_vars(env) == [], s
-        assert env["DATATORAG_SERVICE_TOKEN"] == "dev-service-token"
+        assert env["DATATORAG_SERVICE_TOKEN"] == "dev-service-token-change-me"
         settings = settings_from(env)
         assert settings.mode.value == "production"
         assert settings.opensearch.url == "http://opensearch:9200"

@@ -479,7 +479,8 @@ def test_secrets_come_from_secret_refs(
     docs = rendered["production"]
     # with every Secret existing, the chart holds no secret value itself
     assert not of_kind(docs, "Secret")
-    for s in ("query-gateway", "connector", "embedder"):  # the internal endpoints' token
+    # the internal endpoints' token: checked by connector and embedder, sent by their callers
+    for s in ("query-gateway", "connector", "embedder", "indexer"):
         env = {e["name"]: e for e in container(docs, s).get("env") or []}
         assert env["DATATORAG_SERVICE_TOKEN"]["valueFrom"]["secretKeyRef"] == {
             "name": "datatorag-service-token",

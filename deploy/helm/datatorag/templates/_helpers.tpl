@@ -121,8 +121,9 @@ env:
   - name: DATATORAG_SOURCES_FILE
     value: {{ printf "%s/%s" $root.Values.sources.mountPath $root.Values.sources.key | quote }}
   {{- end }}
-  {{- if has .name (list "query-gateway" "connector" "embedder") }}
-  # the shared secret of the internal endpoints (X-Service-Token)
+  {{- if has .name (list "query-gateway" "connector" "embedder" "indexer") }}
+  # the shared secret of the internal endpoints (X-Service-Token): the embedder and connector
+  # check it, the gateway and the indexer (the embedder's callers) send it
   - name: DATATORAG_SERVICE_TOKEN
     valueFrom:
       secretKeyRef:

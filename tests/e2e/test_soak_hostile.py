@@ -24,6 +24,10 @@ LIMITS = {
     "DATATORAG_LIMIT_MAX_CHARS": "300000",
     "DATATORAG_LIMIT_MAX_PAGES": "40",
     "DATATORAG_LIMIT_MAX_XML_BYTES": str(1_000_000),
+    # the check below reads every document's detail back to back: an operator's audit, not a
+    # client to throttle
+    "DATATORAG_RATE_LIMIT_PER_S": "1000",
+    "DATATORAG_RATE_LIMIT_BURST": "1000",
 }
 
 
@@ -105,6 +109,7 @@ def test_soak_embedded(tmp_path: Path) -> None:
             if d["status"] != "INDEXED":
                 continue
             detail = stack.http.get(f"/v1/documents/{d['doc_id']}", headers={"X-API-Key": API_KEY})
+            assert detail.status_code == 200, detail.text
             body = detail.json()
             ids = [c["id"] for c in body["chunks"]]
             assert len(ids) == len(set(ids)) == d["chunk_count"], d["path"]

@@ -122,6 +122,7 @@ def answer_router(service: QueryService) -> APIRouter:
             408: {"model": ErrorBody, "description": "the request body did not arrive in time"},
             413: {"model": ErrorBody, "description": "request body too large"},
             415: {"model": ErrorBody, "description": "body not application/json"},
+            400: {"model": ErrorBody, "description": "the body is not valid UTF-8 JSON"},
             422: {"model": ErrorBody, "description": "invalid request (details per field)"},
             429: {"model": ErrorBody, "description": "rate limited; see Retry-After"},
             503: {"model": ErrorBody, "description": "no answer provider is available"},

@@ -47,6 +47,7 @@ T = TypeVar("T")
 
 # What the edge and the error handlers may answer on any route (see gateway.edge).
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "the body is not valid UTF-8 JSON"},
     401: {"model": ErrorBody, "description": "missing or invalid credentials (the reason)"},
     408: {"model": ErrorBody, "description": "the request body did not arrive in time"},
     413: {"model": ErrorBody, "description": "request body or query too large"},

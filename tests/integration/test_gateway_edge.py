@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from datatorag.config import Settings
@@ -19,6 +20,17 @@ from datatorag.gateway.api_keys import create_key
 from datatorag.gateway.app import MAX_JSON_BODY_BYTES
 from datatorag.testing.memory import MemoryRegistry, MemoryVectorIndex
 from datatorag.testing.memory.embedder import HashingEmbedder
+
+
+@pytest.fixture(autouse=True)
+def _logging_at_info() -> Any:
+    """The audit line is an INFO event: an earlier test may have configured the process's
+    logging at WARNING, whose level filter drops INFO before ``capture_logs`` sees it."""
+    saved = structlog.get_config()
+    structlog.reset_defaults()
+    yield
+    structlog.configure(**saved)
+
 
 KEY, OTHER = "edge-key-acme", "edge-key-globex"
 HEADERS = {"Authorization": f"Bearer {KEY}"}

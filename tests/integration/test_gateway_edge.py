@@ -25,7 +25,8 @@ from datatorag.testing.memory.embedder import HashingEmbedder
 @pytest.fixture(autouse=True)
 def _logging_at_info() -> Any:
     """The audit line is an INFO event: an earlier test may have configured the process's
-    logging at WARNING, whose level filter drops INFO before ``capture_logs`` sees it."""
+    logging at WARNING, whose level filter drops INFO before ``capture_logs`` sees it (the audit
+    module binds its logger per line, so no logger cached under that configuration remains)."""
     saved = structlog.get_config()
     structlog.reset_defaults()
     yield

@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from datatorag.domain.principal import Principal
 from datatorag.observability.log import get_logger
 
-log = get_logger("gateway.audit")
-
 
 @dataclass
 class AuditEntry:
@@ -78,7 +76,9 @@ def emit(
     client: str | None,
 ) -> None:
     p = entry.principal
-    log.info(
+    # a logger bound now, not one cached at import: the audit line always goes through the
+    # processors configured at this moment (structlog's capture in tests, a reconfigured sink)
+    get_logger("gateway.audit").info(
         "audit",
         transport=transport,
         principal=p.subject if p else None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -52,18 +53,35 @@ class SqliteWorker:
                     self.path, timeout=self._busy_timeout_s, isolation_level=None
                 )
                 conn.row_factory = sqlite3.Row
+                conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_s * 1000)}")
+                self._prepare(conn)
+            except (sqlite3.Error, OSError) as exc:
+                raise DependencyError(f"sqlite:{self.path}", str(exc)) from exc
+            self._conn = conn
+        return self._conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """WAL, schema and migrations. Several connections opening one new file at once (the
+        queues of ``datatorag up`` share it) can meet "database is locked" while one of them
+        switches the file to WAL, a step SQLite does not retry through the busy handler: retried
+        here, within the busy timeout."""
+        deadline = time.monotonic() + self._busy_timeout_s
+        delay = 0.01
+        while True:
+            try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
-                conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_s * 1000)}")
                 with _write(conn):
                     for statement in _statements(self._schema):
                         conn.execute(statement)
                     if self._migrate is not None:
                         self._migrate(conn)
-            except (sqlite3.Error, OSError) as exc:
-                raise DependencyError(f"sqlite:{self.path}", str(exc)) from exc
-            self._conn = conn
-        return self._conn
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)  # the worker thread's own connection: nothing else waits on it
+                delay = min(delay * 2, 0.5)
 
     # -- public ----------------------------------------------------------------------------
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:

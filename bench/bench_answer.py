@@ -179,9 +179,9 @@ async def _wait_ready(url: str, proc: asyncio.subprocess.Process, what: str) -> 
     raise RuntimeError(f"the {what} did not start")
 
 
-async def _spawn(*args: str) -> asyncio.subprocess.Process:
+async def _spawn(*args: str, stdout: int | None = None) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.answer_procs", *args, env={**os.environ}
+        sys.executable, "-m", "bench.answer_procs", *args, stdout=stdout, env={**os.environ}
     )
 
 
@@ -212,11 +212,14 @@ async def provider_at(
         finally:
             await fake.stop()
         return
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.answer_procs", "llm",
-        "--first-token-ms", str(first_token_ms), "--token-ms", str(token_ms),
-        stdout=asyncio.subprocess.PIPE, env={**os.environ},
-    )  # fmt: skip
+    proc = await _spawn(
+        "llm",
+        "--first-token-ms",
+        str(first_token_ms),
+        "--token-ms",
+        str(token_ms),
+        stdout=asyncio.subprocess.PIPE,
+    )
     try:
         assert proc.stdout is not None
         line = (await asyncio.wait_for(proc.stdout.readline(), 120)).decode()

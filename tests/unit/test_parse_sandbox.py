@@ -45,7 +45,8 @@ async def test_a_document_parses_and_the_worker_is_reused() -> None:
 
 
 async def test_each_limit_ends_in_its_reason_and_a_dead_worker_is_replaced() -> None:
-    sandbox = ParseSandbox("minilm", SandboxLimits(workers=1, memory_mb=128, cpu_s=2, wall_s=60))
+    # a generous CPU budget: on a slow machine the memory case must meet its memory limit first
+    sandbox = ParseSandbox("minilm", SandboxLimits(workers=1, memory_mb=128, cpu_s=120, wall_s=180))
     try:
         with pytest.raises(PermanentError) as text:
             await sandbox.parse("acme", job(hostile.huge_text_pdf(pages=20), "big.pdf",
@@ -59,13 +60,21 @@ async def test_each_limit_ends_in_its_reason_and_a_dead_worker_is_replaced() -> 
             await sandbox.parse("acme", job(b"word " * 6_000_000, "one.txt", max_chars=10**9,
                                             max_chunks=10**9))  # fmt: skip
         assert memory.value.code == "memory_limit", memory.value.reason
+        # the slot's next document gets a fresh, healthy worker
+        assert (await sandbox.parse("acme", GOOD)).chunk_count >= 1
+    finally:
+        await sandbox.close()
+
+
+async def test_a_parse_over_its_cpu_budget_is_ended_and_the_worker_replaced() -> None:
+    sandbox = ParseSandbox("minilm", SandboxLimits(workers=1, cpu_s=2, wall_s=120))
+    try:
         # a long legitimate PDF over the CPU budget: the kernel ends the worker (SIGXCPU)
         long_pdf = hostile.huge_text_pdf(pages=2000, chars_per_page=20_000)
         with pytest.raises(PermanentError) as cpu:
             await sandbox.parse("acme", job(long_pdf, "long.pdf", max_chars=10**9,
                                             max_chunks=10**9, max_pages=10**6))  # fmt: skip
         assert cpu.value.code == "parse_timeout" and "CPU seconds" in cpu.value.reason
-        # the slot's next document gets a fresh, healthy worker
         assert (await sandbox.parse("acme", GOOD)).chunk_count >= 1
     finally:
         await sandbox.close()

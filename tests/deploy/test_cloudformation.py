@@ -530,6 +530,26 @@ def test_ecs_services_their_capacity_discovery_and_configuration() -> None:
         unknown = {k for k in env if k.startswith("DATATORAG_")} - known
         assert not unknown, (name, unknown)
         assert env["DATATORAG_MODE"] == "production"
+    # every service that serves or calls the internal endpoints gets the shared token (the code
+    # refuses to start such a service in production without it), injected from Secrets Manager
+    from datatorag.entrypoints.serve import TOKEN_SERVICES
+
+    with_token = set()
+    for name, task in tasks.items():
+        (container,) = task["ContainerDefinitions"]
+        service = task["Family"]["Fn::Sub"].removeprefix("${Prefix}-")
+        secrets = {s["Name"]: str(s["ValueFrom"]) for s in container.get("Secrets", [])}
+        if "DATATORAG_SERVICE_TOKEN" in secrets:
+            assert "ServiceTokenSecretArn" in secrets["DATATORAG_SERVICE_TOKEN"], name
+            with_token.add(service)
+        assert "DATATORAG_SERVICE_TOKEN" not in _env(container), name  # never a literal
+    assert with_token == {"connector", "embedder", "indexer", "query-gateway"} <= TOKEN_SERVICES
+    ecs_template = template("ecs")
+    (execution,) = [
+        r for n, r in resources(ecs_template, "AWS::IAM::Role").items() if "Execution" in n
+    ]
+    readable = str(execution["Policies"])
+    assert "ServiceTokenSecretArn" in readable and "ApiKeysSecretArn" in readable
     # the platform's ALB: an HTTPS listener for REST, one for gRPC
     ecs = template("ecs")
     groups = resources(ecs, "AWS::ElasticLoadBalancingV2::TargetGroup")

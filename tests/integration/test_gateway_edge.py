@@ -6,6 +6,7 @@ service token of the internal endpoints. Real gateway processes (RSS, two replic
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from datatorag.config import Settings
+from datatorag.domain.errors import DependencyError
 from datatorag.domain.models import ChunkRecord
 from datatorag.gateway import GatewayDeps, create_app
 from datatorag.gateway.api_keys import create_key
@@ -525,6 +527,14 @@ async def test_the_embedder_refuses_embeds_without_the_service_token() -> None:
             assert wrong.status_code == 401
             ok = await c.post("/v1/embed", json=body, headers={"X-Service-Token": token})
             assert ok.status_code == 200 and len(ok.json()["vectors"][0]) == ok.json()["dim"]
-    client = HttpEmbedder("http://embedder:8081", service_token=token)
-    assert client._client.headers["x-service-token"] == token  # what the gateway sends
-    await client._client.aclose()
+        # what the gateway and the indexer send; a wrong token fails at once, naming the setting,
+        # instead of waiting out connect_wait_s as if the embedder were still loading
+        client = HttpEmbedder("http://embedder:8081", service_token=token, transport=transport)
+        assert (await client.connect(wait_s=0)).dim == ok.json()["dim"]
+        await client.close()
+        wrong_client = HttpEmbedder("http://e:8081", service_token="x" * 32, transport=transport)
+        started = time.monotonic()
+        with pytest.raises(DependencyError, match="DATATORAG_SERVICE_TOKEN") as refused:
+            await wrong_client.connect(wait_s=60)
+        assert time.monotonic() - started < 10 and "(401)" in str(refused.value)
+        await wrong_client.close()

@@ -25,12 +25,19 @@ _BATCH = 512  # texts per request; the service re-batches by tokens
 
 class HttpEmbedder(Embedder):
     def __init__(
-        self, base_url: str, *, timeout_s: float = 120.0, service_token: str | None = None
+        self,
+        base_url: str,
+        *,
+        timeout_s: float = 120.0,
+        service_token: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         # the embedder service refuses calls without the shared token (DATATORAG_SERVICE_TOKEN)
         headers = {SERVICE_TOKEN_HEADER: service_token} if service_token else {}
-        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s, headers=headers)
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url, timeout=timeout_s, headers=headers, transport=transport
+        )
         self.model_id = ""
         self.dim = 0
 
@@ -44,6 +51,13 @@ class HttpEmbedder(Embedder):
         while True:
             try:
                 resp = await self._client.get("/v1/model")
+                if resp.status_code in (401, 403):
+                    # a wrong or missing token does not heal by waiting: say so at once
+                    raise DependencyError(
+                        "embedder",
+                        f"{self.base_url} refused this service's DATATORAG_SERVICE_TOKEN"
+                        f" ({resp.status_code}): it must be the embedder's",
+                    )
                 resp.raise_for_status()
                 break
             except httpx.HTTPError as exc:

@@ -85,14 +85,17 @@ async def serve_worker(name: str, settings: Settings) -> None:
     log.info("service stopped", service=name)
 
 
-# services that serve or call the internal endpoints guarded by DATATORAG_SERVICE_TOKEN
-_TOKEN_SERVICES = frozenset({"connector", "embedder", "query-gateway", "query_gateway", "gateway"})
+# services that serve or call the internal endpoints guarded by DATATORAG_SERVICE_TOKEN (the
+# indexer opens the index, whose dimension it learns from the embedder's /v1/model)
+TOKEN_SERVICES = frozenset(
+    {"connector", "embedder", "indexer", "query-gateway", "query_gateway", "gateway"}
+)
 
 
 def run(name: str, settings: Settings | None = None) -> None:
     settings = settings or Settings()
     configure(settings.log_level, settings.log_format)
-    token_needed = name in _TOKEN_SERVICES and settings.mode is not Mode.EMBEDDED
+    token_needed = name in TOKEN_SERVICES and settings.mode is not Mode.EMBEDDED
     if token_needed and settings.service_token is None:
         raise SystemExit(
             f"{name}: cannot start: set DATATORAG_SERVICE_TOKEN (the shared secret of the"

@@ -372,6 +372,12 @@ def test_services_refuse_to_start_without_their_dependencies(stack: ProdStack) -
         ),
         ("indexer", {"DATATORAG_OPENSEARCH_INDEX_PREFIX": wrong}, ["768-d", "384-d"]),
         ("indexer", {"DATATORAG_OPENSEARCH_URL": closed}, ["opensearch", closed.split("//")[1]]),
+        # a token the embedder does not know: refused at once, not waited out as a slow start
+        (
+            "indexer",
+            {"DATATORAG_SERVICE_TOKEN": "not-the-embedders-token-0123"},
+            ["DATATORAG_SERVICE_TOKEN (401)", "refused"],
+        ),
     ]
     started = time.monotonic()
     procs = []

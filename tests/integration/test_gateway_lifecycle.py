@@ -168,8 +168,18 @@ async def test_sources_and_runs_from_the_registry(env) -> None:
     await stack.registry.record_sync_run(
         SyncRun(tenant="acme", source="hr", run_id="r2", started_at=t0 + timedelta(minutes=5),
                 status="failed", error="login refused", trigger=RunTrigger.USER,
-                errors=[{"path": "a.pdf", "code": "encrypted", "reason": "password"}])
+                errors=[{"path": "leave.txt", "doc_id": "leave", "code": "encrypted",
+                         "reason": "password"},
+                        {"path": "payroll/salaries.xlsx", "doc_id": "pay", "code": "too_large",
+                         "reason": "over 100 MB"},
+                        {"path": "unplaced.pdf", "code": "fetch_failed", "reason": "gone"}])
     )  # fmt: skip
+    # a failed document only the payroll group may see
+    await stack.registry.put_version(
+        DocumentRecord(tenant="acme", doc_id="pay", version="failed-1", seq=1, source="hr",
+                       path="payroll/salaries.xlsx", content_hash="x", groups=("payroll",))
+    )  # fmt: skip
+    await stack.registry.advance("acme", "pay", "failed-1", DocumentStatus.FAILED, reason="big")
     resp = await client.get("/v1/sources", headers=H_READER)
     assert resp.status_code == 200
     [src] = resp.json()["sources"]
@@ -182,7 +192,16 @@ async def test_sources_and_runs_from_the_registry(env) -> None:
     runs = (await client.get("/v1/sources/hr/runs", headers=H_READER)).json()
     assert [r["run_id"] for r in runs["runs"]] == ["r2", "r1"]
     assert runs["runs"][1]["type"] == "BATCH" and runs["runs"][1]["counts"]["seen"] == 2
+    # the reader sees the failure of a document it may see, not the payroll one's path
+    assert [e["doc_id"] for e in runs["runs"][0]["errors"]] == ["leave"]
     assert runs["runs"][0]["errors"][0]["code"] == "encrypted"
+    assert "salaries" not in str(runs)
+    full = (await client.get("/v1/sources/hr/runs", headers=H_ADMIN)).json()
+    assert [e["code"] for e in full["runs"][0]["errors"]] == [
+        "encrypted",
+        "too_large",
+        "fetch_failed",
+    ]
     # another tenant's source is not there; nor is an unknown one
     for path in ("/v1/sources/secret/runs", "/v1/sources/nope/runs", "/v1/sources/secret"):
         assert (await client.get(path, headers=H_READER)).status_code == 404
@@ -190,7 +209,7 @@ async def test_sources_and_runs_from_the_registry(env) -> None:
     # deleting the source purges its documents and stops its schedule (the record says so)
     assert (await client.delete("/v1/sources/hr", headers=H_READER)).status_code == 403
     resp = await client.delete("/v1/sources/hr", headers=H_ADMIN)
-    assert resp.status_code == 200 and resp.json()["documents"] == 2
+    assert resp.status_code == 200 and resp.json()["documents"] == 3  # with the payroll one
     assert await _search_ids(client, H_READER, "parental leave hotel flights") == set()
     record = await stack.registry.get_source("acme", "hr")
     assert record is not None and record.deleted_at is not None and not record.enabled

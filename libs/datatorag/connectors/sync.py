@@ -511,7 +511,12 @@ class _SyncJob:
             self.counts["failed"] += 1
             if len(self.failures) < 50:
                 self.failures.append(
-                    {"path": display_path(entry.path), "code": "bad_audience", "reason": str(exc)}
+                    {
+                        "path": display_path(entry.path),
+                        "doc_id": current.doc_id,
+                        "code": "bad_audience",
+                        "reason": str(exc),
+                    }
                 )
             return
         await self._audience_changed(current, groups)
@@ -559,7 +564,8 @@ class _SyncJob:
         self.counts["failed"] += 1
         shown = display_path(entry.path)
         if len(self.failures) < 50:
-            self.failures.append({"path": shown, "code": code, "reason": reason})
+            # doc_id: the gateway shows a failure only to callers who may see that document
+            self.failures.append({"path": shown, "doc_id": doc_id, "code": code, "reason": reason})
         # Deterministic per (failure, hints): the same failure at the next sync is a no-op.
         marker = f"{code}\x00{entry.size}\x00{entry.mtime}\x00{entry.etag}"
         version = "failed-" + hashlib.sha256(marker.encode()).hexdigest()[:12]

@@ -103,6 +103,9 @@ def lifecycle_router(deps: GatewayDeps) -> APIRouter:
         found = await deps.registry.sync_runs(caller.tenant, source_id, limit=limit)
         if not found and await deps.registry.get_source(caller.tenant, source_id) is None:
             raise ApiError(404, f"source {source_id!r} not found")
+        audience = caller.audience()
+        if audience is not None:
+            found = await _visible_errors(deps, caller.tenant, source_id, audience, found)
         return RunList(source=source_id, count=len(found), runs=found)
 
     @v1.get(
@@ -182,3 +185,22 @@ def lifecycle_router(deps: GatewayDeps) -> APIRouter:
         return cancelled
 
     return v1
+
+
+async def _visible_errors(
+    deps: GatewayDeps, tenant: str, source: str, audience: frozenset[str], runs: list[SyncRun]
+) -> list[SyncRun]:
+    """A failed path names a document: a caller sees only the failures of documents its
+    audience may see (a failure the registry cannot place, admins only). Counts stay whole."""
+    if not any(run.errors for run in runs):
+        return runs
+    visible = {
+        d.doc_id
+        for d in await deps.registry.find(
+            tenant=tenant, source=source, audience=audience, limit=100_000
+        )
+    }
+    return [
+        run.model_copy(update={"errors": [e for e in run.errors if e.get("doc_id") in visible]})
+        for run in runs
+    ]

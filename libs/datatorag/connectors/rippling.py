@@ -9,19 +9,18 @@ its ``mtime`` the record's ``updated_at`` when present.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 from pydantic import SecretStr
 
 from datatorag.connectors.audience import RecordAudience
 from datatorag.connectors.base import Source, SourceEntry, SourceUnavailable
-from datatorag.connectors.http_api import RECORD_CONTENT_TYPE, ApiClient, record_document
+from datatorag.connectors.http_api import ApiClient
+from datatorag.connectors.records import record_entry
 from datatorag.domain.errors import PermanentError
 
 _MAX_PAGES = 100_000  # a server that loops its cursor must not loop us forever
@@ -133,36 +132,15 @@ class RipplingSource(Source):
                 raise SourceUnavailable(f"rippling {resource}: pagination did not end")
 
     def _entry(self, resource: str, rid: str, row: dict[str, Any]) -> SourceEntry:
-        try:
-            groups = self.settings.audience.groups(row)
-        except ValueError as exc:  # never index a record for an audience it did not name
-            return SourceEntry(
-                path=f"{resource}/{quote(rid, safe='-_.@')}.json",
-                size=None,
-                mtime=None,
-                record_id=f"{resource}:{rid}",
-                error_code="bad_audience",
-                error=f"{resource} record {rid}: unreadable audience: {exc}",
-            )
-        title = self._title(row)
-        data = record_document(
+        return record_entry(
+            self._records,
             system="rippling",
             collection=resource,
             record_id=rid,
-            title=title,
-            record=self.settings.audience.content(row),
-        )
-        key = f"{resource}:{rid}"
-        self._records[key] = data
-        return SourceEntry(
-            path=f"{resource}/{quote(rid, safe='-_.@')}.json",
-            size=len(data),
+            title=self._title(row),
+            row=row,
+            audience=self.settings.audience,
             mtime=_timestamp(row.get("updated_at")),
-            etag=hashlib.sha256(data).hexdigest()[:32],
-            record_id=key,
-            content_type=RECORD_CONTENT_TYPE,
-            title=title or f"{resource} {rid}",
-            groups=groups,
         )
 
     async def fetch(self, entry: SourceEntry) -> AsyncIterator[bytes]:

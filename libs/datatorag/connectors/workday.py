@@ -15,19 +15,18 @@ every record, so ``etag`` = the record's SHA-256 and an unchanged record is skip
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 from pydantic import SecretStr
 
 from datatorag.connectors.audience import RecordAudience
 from datatorag.connectors.base import Source, SourceAuthError, SourceEntry, SourceUnavailable
-from datatorag.connectors.http_api import RECORD_CONTENT_TYPE, ApiClient, record_document
+from datatorag.connectors.http_api import ApiClient
+from datatorag.connectors.records import record_entry
 from datatorag.domain.errors import PermanentError
 
 
@@ -153,35 +152,14 @@ class WorkdaySource(Source):
         row: Any,
         audience: RecordAudience,
     ) -> SourceEntry:
-        try:
-            groups = audience.groups(row)
-        except ValueError as exc:  # never index a record for an audience it did not name
-            return SourceEntry(
-                path=f"{collection}/{quote(record_id, safe='-_.@')}.json",
-                size=None,
-                mtime=None,
-                record_id=f"{collection}:{record_id}",
-                error_code="bad_audience",
-                error=f"record {record_id}: unreadable audience: {exc}",
-            )
-        data = record_document(
+        return record_entry(
+            self._records,
             system="workday",
             collection=collection,
             record_id=record_id,
             title=title,
-            record=audience.content(row),
-        )
-        key = f"{collection}:{record_id}"
-        self._records[key] = data
-        return SourceEntry(
-            path=f"{collection}/{quote(record_id, safe='-_.@')}.json",
-            size=len(data),
-            mtime=None,
-            etag=hashlib.sha256(data).hexdigest()[:32],
-            record_id=key,
-            content_type=RECORD_CONTENT_TYPE,
-            title=title or f"{collection} {record_id}",
-            groups=groups,
+            row=row,
+            audience=audience,
         )
 
     def _bad(self, collection: str, n: int, why: str) -> SourceEntry:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -9,6 +10,9 @@ from typing import Protocol
 import numpy as np
 
 from datatorag.embedding.model_dir import ModelSpec
+from datatorag.observability.log import get_logger
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,33 @@ class Engine(Protocol):
     def token_lengths(self, inputs: Sequence[str]) -> list[int]: ...
 
     def encode(self, inputs: Sequence[str]) -> tuple[np.ndarray, EncodeStats]: ...
+
+
+class PromptedEngine:
+    """What both engines share: the model's prompts around the texts, and the load line."""
+
+    spec: ModelSpec
+    model_id: str
+    dim: int
+    max_seq: int
+
+    def document_inputs(
+        self, texts: Sequence[str], titles: Sequence[str | None] | None
+    ) -> list[str]:
+        return document_inputs(self.spec, texts, titles)
+
+    def query_inputs(self, texts: Sequence[str]) -> list[str]:
+        return query_inputs(self.spec, texts)
+
+    def _log_loaded(self, started: float, **fields: object) -> None:
+        log.info(
+            "embedding model loaded",
+            model=self.model_id,
+            **fields,
+            dim=self.dim,
+            max_seq=self.max_seq,
+            seconds=round(time.perf_counter() - started, 2),
+        )
 
 
 def document_inputs(

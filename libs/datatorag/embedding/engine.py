@@ -30,7 +30,7 @@ log = get_logger(__name__)
 __all__ = ["EmbeddingEngine", "EncodeStats", "load_tokenizer"]
 
 
-class EmbeddingEngine:
+class EmbeddingEngine(batching.PromptedEngine):
     """Thread-safe (one forward at a time) synchronous encoder."""
 
     backend = "torch"
@@ -72,24 +72,7 @@ class EmbeddingEngine:
         self.model_id = self.spec.model_id
         self._lock = threading.Lock()
         self._torch = torch
-        log.info(
-            "embedding model loaded",
-            model=self.model_id,
-            device=device,
-            dtype=dtype,
-            dim=self.dim,
-            max_seq=self.max_seq,
-            seconds=round(time.perf_counter() - started, 2),
-        )
-
-    # prompts ---------------------------------------------------------------------------------
-    def document_inputs(
-        self, texts: Sequence[str], titles: Sequence[str | None] | None
-    ) -> list[str]:
-        return batching.document_inputs(self.spec, texts, titles)
-
-    def query_inputs(self, texts: Sequence[str]) -> list[str]:
-        return batching.query_inputs(self.spec, texts)
+        self._log_loaded(started, device=device, dtype=dtype)
 
     def token_lengths(self, inputs: Sequence[str]) -> list[int]:
         ids = self.tokenizer(list(inputs), truncation=True, max_length=self.max_seq)["input_ids"]

@@ -37,7 +37,7 @@ def onnxruntime_available() -> bool:
     return True
 
 
-class OnnxEmbeddingEngine:
+class OnnxEmbeddingEngine(batching.PromptedEngine):
     """Thread-safe (one forward at a time) synchronous encoder on ONNX Runtime (CPU)."""
 
     backend = "onnx"
@@ -78,23 +78,7 @@ class OnnxEmbeddingEngine:
         self.dim = int(settings.truncate_dim or full_dim)
         self.model_id = self.spec.model_id
         self._lock = threading.Lock()
-        log.info(
-            "embedding model loaded",
-            model=self.model_id,
-            backend="onnx",
-            dtype=self.dtype,
-            dim=self.dim,
-            max_seq=self.max_seq,
-            seconds=round(time.perf_counter() - started, 2),
-        )
-
-    def document_inputs(
-        self, texts: Sequence[str], titles: Sequence[str | None] | None
-    ) -> list[str]:
-        return batching.document_inputs(self.spec, texts, titles)
-
-    def query_inputs(self, texts: Sequence[str]) -> list[str]:
-        return batching.query_inputs(self.spec, texts)
+        self._log_loaded(started, backend="onnx", dtype=self.dtype)
 
     def _ids(self, inputs: Sequence[str]) -> list[list[int]]:
         return [e.ids for e in self.tokenizer.encode_batch(list(inputs))]

@@ -7,12 +7,21 @@ The corpus is read at run time from ``../shared/corpora/<name>`` next to the rep
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import yaml
 
 from bench.quality.metrics import Label, Question
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+Q = TypeVar("Q", bound=_HasId)
 
 QUESTIONS_PATH = Path(__file__).with_name("questions.yaml")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -45,26 +54,36 @@ def corpus_documents(path: Path) -> list[Path]:
     return docs
 
 
-def load_questions(path: Path = QUESTIONS_PATH) -> list[Question]:
+def read_question_file(path: Path) -> dict[str, Any]:
+    """A question file's mapping, with its ``questions`` list; a clear error otherwise."""
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise QuestionSetError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
         raise QuestionSetError(f"{path}: expected a mapping with a 'questions' list")
-    questions: list[Question] = []
+    return data
+
+
+def build_questions(path: Path, raws: list[Any], build: Callable[[Any], Q]) -> list[Q]:
+    """Each raw entry through ``build``; a bad entry or a repeated id names its position."""
+    out: list[Q] = []
     seen: set[str] = set()
-    for n, raw in enumerate(data["questions"]):
+    for n, raw in enumerate(raws):
         where = f"{path}: questions[{n}]"
         try:
-            question = _question(raw)
+            question = build(raw)
         except (KeyError, TypeError, ValueError) as exc:
             raise QuestionSetError(f"{where}: {exc}") from exc
         if question.id in seen:
             raise QuestionSetError(f"{where}: duplicate id {question.id!r}")
         seen.add(question.id)
-        questions.append(question)
-    return questions
+        out.append(question)
+    return out
+
+
+def load_questions(path: Path = QUESTIONS_PATH) -> list[Question]:
+    return build_questions(path, read_question_file(path)["questions"], _question)
 
 
 def _question(raw: Any) -> Question:

@@ -22,9 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from bench.quality import QuestionSetError
+from bench.quality import QuestionSetError, build_questions, read_question_file
 from bench.quality.metrics import MAX_PHRASE_WORDS, normalise
 
 HANDBOOKS_PATH = Path(__file__).with_name("handbooks.yaml")
@@ -65,27 +63,11 @@ def split_for(question_id: str) -> str:
 
 
 def load_handbook_questions(path: Path = HANDBOOKS_PATH) -> list[HandbookQuestion]:
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise QuestionSetError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
-        raise QuestionSetError(f"{path}: expected a mapping with a 'questions' list")
+    data = read_question_file(path)
     corpora = data.get("corpora")
     if not isinstance(corpora, list) or not corpora:
         raise QuestionSetError(f"{path}: 'corpora' must list the handbook directories")
-    out: list[HandbookQuestion] = []
-    seen: set[str] = set()
-    for n, raw in enumerate(data["questions"]):
-        try:
-            q = _question(raw, corpora)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise QuestionSetError(f"{path}: questions[{n}]: {exc}") from exc
-        if q.id in seen:
-            raise QuestionSetError(f"{path}: questions[{n}]: duplicate id {q.id!r}")
-        seen.add(q.id)
-        out.append(q)
-    return out
+    return build_questions(path, data["questions"], lambda raw: _question(raw, corpora))
 
 
 def _question(raw: Any, corpora: list[str]) -> HandbookQuestion:

@@ -16,12 +16,12 @@ from structlog.testing import capture_logs
 
 from datatorag.config import Settings
 from datatorag.domain.errors import DependencyError
-from datatorag.domain.models import ChunkRecord
 from datatorag.gateway import GatewayDeps, create_app
 from datatorag.gateway.api_keys import create_key
 from datatorag.gateway.app import MAX_JSON_BODY_BYTES
 from datatorag.testing.memory import MemoryRegistry, MemoryVectorIndex
 from datatorag.testing.memory.embedder import HashingEmbedder
+from datatorag.testing.records import chunk_record
 
 
 @pytest.fixture(autouse=True)
@@ -46,21 +46,7 @@ async def _stack(**settings: Any) -> tuple[Any, MemoryRegistry]:
     await index.ensure()
     text = "Parental leave is sixteen weeks at full pay."
     vector = (await embedder.embed_documents([text]))[0]
-    await index.upsert(
-        [
-            ChunkRecord(
-                id=ChunkRecord.make_id("leave", "v1", 0),
-                tenant="acme",
-                doc_id="leave",
-                version="v1",
-                chunk_index=0,
-                text=text,
-                source="hr",
-                path="hr/leave.md",
-                vector=[float(x) for x in vector],
-            )
-        ]
-    )
+    await index.upsert([chunk_record("leave", text, vector)])
     registry = MemoryRegistry()
     base: dict[str, Any] = {
         "api_keys": f"{KEY}=acme,{OTHER}=globex",

@@ -29,10 +29,10 @@ from datatorag.bootstrap.gateway import upload_hook
 from datatorag.config import EmbeddingSettings, OpenSearchSettings, Settings
 from datatorag.connectors import landing as landing_module
 from datatorag.connectors.landing import FolderLanding, LandingZone, S3Landing
-from datatorag.domain.models import ChunkRecord
 from datatorag.embedding.local import LocalEmbedder
 from datatorag.gateway import GatewayDeps, create_app
 from datatorag.ports import VectorIndex
+from datatorag.testing.records import chunk_record
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -63,24 +63,9 @@ async def index(
         made = OpenSearchIndex(settings, model_id=embedder.model_id, dim=embedder.dim, replicas=0)
     await made.ensure()
     (vector,) = await embedder.embed_documents([TEXT], ["Leave"])
-    await made.upsert(
-        [
-            ChunkRecord(
-                id=ChunkRecord.make_id("leave", "v1", 0),
-                tenant="acme",
-                doc_id="leave",
-                version="v1",
-                chunk_index=0,
-                text=TEXT,
-                title="Leave",
-                source="hr",
-                path="hr/leave.md",
-                doc_type="md",
-                updated_at=datetime(2026, 1, 1, tzinfo=UTC),
-                vector=vector.tolist(),
-            )
-        ]
-    )
+    updated = datetime(2026, 1, 1, tzinfo=UTC)
+    record = chunk_record("leave", TEXT, vector, title="Leave", doc_type="md", updated_at=updated)
+    await made.upsert([record])
     if isinstance(made, OpenSearchIndex):
         await made.refresh()
     yield made

@@ -76,30 +76,19 @@ class GatewayProcess:
 
 async def _main(port: int) -> None:
     from datatorag.config import Settings
-    from datatorag.domain.models import ChunkRecord
     from datatorag.gateway import GatewayDeps, create_app
     from datatorag.runtime import UvicornServer
     from datatorag.testing.memory import MemoryRegistry, MemoryVectorIndex
     from datatorag.testing.memory.embedder import HashingEmbedder
+    from datatorag.testing.records import chunk_record
 
     settings = Settings()
     embedder = HashingEmbedder(dim=64)
     index = MemoryVectorIndex(dim=64)
     text = "Parental leave is sixteen weeks at full pay."
     vector = (await embedder.embed_documents([text]))[0]
-    chunk = ChunkRecord(
-        id=ChunkRecord.make_id("leave-policy", "v1", 0),
-        tenant="acme",
-        doc_id="leave-policy",
-        version="v1",
-        chunk_index=0,
-        text=text,
-        title="Leave policy",
-        path="hr/leave.md",
-        source="hr",
-        updated_at=datetime(2026, 1, 1, tzinfo=UTC),
-        vector=[float(x) for x in vector],
-    )
+    updated = datetime(2026, 1, 1, tzinfo=UTC)
+    chunk = chunk_record("leave-policy", text, vector, title="Leave policy", updated_at=updated)
     await index.ensure()
     await index.upsert([chunk])
     app = create_app(

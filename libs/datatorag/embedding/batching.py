@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 
 from datatorag.embedding.model_dir import ModelSpec
+from datatorag.observability import metrics
 from datatorag.observability.log import get_logger
 
 log = get_logger(__name__)
@@ -70,6 +71,14 @@ class PromptedEngine:
             max_seq=self.max_seq,
             seconds=round(time.perf_counter() - started, 2),
         )
+
+
+def encoded(n: int, lengths: np.ndarray, padded: int, batches: int, started: float) -> EncodeStats:
+    """The statistics of one finished encode, counted into the embedding metrics."""
+    tokens = int(lengths.sum())
+    metrics.CHUNKS_EMBEDDED.inc(n)
+    metrics.TOKENS_EMBEDDED.inc(tokens)
+    return EncodeStats(n, tokens, padded, batches, time.perf_counter() - started)
 
 
 def document_inputs(

@@ -113,10 +113,7 @@ class OnnxEmbeddingEngine(batching.PromptedEngine):
                 metrics.EMBED_BATCH_SECONDS.observe(time.perf_counter() - t0)
                 padded += longest * len(idx)
                 batches += 1
-        tokens = int(lengths.sum())
-        metrics.CHUNKS_EMBEDDED.inc(n)
-        metrics.TOKENS_EMBEDDED.inc(tokens)
-        return out, EncodeStats(n, tokens, padded, batches, time.perf_counter() - started)
+        return out, batching.encoded(n, lengths, padded, batches, started)
 
 
 def _pad_id(spec: ModelSpec, tokenizer: Any) -> int:

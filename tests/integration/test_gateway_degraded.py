@@ -32,7 +32,7 @@ def _degraded_count() -> float:
 
 
 @pytest.fixture(scope="module")
-async def client(tmp_path_factory):
+async def app(tmp_path_factory):
     root: Path = tmp_path_factory.mktemp("gateway-degraded")
     local = LocalEmbedder(EmbeddingSettings())
     index = LanceDbIndex(root / "lancedb", dim=local.dim, table="chunks_test_384")
@@ -53,13 +53,16 @@ async def client(tmp_path_factory):
         registry,
         readiness=readiness,
     )
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(deps)), base_url="http://gw"
-    ) as c:
-        yield c
+    yield create_app(deps)
     await down.close()
     await registry.close()
     await index.close()
+
+
+@pytest.fixture(scope="module")
+async def client(app):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
+        yield c
 
 
 async def test_hybrid_search_falls_back_to_bm25_and_says_so(client) -> None:
@@ -89,3 +92,38 @@ async def test_readyz_stays_ready_and_names_the_embedder(client) -> None:
     body = resp.json()
     assert body["ready"] is True and body["degraded"] == ["embedder"]
     assert body["checks"]["vector_index"] == "ok" and body["checks"]["embedder"] != "ok"
+
+
+async def test_grpc_search_and_query_say_degraded_too(app) -> None:
+    import grpc
+
+    from datatorag.gateway.grpc_gen import gateway_pb2 as pb
+    from datatorag.gateway.grpc_gen import gateway_pb2_grpc as pb_grpc
+    from datatorag.gateway.grpc_server import grpc_server_for_app
+
+    server, port = grpc_server_for_app(app, "127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.QueryGatewayStub(channel)
+            auth = (("authorization", f"Bearer {KEY_A}"),)
+            found = await stub.Search(pb.SearchRequest(query="parental leave weeks"), metadata=auth)
+            assert found.degraded is True and found.hits[0].citation.doc_id == "acme-leave"
+            ctx = await stub.Query(pb.QueryRequest(query="parental leave"), metadata=auth)
+            assert ctx.degraded is True and ctx.citations
+            with pytest.raises(grpc.aio.AioRpcError) as knn:
+                await stub.Search(
+                    pb.SearchRequest(query="parental leave", mode=pb.MODE_KNN), metadata=auth
+                )
+            assert knn.value.code() is grpc.StatusCode.UNAVAILABLE
+    finally:
+        await server.stop(None)
+
+
+async def test_answers_without_the_embedder_are_a_clear_503(client) -> None:
+    """An answer's evidence and grounding need the model: no guessing from keywords alone."""
+    resp = await client.post("/v1/answer", headers=A, json={"query": "parental leave weeks"})
+    assert resp.status_code == 503, resp.text
+    error = resp.json()["error"]
+    assert "embedder" in error["message"], error
+    assert resp.headers.get("retry-after")

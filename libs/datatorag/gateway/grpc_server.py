@@ -159,6 +159,7 @@ def search_response(r: SearchResponse) -> pb.SearchResponse:
         k=r.k,
         took_ms=r.took_ms,
         hits=[_hit(h) for h in r.hits],
+        degraded=r.degraded,
     )
 
 
@@ -169,6 +170,7 @@ def query_response(r: QueryResponse) -> pb.QueryResponse:
         took_ms=r.took_ms,
         context=r.context,
         truncated=r.truncated,
+        degraded=r.degraded,
         hits=[_hit(h) for h in r.hits],
         citations=[
             pb.ContextCitation(

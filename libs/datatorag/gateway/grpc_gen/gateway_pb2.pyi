@@ -98,18 +98,20 @@ class Hit(_message.Message):
     def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., score: _Optional[float] = ..., ranks: _Optional[_Mapping[str, int]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., citation: _Optional[_Union[Citation, _Mapping]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("query", "mode", "k", "took_ms", "hits")
+    __slots__ = ("query", "mode", "k", "took_ms", "hits", "degraded")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     TOOK_MS_FIELD_NUMBER: _ClassVar[int]
     HITS_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_FIELD_NUMBER: _ClassVar[int]
     query: str
     mode: Mode
     k: int
     took_ms: float
     hits: _containers.RepeatedCompositeFieldContainer[Hit]
-    def __init__(self, query: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., k: _Optional[int] = ..., took_ms: _Optional[float] = ..., hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ...) -> None: ...
+    degraded: bool
+    def __init__(self, query: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., k: _Optional[int] = ..., took_ms: _Optional[float] = ..., hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., degraded: _Optional[bool] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
     __slots__ = ("query", "k", "mode", "filters", "max_context_chars")
@@ -154,7 +156,7 @@ class ContextCitation(_message.Message):
     def __init__(self, n: _Optional[int] = ..., label: _Optional[str] = ..., doc_id: _Optional[str] = ..., version: _Optional[str] = ..., title: _Optional[str] = ..., path: _Optional[str] = ..., source: _Optional[str] = ..., pages: _Optional[str] = ..., page_start: _Optional[int] = ..., page_end: _Optional[int] = ..., chunk_indexes: _Optional[_Iterable[int]] = ..., chunk_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class QueryResponse(_message.Message):
-    __slots__ = ("query", "mode", "took_ms", "context", "citations", "truncated", "hits")
+    __slots__ = ("query", "mode", "took_ms", "context", "citations", "truncated", "hits", "degraded")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     TOOK_MS_FIELD_NUMBER: _ClassVar[int]
@@ -162,6 +164,7 @@ class QueryResponse(_message.Message):
     CITATIONS_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     HITS_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_FIELD_NUMBER: _ClassVar[int]
     query: str
     mode: Mode
     took_ms: float
@@ -169,7 +172,8 @@ class QueryResponse(_message.Message):
     citations: _containers.RepeatedCompositeFieldContainer[ContextCitation]
     truncated: bool
     hits: _containers.RepeatedCompositeFieldContainer[Hit]
-    def __init__(self, query: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., took_ms: _Optional[float] = ..., context: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[ContextCitation, _Mapping]]] = ..., truncated: _Optional[bool] = ..., hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ...) -> None: ...
+    degraded: bool
+    def __init__(self, query: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., took_ms: _Optional[float] = ..., context: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[ContextCitation, _Mapping]]] = ..., truncated: _Optional[bool] = ..., hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., degraded: _Optional[bool] = ...) -> None: ...
 
 class GetDocumentRequest(_message.Message):
     __slots__ = ("doc_id",)

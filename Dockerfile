@@ -31,55 +31,54 @@ RUN apt-get update -qq \
  && useradd --system --uid 10001 --gid 10001 --home-dir /home/datatorag --create-home datatorag \
  && mkdir -p /data /models && chown datatorag:datatorag /data
 
-# ---- builder: uv, and the lock and project metadata every virtualenv below is cut from ------------
+# ---- builder: uv, and each image's requirement list cut from the lock --------------------------
 FROM python AS builder
 ARG UV_VERSION
-# The uv cache: BuildKit's cache mount under docker; podman (make images) bind-mounts the host's
-# uv cache instead and points UV_CACHE_DIR at it, so a re-run downloads nothing.
-ARG UV_CACHE_DIR=/root/.cache/uv
-ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never UV_NO_CACHE_UPGRADE=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN --mount=type=secret,id=ca \
     apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends python3-venv >/dev/null \
  && rm -rf /var/lib/apt/lists/* \
  && if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
- && python3 -m venv /opt/uv && /opt/uv/bin/pip install -q "uv==${UV_VERSION}" \
- && ln -s /opt/uv/bin/uv /usr/local/bin/uv
-WORKDIR /src
-COPY requirements.lock pyproject.toml ./
-COPY deploy/docker/requirements_for.py deploy/docker/install-requirements.sh /usr/local/lib/datatorag-build/
+ && python3 -m venv /opt/uv && /opt/uv/bin/pip install -q "uv==${UV_VERSION}"
+COPY requirements.lock pyproject.toml /src/
+COPY deploy/docker/requirements_for.py /usr/local/lib/datatorag-build/
+# The lists, not the lock, go into the images: an edit of pyproject.toml's tool settings leaves
+# them equal, so no dependency layer (torch) is rebuilt for it.
+RUN for image in slim model dev-servers; do \
+      python3 /usr/local/lib/datatorag-build/requirements_for.py "$image" \
+        /src/pyproject.toml /src/requirements.lock >"/src/$image.txt" || exit 1; \
+    done
 
-# ---- one virtualenv per image; dependencies before the code (a code change reinstalls no torch) ---
-FROM builder AS slim-venv
-ARG UV_CACHE_DIR
-RUN --mount=type=cache,id=datatorag-uv,target=/root/.cache/uv,sharing=locked \
+# ---- the images install straight into their own /opt/venv: one layer per dependency set, then
+# the project in a small layer of its own (a code change rebuilds only that one, never torch).
+# uv comes from the builder by a bind mount and the wheels from the uv cache: BuildKit's cache
+# mount under docker; podman (make images) bind-mounts the host's uv cache and points
+# UV_CACHE_DIR at it, so a re-run downloads nothing.
+FROM python AS slim-deps
+ARG UV_CACHE_DIR=/root/.cache/uv
+COPY --from=builder /src/slim.txt /tmp/requirements.txt
+COPY deploy/docker/install-requirements.sh /usr/local/lib/datatorag-build/
+RUN --mount=type=bind,from=builder,source=/opt/uv,target=/opt/uv \
+    --mount=type=cache,id=datatorag-uv,target=/root/.cache/uv,sharing=locked \
     --mount=type=secret,id=ca \
-    sh /usr/local/lib/datatorag-build/install-requirements.sh slim
-COPY libs ./libs
-RUN --mount=type=cache,id=datatorag-uv,target=/root/.cache/uv,sharing=locked \
-    --mount=type=secret,id=ca \
-    sh /usr/local/lib/datatorag-build/install-requirements.sh project
-
-FROM builder AS model-venv
-ARG UV_CACHE_DIR
-RUN --mount=type=cache,id=datatorag-uv,target=/root/.cache/uv,sharing=locked \
-    --mount=type=secret,id=ca \
-    sh /usr/local/lib/datatorag-build/install-requirements.sh model
-COPY libs ./libs
-RUN --mount=type=cache,id=datatorag-uv,target=/root/.cache/uv,sharing=locked \
-    --mount=type=secret,id=ca \
-    sh /usr/local/lib/datatorag-build/install-requirements.sh project
-
-FROM slim-venv AS dev-servers-venv
-ARG UV_CACHE_DIR
-RUN --mount=type=cache,id=datatorag-uv,target=/root/.cache/uv,sharing=locked \
-    --mount=type=secret,id=ca \
-    sh /usr/local/lib/datatorag-build/install-requirements.sh dev-servers
+    sh /usr/local/lib/datatorag-build/install-requirements.sh requirements /tmp/requirements.txt
 
 # ---- model: the embedder (CPU, or NVIDIA GPU nodes through the host driver) -------------------------
 FROM python AS model
-COPY --from=model-venv /opt/venv /opt/venv
+ARG UV_CACHE_DIR=/root/.cache/uv
+COPY --from=builder /src/model.txt /tmp/requirements.txt
+COPY deploy/docker/install-requirements.sh /usr/local/lib/datatorag-build/
+RUN --mount=type=bind,from=builder,source=/opt/uv,target=/opt/uv \
+    --mount=type=cache,id=datatorag-uv,target=/root/.cache/uv,sharing=locked \
+    --mount=type=secret,id=ca \
+    sh /usr/local/lib/datatorag-build/install-requirements.sh requirements /tmp/requirements.txt
+COPY pyproject.toml /tmp/src/
+COPY libs /tmp/src/libs
+RUN --mount=type=bind,from=builder,source=/opt/uv,target=/opt/uv \
+    --mount=type=cache,id=datatorag-uv,target=/root/.cache/uv,sharing=locked \
+    --mount=type=secret,id=ca \
+    sh /usr/local/lib/datatorag-build/install-requirements.sh project /tmp/src
 COPY --chmod=0755 deploy/docker/healthcheck.py /usr/local/bin/datatorag-healthcheck
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
     HF_HOME=/tmp/huggingface HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
@@ -93,8 +92,19 @@ ENTRYPOINT ["datatorag"]
 CMD ["serve", "embedder"]
 
 # ---- dev-servers: moto with the stack's queues, bucket and table; a sample FTP server --------------
-FROM python AS dev-servers
-COPY --from=dev-servers-venv /opt/venv /opt/venv
+FROM slim-deps AS dev-servers
+ARG UV_CACHE_DIR=/root/.cache/uv
+COPY --from=builder /src/dev-servers.txt /tmp/requirements.txt
+RUN --mount=type=bind,from=builder,source=/opt/uv,target=/opt/uv \
+    --mount=type=cache,id=datatorag-uv,target=/root/.cache/uv,sharing=locked \
+    --mount=type=secret,id=ca \
+    sh /usr/local/lib/datatorag-build/install-requirements.sh requirements /tmp/requirements.txt
+COPY pyproject.toml /tmp/src/
+COPY libs /tmp/src/libs
+RUN --mount=type=bind,from=builder,source=/opt/uv,target=/opt/uv \
+    --mount=type=cache,id=datatorag-uv,target=/root/.cache/uv,sharing=locked \
+    --mount=type=secret,id=ca \
+    sh /usr/local/lib/datatorag-build/install-requirements.sh project /tmp/src
 COPY --chmod=0755 deploy/docker/moto_server.py /usr/local/bin/datatorag-moto
 COPY --chmod=0755 deploy/docker/sample_ftp.py /usr/local/bin/datatorag-sample-ftp
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
@@ -106,12 +116,18 @@ ENTRYPOINT []
 CMD ["datatorag-moto"]
 
 # ---- slim (the default target): every service that runs no model ----------------------------------
-FROM python AS slim
+FROM slim-deps AS slim
+ARG UV_CACHE_DIR=/root/.cache/uv
 # the parser OCRs scanned PDFs and images with Tesseract (English model)
 RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends tesseract-ocr tesseract-ocr-eng >/dev/null \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
-COPY --from=slim-venv /opt/venv /opt/venv
+COPY pyproject.toml /tmp/src/
+COPY libs /tmp/src/libs
+RUN --mount=type=bind,from=builder,source=/opt/uv,target=/opt/uv \
+    --mount=type=cache,id=datatorag-uv,target=/root/.cache/uv,sharing=locked \
+    --mount=type=secret,id=ca \
+    sh /usr/local/lib/datatorag-build/install-requirements.sh project /tmp/src
 COPY --chmod=0755 deploy/docker/healthcheck.py /usr/local/bin/datatorag-healthcheck
 # Bind all interfaces inside the container; model weights only ever come from local directories.
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \

@@ -12,7 +12,8 @@ query embedding) on several ports, one app per variant over the same stores and 
 * **redis**: the static key with the buckets in a local ``redis-server`` (when installed).
 
 Rounds interleave the variants (shuffled each round) so load drift on a shared machine hits all
-of them alike. The document-audience (ACL) filter is not part of this branch's edge.
+of them alike. Every variant's principal is a reader of the tenant, so each runs the same
+document-audience filter.
 
     .venv/bin/python -m bench.bench_edge [--quick]
 """

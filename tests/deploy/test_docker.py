@@ -56,9 +56,7 @@ def test_stages_and_default_target() -> None:
         "<global>",
         "python",
         "builder",
-        "slim-venv",
-        "model-venv",
-        "dev-servers-venv",
+        "slim-deps",
         "model",
         "dev-servers",
         "slim",
@@ -98,9 +96,10 @@ def test_final_stages_run_datatorag_as_non_root(stage: str, cmd: list[str]) -> N
     ):
         assert var in env
     copied = {c.value[-1] for c in instr(s, "COPY")}
-    assert {"/opt/venv", "/usr/local/bin/datatorag-healthcheck"} <= copied
-    (venv,) = [c for c in instr(s, "COPY") if c.value[-1] == "/opt/venv"]
-    assert list(venv.flags) == [f"--from={stage}-venv"]
+    assert "/usr/local/bin/datatorag-healthcheck" in copied
+    # the project goes into the image's own venv, from the code copied into it
+    (project,) = [c for c in instr(s, "RUN") if "install-requirements.sh project" in c.value[0]]
+    assert s.index(project) < s.index(user)
 
 
 def test_dev_servers_stage_runs_the_provisioned_moto_as_non_root() -> None:
@@ -113,19 +112,29 @@ def test_dev_servers_stage_runs_the_provisioned_moto_as_non_root() -> None:
     assert list(hc.value) == ["CMD", "datatorag-moto", "--check"]
 
 
+def chain(name: str) -> list[Any]:
+    """A stage's instructions after those of the stages it grows from (``python`` first)."""
+    st = stages()
+    parent = st[name][0].value[0]
+    return (chain(parent) if parent in st else []) + st[name]
+
+
 def test_dependencies_install_before_the_code_is_copied() -> None:
-    """Code changes must not re-run the torch install (layer cache)."""
-    for name in ("slim-venv", "model-venv"):
-        lines = [(c.cmd, " ".join(c.value)) for c in stages()[name]]
-        install = next(
-            i
-            for i, (cmd, v) in enumerate(lines)
-            if cmd == "RUN" and f"requirements.sh {name[:-5]}" in v
-        )
-        code = next(
-            i for i, (cmd, v) in enumerate(lines) if cmd == "COPY" and v.startswith("libs ")
-        )
-        assert install < code
+    """Code changes must not re-run the torch install (layer cache): in every image the
+    dependency layers come first, the code and the project install last."""
+    for name in ("slim", "model", "dev-servers"):
+        lines = [(c.cmd, " ".join(c.value)) for c in chain(name)]
+        installs = [
+            i for i, (cmd, v) in enumerate(lines) if cmd == "RUN" and "sh requirements " in v
+        ]
+        (code,) = [i for i, (cmd, v) in enumerate(lines) if cmd == "COPY" and v.startswith("libs ")]
+        (project,) = [
+            i for i, (cmd, v) in enumerate(lines) if cmd == "RUN" and "sh project " in v
+        ]
+        assert installs and max(installs) < code < project, name
+        # the requirement lists, not the lock or pyproject.toml, reach the image stages
+        lists = [v for cmd, v in lines if cmd == "COPY" and v.endswith("/tmp/requirements.txt")]
+        assert lists and all(v.startswith("/src/") and v.split()[0].endswith(".txt") for v in lists)
     builder = [(c.cmd, " ".join(c.value)) for c in stages()["builder"]]
     assert any(cmd == "COPY" and "requirements.lock" in v for cmd, v in builder)
 

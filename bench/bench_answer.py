@@ -261,6 +261,7 @@ async def gateway_url(st: SampleStack, llm: Provider, shape: str) -> AsyncIterat
     procs = [await _spawn("embedder", "--port", str(eport))]
     try:
         await _wait_ready(f"http://127.0.0.1:{eport}/v1/model", procs[0], "embedder")
+        assert st.settings.api_keys is not None
         args = {
             "--port": str(gport),
             "--root": str(st.settings.data_dir),
@@ -268,7 +269,7 @@ async def gateway_url(st: SampleStack, llm: Provider, shape: str) -> AsyncIterat
             "--llm-url": llm.base_url_v1,
             "--llm-model": llm.model,
             "--llm-key": llm.api_key,
-            "--api-keys": st.settings.api_keys,
+            "--api-keys": st.settings.api_keys.get_secret_value(),
         }
         procs.append(await _spawn("gateway", *(x for kv in args.items() for x in kv)))
         url = f"http://127.0.0.1:{gport}"

@@ -48,6 +48,18 @@ def torch_engine() -> EmbeddingEngine:
     return EmbeddingEngine(EmbeddingSettings(backend="torch"))
 
 
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter (what it imports is its own), the repository on its path."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": f"{REPO / 'libs'}:{REPO}"},
+        check=False,
+    )
+
+
 def test_onnx_vectors_match_torch(
     onnx_engine: OnnxEmbeddingEngine, torch_engine: EmbeddingEngine, texts: list[str]
 ) -> None:
@@ -106,14 +118,7 @@ def test_cached_graph_loads_without_torch(onnx_engine: OnnxEmbeddingEngine) -> N
         "assert not bad, bad\n"
         "print('ok')\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": f"{REPO / 'libs'}:{REPO}"},
-        check=False,
-    )
+    out = _python(code)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
 
 
@@ -130,14 +135,7 @@ def test_no_cached_graph_and_no_torch_is_a_clear_error(tmp_path: Path) -> None:
         "except DependencyError as exc:\n"
         "    print(exc)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": f"{REPO / 'libs'}:{REPO}"},
-        check=False,
-    )
+    out = _python(code)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "torch is not installed" in out.stdout and str(tmp_path) in out.stdout
     assert "DATATORAG_EMBEDDING_BACKEND=torch" in out.stdout

@@ -81,7 +81,7 @@ RUN --mount=type=bind,from=builder,source=/opt/uv,target=/opt/uv \
     sh /usr/local/lib/datatorag-build/install-requirements.sh project /tmp/src
 COPY --chmod=0755 deploy/docker/healthcheck.py /usr/local/bin/datatorag-healthcheck
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
-    HF_HOME=/tmp/huggingface HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+    HF_HOME=/tmp/huggingface HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DATATORAG_CACHE=/tmp/datatorag \
     NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     DATATORAG_DATA_DIR=/data DATATORAG_GATEWAY_HOST=0.0.0.0 DATATORAG_HEALTH_PORT=9100
 USER 10001:10001

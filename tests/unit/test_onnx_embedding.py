@@ -186,3 +186,26 @@ def test_missing_tokenizer_json_is_named(tmp_path: Path) -> None:
         OnnxEmbeddingEngine(
             EmbeddingSettings(model=str(copy), backend="onnx", onnx_cache_dir=tmp_path / "c")
         )
+
+
+def test_an_unwritable_default_cache_falls_back_to_the_temporary_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A container's read-only root: the home cache cannot be made, the graph goes to /tmp."""
+    import tempfile
+
+    from datatorag.embedding.onnx_export import ensure_onnx
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("DATATORAG_CACHE", str(blocker / "cache"))  # mkdir fails under a file
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    spec = resolve_model(MINILM)
+    graph, _ = onnx_paths(spec, tmp_path / "tmp" / "datatorag" / "onnx")
+    graph.parent.mkdir(parents=True)
+    graph.write_bytes(b"exported before")  # as a first start would have left it
+    assert ensure_onnx(spec, None, int8=False) == graph
+    # a configured cache is never swapped behind the operator's back: the error names it
+    with pytest.raises(DependencyError, match="cannot be written") as refused:
+        ensure_onnx(spec, blocker / "configured", int8=False)
+    assert str(blocker / "configured") in str(refused.value)

@@ -55,8 +55,27 @@ def onnx_paths(spec: ModelSpec, cache_dir: Path | None) -> tuple[Path, Path]:
 
 
 def ensure_onnx(spec: ModelSpec, cache_dir: Path | None, *, int8: bool) -> Path:
-    """The cached graph, exported (and quantised) first when it is not there yet."""
+    """The cached graph, exported (and quantised) first when it is not there yet.
+
+    A default cache that cannot be written (a container's read-only root filesystem: the home
+    directory is not writable there) is replaced by one under the temporary directory, with a
+    warning; a configured ``cache_dir`` that cannot be written is an error naming it."""
     fp32, q8 = onnx_paths(spec, cache_dir)
+    needed = [fp32] + ([q8] if int8 else [])
+    if not all(p.is_file() for p in needed) and not _writable(fp32.parent):
+        if cache_dir is not None:
+            raise DependencyError(
+                "embedding model",
+                f"the ONNX cache {cache_dir} cannot be written to export {spec.model_id}'s graph:"
+                " make it writable or set DATATORAG_EMBEDDING_ONNX_CACHE_DIR elsewhere",
+            )
+        fallback = Path(tempfile.gettempdir()) / "datatorag" / "onnx"
+        log.warning(
+            "onnx cache not writable, exporting under the temporary directory",
+            cache=str(fp32.parent.parent),
+            instead=str(fallback),
+        )
+        fp32, q8 = onnx_paths(spec, fallback)
     if not fp32.is_file():
         _export(spec, fp32)
     if not int8:
@@ -64,6 +83,14 @@ def ensure_onnx(spec: ModelSpec, cache_dir: Path | None, *, int8: bool) -> Path:
     if not q8.is_file():
         _quantise(fp32, q8)
     return q8
+
+
+def _writable(directory: Path) -> bool:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(directory, os.W_OK)
 
 
 def _export(spec: ModelSpec, dest: Path) -> None:

@@ -128,9 +128,7 @@ def test_dependencies_install_before_the_code_is_copied() -> None:
             i for i, (cmd, v) in enumerate(lines) if cmd == "RUN" and "sh requirements " in v
         ]
         (code,) = [i for i, (cmd, v) in enumerate(lines) if cmd == "COPY" and v.startswith("libs ")]
-        (project,) = [
-            i for i, (cmd, v) in enumerate(lines) if cmd == "RUN" and "sh project " in v
-        ]
+        (project,) = [i for i, (cmd, v) in enumerate(lines) if cmd == "RUN" and "sh project " in v]
         assert installs and max(installs) < code < project, name
         # the requirement lists, not the lock or pyproject.toml, reach the image stages
         lists = [v for cmd, v in lines if cmd == "COPY" and v.endswith("/tmp/requirements.txt")]

@@ -1,19 +1,21 @@
-"""Gateway overhead of the edge (authentication + rate limit): p95 at 10 clients against the same
-query without them, in the same run.
+"""Gateway overhead of the edge (authentication + ACL filter + rate limit): p95 at 10 clients
+against the same query without them, in the same run.
 
 One gateway process serves the sample corpus (real LanceDB and SQLite stores, the real MiniLM
 query embedding) on several ports, one app per variant over the same stores and one shared
 ``QueryService``:
 
-* **bare**: the edge resolves every request to a fixed principal, no limit (the baseline);
+* **bare**: the edge resolves every request to a fixed admin principal (who sees every document of
+  the tenant, so no audience filter runs), no limit: the baseline without authentication, ACL
+  filter and rate limit;
 * **static key**: ``DATATORAG_API_KEYS`` (SHA-256, constant time) and the in-process buckets;
 * **registry key**: a ``dtr_`` key from the registry (scrypt, then the verified-key cache) and
   the in-process buckets;
 * **redis**: the static key with the buckets in a local ``redis-server`` (when installed).
 
 Rounds interleave the variants (shuffled each round) so load drift on a shared machine hits all
-of them alike. Every variant's principal is a reader of the tenant, so each runs the same
-document-audience filter.
+of them alike. The keyed variants' principals are readers: their searches carry the document-
+audience filter inside the index query, so the ratio prices authentication + ACL + rate limit.
 
     .venv/bin/python -m bench.bench_edge [--quick]
 """
@@ -70,7 +72,8 @@ async def _serve(spec: dict[str, Any]) -> None:
 
     class Fixed:
         async def authenticate(self, authorization: str | None, x_api_key: str | None) -> Principal:
-            return Principal("acme", "bench")
+            # an admin: no audience filter either, so the baseline has none of the three
+            return Principal("acme", "bench", role="admin")
 
         async def aclose(self) -> None:
             pass

@@ -67,8 +67,9 @@ class IngestRate:
         while len(self.samples) > 2 and now - self.samples[0][0] > self.window_s:
             self.samples.popleft()
         t0, f0 = self.samples[0]
-        per_s = (final - f0) / (now - t0) if now > t0 and final > f0 else None
         pending = total - final
+        # a rate only while work is pending: once all is final it would only decay, tick by tick
+        per_s = (final - f0) / (now - t0) if pending and now > t0 and final > f0 else None
         eta = 0.0 if not pending else (pending / per_s if per_s else None)
         return IngestSnapshot(counts, total, final, per_s, eta)
 

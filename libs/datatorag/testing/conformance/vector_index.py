@@ -40,6 +40,7 @@ import pytest
 from datatorag.domain.models import ChunkRecord, SearchFilters, SearchHit
 from datatorag.domain.principal import EVERYONE
 from datatorag.ports import VectorIndex
+from datatorag.testing.records import chunk_record
 
 __all__ = [
     "pytestmark",
@@ -98,16 +99,8 @@ def _chunk(
     **kw: Any,
 ) -> ChunkRecord:
     fields: dict[str, Any] = {"source": "ftp", "path": f"/in/{doc_id}.pdf", **kw}
-    return ChunkRecord(
-        id=ChunkRecord.make_id(doc_id, version, n),
-        tenant=tenant,
-        doc_id=doc_id,
-        version=version,
-        chunk_index=n,
-        text=text,
-        vector=vector if vector is not None else _unit(index.dim, 1, 1, 1, 1),
-        **fields,
-    )
+    vec = vector if vector is not None else _unit(index.dim, 1, 1, 1, 1)
+    return chunk_record(doc_id, text, vec, tenant=tenant, version=version, chunk_index=n, **fields)
 
 
 def _ids(hits: Sequence[SearchHit]) -> list[str]:
